@@ -1,0 +1,661 @@
+//! Wire types of the sync protocol (version [`PROTOCOL_VERSION`]).
+//!
+//! PROTOCOL.md documents the HTTP mapping. Every type here is plain serde
+//! data; the rules that both sides must agree on (how a mutation changes an
+//! entity, what makes a mutation valid, how a payload is checksummed) are
+//! functions in this module too, so that they exist exactly once.
+
+use crate::digest::sha256_hex;
+use crate::error_code::ErrorCode;
+use crate::hlc::Hlc;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// The protocol version spoken by this build.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The fields of an entity: a JSON object.
+pub type Fields = serde_json::Map<String, Value>;
+
+/// A position in a partition's change log. Cursors only move forward.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Cursor(pub u64);
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A mutation's idempotency key: a ULID in its 26-character text form,
+/// generated once when the mutation is made and reused on every retry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OpId(pub String);
+
+impl OpId {
+    /// A ULID from a millisecond timestamp and 80 random bits.
+    pub fn from_parts(ms: u64, random: u128) -> OpId {
+        const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let value: u128 = (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (random & ((1 << 80) - 1));
+        let mut out = [0u8; 26];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let shift = 125 - 5 * i as u32;
+            *slot = ALPHABET[((value >> shift) & 0x1F) as usize];
+        }
+        OpId(String::from_utf8(out.to_vec()).expect("ascii"))
+    }
+
+    /// Whether the text is a well-formed ULID.
+    pub fn is_valid(&self) -> bool {
+        let b = self.0.as_bytes();
+        b.len() == 26
+            && b[0] <= b'7'
+            && b.iter()
+                .all(|c| b"0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(c))
+    }
+
+    /// The text form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identifies one entity: its collection and its id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EntityKey {
+    /// The collection, e.g. `rooms`.
+    pub collection: String,
+    /// The entity id within the collection (a ULID for client-created ones).
+    pub id: String,
+}
+
+impl EntityKey {
+    /// A key from its parts.
+    pub fn new(collection: impl Into<String>, id: impl Into<String>) -> Self {
+        EntityKey {
+            collection: collection.into(),
+            id: id.into(),
+        }
+    }
+}
+
+impl fmt::Display for EntityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.collection, self.id)
+    }
+}
+
+/// The state of an entity as the server holds it at some version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntityState {
+    /// The collection.
+    pub collection: String,
+    /// The id.
+    pub id: String,
+    /// Server-assigned, +1 per applied mutation of this entity.
+    pub version: u64,
+    /// The fields (empty once deleted).
+    pub fields: Fields,
+    /// A tombstone: the entity was deleted at `version`.
+    pub deleted: bool,
+    /// The HLC of the mutation that produced this version.
+    pub updated_at: Hlc,
+    /// The op that produced this version (lets a client recognise its own
+    /// mutation in the change feed when the push response was lost).
+    pub last_op: Option<OpId>,
+}
+
+impl EntityState {
+    /// This entity's key.
+    pub fn key(&self) -> EntityKey {
+        EntityKey::new(&self.collection, &self.id)
+    }
+}
+
+/// What a mutation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MutationKind {
+    /// Create an entity with `payload` as its fields (or revive a tombstone).
+    Create,
+    /// Apply `payload` as a JSON merge patch (RFC 7386): `null` removes a field.
+    Patch,
+    /// Delete the entity (leaves a tombstone).
+    Delete,
+    /// Insert a record into an append-only collection; a second insert of the
+    /// same id is a duplicate, never an update.
+    Append,
+}
+
+/// The mutation envelope: one local change, as queued in the outbox and sent
+/// to the server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mutation {
+    /// Idempotency key, reused on every retry.
+    pub op_id: OpId,
+    /// The installation that made the change.
+    pub client_id: String,
+    /// The terminal (device credential) it was made on.
+    pub terminal_id: String,
+    /// The branch the terminal belongs to.
+    pub branch_id: String,
+    /// Target collection.
+    pub collection: String,
+    /// Target entity id.
+    pub entity_id: String,
+    /// What the mutation does.
+    pub kind: MutationKind,
+    /// Fields for create/append, a merge patch for patch, none for delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Fields>,
+    /// The server version the change was made against (0: not on the server).
+    pub base_version: u64,
+    /// When the change was made.
+    pub hlc: Hlc,
+    /// The schema version of the payload.
+    pub schema_version: u32,
+    /// [`payload_checksum`] of the canonical payload.
+    pub checksum: String,
+    /// The terminal believed it was offline when the change was made.
+    #[serde(default)]
+    pub offline: bool,
+}
+
+impl Mutation {
+    /// This mutation's target.
+    pub fn key(&self) -> EntityKey {
+        EntityKey::new(&self.collection, &self.entity_id)
+    }
+}
+
+/// The SHA-256 of the canonical form of what a mutation does (collection,
+/// entity, kind, payload; object keys sorted). Retries, rebasing and
+/// transport do not change it; it is the ledger's payload fingerprint.
+pub fn payload_checksum(
+    collection: &str,
+    entity_id: &str,
+    kind: MutationKind,
+    payload: Option<&Fields>,
+) -> String {
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        c: &'a str,
+        e: &'a str,
+        k: MutationKind,
+        p: Option<&'a Fields>,
+    }
+    // serde_json's Map is ordered by key (no `preserve_order`), so this is canonical.
+    let bytes = serde_json::to_vec(&Canonical {
+        c: collection,
+        e: entity_id,
+        k: kind,
+        p: payload,
+    })
+    .expect("serialising JSON values cannot fail");
+    sha256_hex(&bytes)
+}
+
+/// A batch of mutations from one terminal (`POST /v1/mutations`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub protocol: u32,
+    /// How many times this batch (or its mutations) has been tried, for logs.
+    #[serde(default)]
+    pub attempt: u32,
+    /// The mutations, in outbox order.
+    pub mutations: Vec<Mutation>,
+}
+
+/// The server's answer for one mutation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AckResult {
+    /// Applied now: the entity is at `version`, recorded at `cursor`.
+    Applied {
+        /// The new entity version.
+        version: u64,
+        /// The change-log position of the change.
+        cursor: Cursor,
+    },
+    /// Applied before (a retry): the original result, not applied again.
+    Duplicate {
+        /// The version the original application produced.
+        version: u64,
+        /// The change-log position of the original change.
+        cursor: Cursor,
+    },
+    /// Not applied: the base version is stale. `server` is the current state.
+    Conflict {
+        /// The server's current state of the entity, if it exists.
+        server: Option<EntityState>,
+    },
+    /// Not applied and never will be as sent.
+    Rejected {
+        /// Stable code.
+        code: ErrorCode,
+        /// What was wrong (names the field for validation errors).
+        message: String,
+    },
+}
+
+/// One per mutation of a [`PushRequest`], in the same order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MutationAck {
+    /// The mutation answered.
+    pub op_id: OpId,
+    /// The outcome.
+    #[serde(flatten)]
+    pub result: AckResult,
+}
+
+/// The answer to a [`PushRequest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// One ack per mutation, in request order.
+    pub acks: Vec<MutationAck>,
+}
+
+/// `GET /v1/changes?since=&limit=`: the changes after a cursor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangesRequest {
+    /// Return changes strictly after this cursor.
+    pub since: Cursor,
+    /// At most this many changes.
+    pub limit: u32,
+}
+
+/// A page of the change feed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangesPage {
+    /// Entity states after each change, in cursor order.
+    pub changes: Vec<EntityState>,
+    /// The cursor to ask from next; covers every change in this page.
+    pub next: Cursor,
+    /// More changes are ready now.
+    pub has_more: bool,
+}
+
+/// `GET /v1/snapshot?after=&limit=`: a page of the full state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRequest {
+    /// Continue after this key (absent: first page).
+    pub after: Option<EntityKey>,
+    /// At most this many entities.
+    pub limit: u32,
+}
+
+/// A page of a snapshot. Pages are ordered by key; together with the changes
+/// after the first page's `at`, they give a consistent state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotPage {
+    /// Live entities (no tombstones).
+    pub entities: Vec<EntityState>,
+    /// The change-log head when this page was read. A client keeps the first
+    /// page's `at` and pulls changes after it once the snapshot is complete.
+    pub at: Cursor,
+    /// The key to continue after, if more pages follow.
+    pub next: Option<EntityKey>,
+}
+
+/// The digest of one reconcile bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketDigest {
+    /// Bucket number, `< buckets`.
+    pub bucket: u32,
+    /// Live entities in the bucket.
+    pub count: u64,
+    /// Wrapping sum of [`crate::digest::entity_digest`] over them.
+    pub digest: u64,
+}
+
+/// An id and version the client holds, sent for mismatched buckets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Entity id.
+    pub id: String,
+    /// The server version the client holds.
+    pub version: u64,
+}
+
+/// `POST /v1/reconcile`. Step 1 sends `digests` of every bucket; the server
+/// names the buckets that differ. Step 2 sends the `manifest` of those
+/// buckets; the server answers with a plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileRequest {
+    /// The collection to verify.
+    pub collection: String,
+    /// Number of buckets ids are hashed into.
+    pub buckets: u32,
+    /// Step 1: digests of all buckets (empty buckets may be omitted).
+    #[serde(default)]
+    pub digests: Vec<BucketDigest>,
+    /// Step 2: the buckets the manifest covers.
+    #[serde(default)]
+    pub manifest_buckets: Vec<u32>,
+    /// Step 2: every live id and version the client holds in those buckets.
+    #[serde(default)]
+    pub manifest: Vec<ManifestEntry>,
+}
+
+/// What the client must change to match the server, for the buckets asked.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconcilePlan {
+    /// Live on the server, absent on the client: the server state.
+    pub missing: Vec<EntityState>,
+    /// Older on the client: the server state.
+    pub stale: Vec<EntityState>,
+    /// Live on the client, absent or deleted on the server: the server state
+    /// if a tombstone exists, else just the id.
+    pub extra: Vec<String>,
+}
+
+/// The answer to a [`ReconcileRequest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileResponse {
+    /// Buckets whose digest differs (step 1).
+    pub mismatched: Vec<u32>,
+    /// The plan for the manifest's buckets (step 2).
+    pub plan: Option<ReconcilePlan>,
+    /// The change-log head the answer is consistent with.
+    pub at: Cursor,
+}
+
+/// Why a mutation cannot be applied to a state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Message naming what was wrong.
+    pub message: String,
+}
+
+/// Applies a JSON merge patch (RFC 7386) to `target`.
+pub fn merge_patch(target: &mut Fields, patch: &Fields) {
+    for (k, v) in patch {
+        match v {
+            Value::Null => {
+                target.remove(k);
+            }
+            Value::Object(inner) => {
+                let slot = target
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::Object(Fields::new()));
+                if !slot.is_object() {
+                    *slot = Value::Object(Fields::new());
+                }
+                if let Value::Object(obj) = slot {
+                    merge_patch(obj, inner);
+                }
+            }
+            other => {
+                target.insert(k.clone(), other.clone());
+            }
+        }
+    }
+}
+
+/// The merge patch that turns `from` into `to` (top-level fields).
+pub fn diff_patch(from: &Fields, to: &Fields) -> Fields {
+    let mut patch = Fields::new();
+    for (k, v) in to {
+        if from.get(k) != Some(v) {
+            patch.insert(k.clone(), v.clone());
+        }
+    }
+    for k in from.keys() {
+        if !to.contains_key(k) {
+            patch.insert(k.clone(), Value::Null);
+        }
+    }
+    patch
+}
+
+/// How a mutation changes an entity: the one rule the server and every
+/// client's local view use. `current` is the state before (absent: never
+/// existed); the result carries `version` and the mutation's HLC and op.
+pub fn apply_mutation(
+    current: Option<&EntityState>,
+    m: &Mutation,
+    version: u64,
+) -> Result<EntityState, ApplyError> {
+    let live = current.filter(|s| !s.deleted);
+    let fields = match m.kind {
+        MutationKind::Create | MutationKind::Append => {
+            if live.is_some() {
+                return Err(ApplyError {
+                    code: ErrorCode::AlreadyExists,
+                    message: format!("entity {} already exists", m.key()),
+                });
+            }
+            m.payload.clone().unwrap_or_default()
+        }
+        MutationKind::Patch => {
+            let Some(s) = live else {
+                return Err(ApplyError {
+                    code: ErrorCode::NotFound,
+                    message: format!("entity {} does not exist", m.key()),
+                });
+            };
+            let mut f = s.fields.clone();
+            if let Some(p) = &m.payload {
+                merge_patch(&mut f, p);
+            }
+            f
+        }
+        MutationKind::Delete => {
+            if live.is_none() {
+                return Err(ApplyError {
+                    code: ErrorCode::NotFound,
+                    message: format!("entity {} does not exist", m.key()),
+                });
+            }
+            Fields::new()
+        }
+    };
+    Ok(EntityState {
+        collection: m.collection.clone(),
+        id: m.entity_id.clone(),
+        version,
+        fields,
+        deleted: m.kind == MutationKind::Delete,
+        updated_at: m.hlc,
+        last_op: Some(m.op_id.clone()),
+    })
+}
+
+/// Limits a mutation must respect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest collection name.
+    pub max_collection_len: usize,
+    /// Longest entity id.
+    pub max_id_len: usize,
+    /// Largest serialized payload, in bytes.
+    pub max_payload_bytes: usize,
+    /// Schema versions accepted: `min..=max`.
+    pub schema_versions: (u32, u32),
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_collection_len: 64,
+            max_id_len: 128,
+            max_payload_bytes: 64 * 1024,
+            schema_versions: (1, 1),
+        }
+    }
+}
+
+fn invalid(field: &str, message: impl fmt::Display) -> ApplyError {
+    ApplyError {
+        code: ErrorCode::EventInvalid,
+        message: format!("{field}: {message}"),
+    }
+}
+
+/// Whether a collection name is well formed: `[a-z0-9_-]`, starting with a letter.
+pub fn valid_collection_name(name: &str, max_len: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max_len
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Checks a mutation envelope: every field well formed, the payload present
+/// exactly where its kind needs one, the checksum right and the schema
+/// version supported. The error message names the offending field.
+pub fn validate_mutation(m: &Mutation, limits: &Limits) -> Result<(), ApplyError> {
+    if !m.op_id.is_valid() {
+        return Err(invalid("op_id", "must be a 26-character ULID"));
+    }
+    for (field, value) in [
+        ("client_id", &m.client_id),
+        ("terminal_id", &m.terminal_id),
+        ("branch_id", &m.branch_id),
+    ] {
+        if value.is_empty() || value.len() > 128 {
+            return Err(invalid(field, "must be 1 to 128 characters"));
+        }
+    }
+    if !valid_collection_name(&m.collection, limits.max_collection_len) {
+        return Err(invalid(
+            "collection",
+            format_args!(
+                "must be 1 to {} characters of [a-z0-9_-], starting with a letter",
+                limits.max_collection_len
+            ),
+        ));
+    }
+    if m.entity_id.is_empty()
+        || m.entity_id.len() > limits.max_id_len
+        || m.entity_id.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            "entity_id",
+            format_args!(
+                "must be 1 to {} characters without control characters",
+                limits.max_id_len
+            ),
+        ));
+    }
+    match (m.kind, &m.payload) {
+        (MutationKind::Delete, Some(_)) => {
+            return Err(invalid("payload", "must be absent for delete"))
+        }
+        (MutationKind::Delete, None) => {}
+        (_, None) => return Err(invalid("payload", "is required for this kind")),
+        (_, Some(p)) => {
+            let size = serde_json::to_vec(p).map(|v| v.len()).unwrap_or(usize::MAX);
+            if size > limits.max_payload_bytes {
+                return Err(ApplyError {
+                    code: ErrorCode::PayloadTooLarge,
+                    message: format!(
+                        "payload: {size} bytes exceeds the limit of {}",
+                        limits.max_payload_bytes
+                    ),
+                });
+            }
+        }
+    }
+    let (lo, hi) = limits.schema_versions;
+    if m.schema_version < lo || m.schema_version > hi {
+        return Err(ApplyError {
+            code: ErrorCode::SchemaUnsupported,
+            message: format!(
+                "schema_version: {} is outside the supported range {lo}..={hi}",
+                m.schema_version
+            ),
+        });
+    }
+    let expected = payload_checksum(&m.collection, &m.entity_id, m.kind, m.payload.as_ref());
+    if m.checksum != expected {
+        return Err(invalid(
+            "checksum",
+            "does not match the canonical payload",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Fields {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn ulid_round_trip_is_valid_and_sorted() {
+        let a = OpId::from_parts(1_700_000_000_000, 5);
+        let b = OpId::from_parts(1_700_000_000_001, 0);
+        assert!(a.is_valid() && b.is_valid());
+        assert!(a < b);
+        assert!(!OpId("not-a-ulid".into()).is_valid());
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc7386() {
+        let mut t = obj(json!({"a": "b", "c": {"d": "e", "f": "g"}}));
+        merge_patch(&mut t, &obj(json!({"a": "z", "c": {"f": null}})));
+        assert_eq!(Value::Object(t), json!({"a": "z", "c": {"d": "e"}}));
+    }
+
+    #[test]
+    fn diff_patch_inverts_merge() {
+        let from = obj(json!({"a": 1, "b": 2, "c": 3}));
+        let to = obj(json!({"a": 1, "b": 5, "d": 4}));
+        let mut x = from.clone();
+        merge_patch(&mut x, &diff_patch(&from, &to));
+        assert_eq!(x, to);
+    }
+
+    #[test]
+    fn checksum_ignores_key_order() {
+        let p1 = obj(json!({"x": 1, "y": 2}));
+        let mut p2 = Fields::new();
+        p2.insert("y".into(), json!(2));
+        p2.insert("x".into(), json!(1));
+        assert_eq!(
+            payload_checksum("rooms", "1", MutationKind::Patch, Some(&p1)),
+            payload_checksum("rooms", "1", MutationKind::Patch, Some(&p2))
+        );
+        assert_ne!(
+            payload_checksum("rooms", "1", MutationKind::Patch, Some(&p1)),
+            payload_checksum("rooms", "2", MutationKind::Patch, Some(&p1))
+        );
+    }
+
+    #[test]
+    fn ack_wire_format_is_tagged() {
+        let ack = MutationAck {
+            op_id: OpId::from_parts(1, 1),
+            result: AckResult::Applied {
+                version: 3,
+                cursor: Cursor(9),
+            },
+        };
+        let v = serde_json::to_value(&ack).unwrap();
+        assert_eq!(v["status"], "applied");
+        assert_eq!(v["version"], 3);
+        assert_eq!(v["cursor"], 9);
+        let back: MutationAck = serde_json::from_value(v).unwrap();
+        assert_eq!(back, ack);
+    }
+}
