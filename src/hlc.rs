@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A hybrid logical timestamp. Ordered by `(wall_ms, counter, node)`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Hlc {
     /// Physical component, milliseconds since the Unix epoch.
     pub wall_ms: u64,
@@ -21,7 +23,11 @@ pub struct Hlc {
 
 impl fmt::Display for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:013}-{:06}-{:08x}", self.wall_ms, self.counter, self.node)
+        write!(
+            f,
+            "{:013}-{:06}-{:08x}",
+            self.wall_ms, self.counter, self.node
+        )
     }
 }
 
@@ -132,8 +138,16 @@ mod tests {
 
     #[test]
     fn display_sorts_like_ord() {
-        let a = Hlc { wall_ms: 5, counter: 10, node: 1 };
-        let b = Hlc { wall_ms: 40, counter: 0, node: 0 };
+        let a = Hlc {
+            wall_ms: 5,
+            counter: 10,
+            node: 1,
+        };
+        let b = Hlc {
+            wall_ms: 40,
+            counter: 0,
+            node: 0,
+        };
         assert!(a < b);
         assert!(a.to_string() < b.to_string());
     }

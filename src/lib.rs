@@ -14,8 +14,14 @@ pub mod digest;
 pub mod error_code;
 pub mod hlc;
 pub mod protocol;
+pub mod store;
 
 pub use error_code::{ErrorBody, ErrorCode};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use futures::executor::block_on;
+}
 pub use hlc::{Hlc, HlcClock};
 pub use protocol::*;
 
@@ -40,3 +46,8 @@ impl<T: Sync + ?Sized> SyncOutsideWasm for T {}
 pub trait SyncOutsideWasm {}
 #[cfg(target_family = "wasm")]
 impl<T: ?Sized> SyncOutsideWasm for T {}
+
+#[cfg(test)]
+mod memory_store_conformance {
+    crate::store_conformance_tests!(async { crate::store::MemoryStore::new() });
+}

@@ -584,10 +584,7 @@ pub fn validate_mutation(m: &Mutation, limits: &Limits) -> Result<(), ApplyError
     }
     let expected = payload_checksum(&m.collection, &m.entity_id, m.kind, m.payload.as_ref());
     if m.checksum != expected {
-        return Err(invalid(
-            "checksum",
-            "does not match the canonical payload",
-        ));
+        return Err(invalid("checksum", "does not match the canonical payload"));
     }
     Ok(())
 }

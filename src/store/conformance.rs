@@ -1,0 +1,341 @@
+//! The store conformance suite: every [`Store`] backend must pass it.
+//!
+//! Each scenario is a public async function taking a fresh, empty store.
+//! [`store_conformance_tests!`](crate::store_conformance_tests) generates one
+//! test per scenario for a backend:
+//!
+//! ```ignore
+//! tidesync::store_conformance_tests!(async { tidesync::store::MemoryStore::new() });
+//! ```
+
+use super::*;
+use crate::protocol::{payload_checksum, MutationKind, OpId};
+use serde_json::json;
+
+fn fields(v: serde_json::Value) -> Fields {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn state(collection: &str, id: &str, version: u64) -> EntityState {
+    EntityState {
+        collection: collection.into(),
+        id: id.into(),
+        version,
+        fields: fields(json!({"status": "dirty", "n": version, "name": "Zoë ✓"})),
+        deleted: false,
+        updated_at: Hlc {
+            wall_ms: 1000 + version,
+            counter: 0,
+            node: 1,
+        },
+        last_op: Some(OpId::from_parts(version, 7)),
+    }
+}
+
+fn record(collection: &str, id: &str, version: u64) -> EntityRecord {
+    let s = state(collection, id, version);
+    EntityRecord {
+        key: s.key(),
+        view: Some(LocalEntity {
+            collection: collection.into(),
+            id: id.into(),
+            fields: s.fields.clone(),
+            deleted: false,
+            server_version: version,
+            updated_at: s.updated_at,
+            pending: 1,
+            conflicted: false,
+        }),
+        chain_base: Some(ChainBase::State(s.clone())),
+        server: Some(s),
+    }
+}
+
+fn mutation(id: &str, seq: u64) -> Mutation {
+    let payload = fields(json!({"status": "clean", "seq": seq}));
+    Mutation {
+        op_id: OpId::from_parts(seq, u128::from(seq)),
+        client_id: "client-a".into(),
+        terminal_id: "t1".into(),
+        branch_id: "b1".into(),
+        collection: "rooms".into(),
+        entity_id: id.into(),
+        kind: MutationKind::Patch,
+        checksum: payload_checksum("rooms", id, MutationKind::Patch, Some(&payload)),
+        payload: Some(payload),
+        base_version: 3,
+        hlc: Hlc {
+            wall_ms: seq,
+            counter: 1,
+            node: 2,
+        },
+        schema_version: 1,
+        offline: true,
+    }
+}
+
+fn outbox_entry(seq: u64) -> OutboxEntry {
+    OutboxEntry {
+        seq,
+        mutation: mutation(&format!("r{}", seq % 3), seq),
+        state: OutboxState::Pending,
+        attempts: 0,
+        next_attempt_at: 0,
+        sent: false,
+        last_error: None,
+        enqueued_at: seq,
+    }
+}
+
+fn audit(seq: u64) -> AuditEntry {
+    AuditEntry {
+        seq,
+        at_ms: seq * 10,
+        op_id: Some(OpId::from_parts(seq, 1)),
+        key: EntityKey::new("rooms", "r1"),
+        event: AuditEvent::Queued,
+    }
+}
+
+fn meta() -> SyncMeta {
+    SyncMeta {
+        client_id: "client-a".into(),
+        schema_version: 1,
+        cursor: Some(Cursor(42)),
+        snapshot: SnapshotProgress::Done,
+        snapshot_at_ms: Some(5),
+        last_sync_at_ms: Some(6),
+        hlc: Hlc {
+            wall_ms: 9,
+            counter: 2,
+            node: 3,
+        },
+        next_seq: 10,
+        next_audit_seq: 11,
+    }
+}
+
+async fn commit<S: Store>(store: &S, ops: Vec<WriteOp>) {
+    store
+        .commit(WriteBatch { ops })
+        .await
+        .expect("commit must succeed");
+}
+
+/// A new store is empty.
+pub async fn empty_store_reads_nothing<S: Store>(store: S) {
+    assert_eq!(store.load_meta().await.unwrap(), None);
+    assert_eq!(
+        store.get(&EntityKey::new("rooms", "r1")).await.unwrap(),
+        None
+    );
+    assert!(store.scan("rooms").await.unwrap().is_empty());
+    assert!(store.outbox().await.unwrap().is_empty());
+    assert!(store.conflicts().await.unwrap().is_empty());
+    assert!(store.audit(0, 10).await.unwrap().is_empty());
+}
+
+/// Every record kind reads back exactly as written, in one batch.
+pub async fn every_record_kind_round_trips<S: Store>(store: S) {
+    let rec = record("rooms", "r1", 3);
+    let entry = outbox_entry(1);
+    let conflict = ConflictRecord {
+        key: EntityKey::new("rooms", "r2"),
+        base: Some(state("rooms", "r2", 1)),
+        local: rec.view.clone(),
+        server: Some(state("rooms", "r2", 2)),
+        mutations: vec![mutation("r2", 5)],
+        fields: vec!["status".into()],
+        detected_at: 77,
+    };
+    commit(
+        &store,
+        vec![
+            WriteOp::PutEntity(rec.clone()),
+            WriteOp::PutOutbox(entry.clone()),
+            WriteOp::PutConflict(conflict.clone()),
+            WriteOp::AppendAudit(audit(1)),
+            WriteOp::PutMeta(meta()),
+        ],
+    )
+    .await;
+    assert_eq!(store.get(&rec.key).await.unwrap(), Some(rec));
+    assert_eq!(store.outbox().await.unwrap(), vec![entry]);
+    assert_eq!(store.conflicts().await.unwrap(), vec![conflict]);
+    assert_eq!(store.audit(0, 10).await.unwrap(), vec![audit(1)]);
+    assert_eq!(store.load_meta().await.unwrap(), Some(meta()));
+}
+
+/// The outbox comes back ordered by `seq`, whatever order it was written in,
+/// including numbers that sort differently as text (9 < 10).
+pub async fn outbox_is_ordered_by_seq<S: Store>(store: S) {
+    let seqs = [10u64, 2, 9, 1, 100, 11];
+    for s in seqs {
+        commit(&store, vec![WriteOp::PutOutbox(outbox_entry(s))]).await;
+    }
+    let got: Vec<u64> = store
+        .outbox()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, vec![1, 2, 9, 10, 11, 100]);
+}
+
+/// Within a batch, the later write to a record wins, deletes included.
+pub async fn later_writes_in_a_batch_win<S: Store>(store: S) {
+    let a = record("rooms", "r1", 1);
+    let b = record("rooms", "r1", 2);
+    let mut e2 = outbox_entry(2);
+    commit(
+        &store,
+        vec![
+            WriteOp::PutEntity(a),
+            WriteOp::PutEntity(b.clone()),
+            WriteOp::PutOutbox(outbox_entry(1)),
+            WriteOp::DeleteOutbox(1),
+            WriteOp::PutOutbox(e2.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(store.get(&b.key).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.outbox().await.unwrap(), vec![e2.clone()]);
+    e2.attempts = 4;
+    e2.state = OutboxState::DeadLetter {
+        code: crate::ErrorCode::EventInvalid,
+        message: "patch: bad".into(),
+        at_ms: 9,
+    };
+    commit(
+        &store,
+        vec![
+            WriteOp::PutOutbox(e2.clone()),
+            WriteOp::DeleteEntity(b.key.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(store.outbox().await.unwrap(), vec![e2]);
+    assert_eq!(store.get(&b.key).await.unwrap(), None);
+}
+
+/// `scan` returns one collection only, ordered by id, and does not mix
+/// collections whose names share a prefix.
+pub async fn scan_is_per_collection_and_ordered<S: Store>(store: S) {
+    let ids = ["b", "a", "c10", "c9", "ä"];
+    let mut ops = Vec::new();
+    for id in ids {
+        ops.push(WriteOp::PutEntity(record("rooms", id, 1)));
+        ops.push(WriteOp::PutEntity(record("room", id, 1)));
+        ops.push(WriteOp::PutEntity(record("roomsx", id, 1)));
+    }
+    commit(&store, ops).await;
+    let got: Vec<String> = store
+        .scan("rooms")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.key.collection, "rooms");
+            r.key.id
+        })
+        .collect();
+    assert_eq!(got, vec!["a", "b", "c10", "c9", "ä"]);
+    assert_eq!(store.scan("room").await.unwrap().len(), 5);
+    assert!(store.scan("roo").await.unwrap().is_empty());
+}
+
+/// Audit entries page by `seq`.
+pub async fn audit_pages_by_seq<S: Store>(store: S) {
+    let ops = (1..=25)
+        .rev()
+        .map(|s| WriteOp::AppendAudit(audit(s)))
+        .collect();
+    commit(&store, ops).await;
+    let first: Vec<u64> = store
+        .audit(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.seq)
+        .collect();
+    assert_eq!(first, (1..=10).collect::<Vec<_>>());
+    let rest: Vec<u64> = store
+        .audit(20, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.seq)
+        .collect();
+    assert_eq!(rest, (21..=25).collect::<Vec<_>>());
+}
+
+/// Conflicts are replaced and removed by key.
+pub async fn conflicts_are_keyed_by_entity<S: Store>(store: S) {
+    let mk = |id: &str, at: u64| ConflictRecord {
+        key: EntityKey::new("rooms", id),
+        base: None,
+        local: None,
+        server: None,
+        mutations: vec![],
+        fields: vec![],
+        detected_at: at,
+    };
+    commit(
+        &store,
+        vec![
+            WriteOp::PutConflict(mk("a", 1)),
+            WriteOp::PutConflict(mk("b", 1)),
+        ],
+    )
+    .await;
+    commit(
+        &store,
+        vec![
+            WriteOp::PutConflict(mk("a", 2)),
+            WriteOp::DeleteConflict(EntityKey::new("rooms", "b")),
+        ],
+    )
+    .await;
+    assert_eq!(store.conflicts().await.unwrap(), vec![mk("a", 2)]);
+}
+
+/// A thousand entities written in one batch all read back.
+pub async fn large_batch_round_trips<S: Store>(store: S) {
+    let ops = (0..1000)
+        .map(|i| WriteOp::PutEntity(record("sales", &format!("s{i:05}"), i)))
+        .collect();
+    commit(&store, ops).await;
+    let all = store.scan("sales").await.unwrap();
+    assert_eq!(all.len(), 1000);
+    assert_eq!(all[999], record("sales", "s00999", 999));
+}
+
+/// Generates one test per scenario for a backend. `$make` is an expression
+/// that evaluates to a future yielding a fresh, empty store.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@cases $make;
+            empty_store_reads_nothing,
+            every_record_kind_round_trips,
+            outbox_is_ordered_by_seq,
+            later_writes_in_a_batch_win,
+            scan_is_per_collection_and_ordered,
+            audit_pages_by_seq,
+            conflicts_are_keyed_by_entity,
+            large_batch_round_trips
+        );
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::__private::block_on(async {
+                    let store = $make.await;
+                    $crate::store::conformance::$case(store).await;
+                });
+            }
+        )*
+    };
+}
