@@ -58,3 +58,24 @@ mod tests {
         );
     }
 }
+
+/// The digests of the non-empty buckets of a set of live entities
+/// `(id, version)`, ordered by bucket. Client and server both use it.
+pub fn bucket_digests<'a>(
+    entities: impl IntoIterator<Item = (&'a str, u64)>,
+    buckets: u32,
+) -> Vec<crate::protocol::BucketDigest> {
+    let mut map: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+    for (id, version) in entities {
+        let slot = map.entry(bucket_of(id, buckets)).or_default();
+        slot.0 += 1;
+        slot.1 = slot.1.wrapping_add(entity_digest(id, version));
+    }
+    map.into_iter()
+        .map(|(bucket, (count, digest))| crate::protocol::BucketDigest {
+            bucket,
+            count,
+            digest,
+        })
+        .collect()
+}

@@ -11,10 +11,18 @@
 #![warn(missing_docs)]
 
 pub mod digest;
+pub mod engine;
+pub mod env;
 pub mod error_code;
 pub mod hlc;
+pub mod outbox;
+pub mod policy;
 pub mod protocol;
+pub mod retry;
+pub mod status;
 pub mod store;
+pub mod throttle;
+pub mod transport;
 
 pub use error_code::{ErrorBody, ErrorCode};
 
@@ -22,8 +30,14 @@ pub use error_code::{ErrorBody, ErrorCode};
 pub mod __private {
     pub use futures::executor::block_on;
 }
+pub use engine::{Engine, EngineConfig, EngineError, Resolution, SyncReport};
+pub use env::Environment;
 pub use hlc::{Hlc, HlcClock};
+pub use policy::ConflictPolicy;
 pub use protocol::*;
+pub use status::{Event, Filter, Metrics, Phase, Status};
+pub use store::{MemoryStore, Store};
+pub use transport::{Transport, TransportError};
 
 /// `Send` on native targets, nothing on wasm (where JS values are not `Send`).
 #[cfg(not(target_family = "wasm"))]

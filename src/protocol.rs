@@ -476,7 +476,7 @@ pub fn apply_mutation(
 }
 
 /// Limits a mutation must respect.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Longest collection name.
     pub max_collection_len: usize,

@@ -1,0 +1,81 @@
+//! The engine's view of the network: one method per protocol endpoint.
+//! Adapters implement it with fetch (browser), an HTTP client (Node) or
+//! in memory (tests, simulation).
+
+use crate::error_code::ErrorCode;
+use crate::protocol::*;
+use crate::{SendOutsideWasm, SyncOutsideWasm};
+use async_trait::async_trait;
+
+/// Why a request did not produce an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// No route to the server (offline): the request was not delivered.
+    #[error("server unreachable: {0}")]
+    Unreachable(String),
+    /// No answer in time: the request may or may not have been processed.
+    #[error("request timed out")]
+    Timeout,
+    /// The server failed (5xx) or answered something unreadable.
+    #[error("server error {status}: {message}")]
+    Server {
+        /// HTTP status, or 0 for an unreadable answer.
+        status: u16,
+        /// Detail.
+        message: String,
+    },
+    /// 429: try again after `retry_after_ms`.
+    #[error("rate limited, retry after {retry_after_ms} ms")]
+    RateLimited {
+        /// The server's Retry-After, in ms.
+        retry_after_ms: u64,
+    },
+    /// 401/403: the credentials are missing, wrong, expired or revoked.
+    #[error("unauthorized ({code}): {message}")]
+    Unauthorized {
+        /// `SYNC_UNAUTHORIZED` or `SYNC_FORBIDDEN`.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
+    /// Any other 4xx with a stable code: the request as a whole is refused.
+    #[error("request refused ({code}): {message}")]
+    Refused {
+        /// Stable code.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
+}
+
+impl TransportError {
+    /// The stable code to show for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            TransportError::Unreachable(_) => ErrorCode::SyncOffline,
+            TransportError::Timeout | TransportError::Server { .. } => ErrorCode::SyncServerError,
+            TransportError::RateLimited { .. } => ErrorCode::SyncRateLimited,
+            TransportError::Unauthorized { code, .. } | TransportError::Refused { code, .. } => {
+                *code
+            }
+        }
+    }
+}
+
+/// Sends protocol requests to a sync server.
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+pub trait Transport: SendOutsideWasm + SyncOutsideWasm {
+    /// `POST /v1/mutations`.
+    async fn push(&self, request: PushRequest) -> Result<PushResponse, TransportError>;
+    /// `GET /v1/changes`.
+    async fn changes(&self, request: ChangesRequest) -> Result<ChangesPage, TransportError>;
+    /// `GET /v1/snapshot`.
+    async fn snapshot(&self, request: SnapshotRequest) -> Result<SnapshotPage, TransportError>;
+    /// `POST /v1/reconcile`.
+    async fn reconcile(
+        &self,
+        request: ReconcileRequest,
+    ) -> Result<ReconcileResponse, TransportError>;
+}
