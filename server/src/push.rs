@@ -1,0 +1,136 @@
+//! The decision for one pushed mutation, made and recorded inside one
+//! storage transaction.
+//!
+//! The envelope checks that need no storage (validation, terminal and branch
+//! binding) happen before, in [`crate::SyncService::push`]; what is left
+//! here reads and writes the store, in this order:
+//!
+//! 1. the idempotency ledger: an op already applied is answered with its
+//!    original result (`Duplicate`), or rejected with `EVENT_DUPLICATE` if
+//!    the payload differs;
+//! 2. the collection's [`ServerPolicy`];
+//! 3. for versioned collections, the base version (`Conflict` if stale);
+//! 4. [`apply_mutation`], then entity + change + ledger + audit rows.
+//!
+//! Only step 4 writes anything. A conflict or a rejection leaves the store
+//! as it was (the ledger included), so the client may send the same op id
+//! again, rebased.
+
+use tidesync::{apply_mutation, AckResult, ErrorCode, Mutation, MutationKind};
+
+use crate::policy::ServerPolicy;
+use crate::storage::{AuditEntry, LedgerEntry, StorageError, StoreTx, StoredEntity};
+
+fn rejected(code: ErrorCode, message: String) -> AckResult {
+    AckResult::Rejected { code, message }
+}
+
+/// Decides and, if it applies, records one mutation of `terminal` in `tx`.
+pub(crate) fn push_in_tx(
+    tx: &mut dyn StoreTx,
+    terminal: &str,
+    m: &Mutation,
+    policy: ServerPolicy,
+    applied_at_ms: u64,
+) -> Result<AckResult, StorageError> {
+    if let Some(entry) = tx.ledger(terminal, &m.op_id)? {
+        return Ok(if entry.fingerprint == m.checksum {
+            AckResult::Duplicate {
+                version: entry.version,
+                cursor: entry.cursor,
+            }
+        } else {
+            rejected(
+                ErrorCode::EventDuplicate,
+                format!(
+                    "op_id: {} was already applied with a different payload",
+                    m.op_id
+                ),
+            )
+        });
+    }
+
+    let key = m.key();
+    // The entity the mutation applies to; its version is the expected base.
+    let current = match policy {
+        ServerPolicy::ReadOnly => {
+            return Ok(rejected(
+                ErrorCode::PolicyViolation,
+                format!("collection: {} is read-only for terminals", m.collection),
+            ));
+        }
+        ServerPolicy::AppendOnly => {
+            if m.kind != MutationKind::Append {
+                return Ok(rejected(
+                    ErrorCode::PolicyViolation,
+                    format!(
+                        "kind: collection {} is append-only, only append is accepted",
+                        m.collection
+                    ),
+                ));
+            }
+            // base_version is ignored: a record is inserted once, by id.
+            if let Some(existing) = tx.entity(&key)? {
+                let same =
+                    !existing.state.deleted && m.payload.as_ref() == Some(&existing.state.fields);
+                return Ok(if same {
+                    AckResult::Duplicate {
+                        version: existing.state.version,
+                        cursor: existing.cursor,
+                    }
+                } else {
+                    rejected(
+                        ErrorCode::EventDuplicate,
+                        format!(
+                            "entity_id: {key} already exists in append-only collection {} \
+                             with different fields",
+                            m.collection
+                        ),
+                    )
+                });
+            }
+            None
+        }
+        ServerPolicy::Versioned => {
+            let current = tx.entity(&key)?;
+            // A tombstone keeps its version: a revive must be based on it.
+            let expected = current.as_ref().map_or(0, |c| c.state.version);
+            if m.base_version != expected {
+                return Ok(AckResult::Conflict {
+                    server: current.map(|c| c.state),
+                });
+            }
+            current
+        }
+    };
+    let expected = current.as_ref().map_or(0, |c| c.state.version);
+
+    let state = match apply_mutation(current.as_ref().map(|c| &c.state), m, expected + 1) {
+        Ok(state) => state,
+        Err(e) => return Ok(rejected(e.code, e.message)),
+    };
+    let version = state.version;
+    let cursor = tx.append_change(&state)?;
+    tx.put_entity(&StoredEntity { state, cursor })?;
+    tx.put_ledger(
+        terminal,
+        &m.op_id,
+        &LedgerEntry {
+            fingerprint: m.checksum.clone(),
+            key: key.clone(),
+            version,
+            cursor,
+        },
+    )?;
+    tx.put_audit(&AuditEntry {
+        op_id: Some(m.op_id.clone()),
+        terminal: Some(terminal.to_owned()),
+        key,
+        version,
+        cursor,
+        hlc: m.hlc,
+        originated_offline: m.offline,
+        applied_at_ms,
+    })?;
+    Ok(AckResult::Applied { version, cursor })
+}

@@ -1,0 +1,250 @@
+//! The storage trait the sync service is written against.
+//!
+//! The service never touches a database directly: it asks a [`ServerStore`]
+//! to run a closure inside **one transaction** on one [`Partition`] and hands
+//! that closure a [`StoreTx`] to read and write through. Everything one
+//! mutation does (the ledger check, the entity row, the change-log row, the
+//! ledger row and the audit row) happens inside one such closure, so it
+//! commits as a whole or not at all, and the ledger check sees exactly the
+//! state the writes are made against.
+//!
+//! The trait is synchronous on purpose: the HTTP layer calls it from
+//! `spawn_blocking`, and the SQL backends (SQLite through `rusqlite`,
+//! PostgreSQL through the sync `postgres` crate) map onto it directly:
+//!
+//! | trait                         | SQL                                                        |
+//! |-------------------------------|------------------------------------------------------------|
+//! | [`ServerStore::transaction`]  | `BEGIN` … `COMMIT` (`ROLLBACK` when the closure fails)     |
+//! | [`StoreTx::entity`]           | `SELECT … FROM entities WHERE tenant, branch, collection, id` |
+//! | [`StoreTx::ledger`]           | `SELECT … FROM ledger WHERE tenant, terminal, op_id`       |
+//! | [`StoreTx::append_change`]    | `UPDATE partitions SET head = head + 1 RETURNING head`, `INSERT INTO changes` |
+//! | [`StoreTx::put_entity`]       | `INSERT … ON CONFLICT DO UPDATE` into `entities`           |
+//! | [`StoreTx::put_ledger`]       | `INSERT INTO ledger` (primary key `tenant, terminal, op_id`) |
+//! | [`StoreTx::put_audit`]        | `INSERT INTO audit`                                        |
+//!
+//! # The cursor contract
+//!
+//! The cursors of a partition are `1, 2, 3, …` without gaps, and they become
+//! visible in order: a reader that sees cursor `c` also sees every cursor
+//! below `c`. Otherwise a change that commits late (behind a higher cursor a
+//! client has already pulled past) would be skipped forever. A database
+//! sequence is **not** enough for this: it hands numbers out when a row is
+//! inserted, not when it commits. Backends must serialise the write
+//! transactions of one partition instead, e.g. SQLite `BEGIN IMMEDIATE`, or
+//! on PostgreSQL lock the partition's head row (`SELECT head FROM partitions
+//! … FOR UPDATE`) as the first statement of [`ServerStore::transaction`] and
+//! take the next cursor from it. The lock is held until commit, so the cursor
+//! order is the commit order, and a rolled-back transaction gives its cursor
+//! back.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use tidesync::{Cursor, EntityKey, EntityState, ErrorCode, Hlc, OpId};
+
+/// The unit of isolation: one branch of one tenant. Each partition has its
+/// own change log and cursor; a terminal only ever reads and writes its own.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Partition {
+    /// The tenant (customer) id.
+    pub tenant: String,
+    /// The branch (shop, site) id within the tenant.
+    pub branch: String,
+}
+
+impl Partition {
+    /// A partition from its parts.
+    pub fn new(tenant: impl Into<String>, branch: impl Into<String>) -> Self {
+        Partition {
+            tenant: tenant.into(),
+            branch: branch.into(),
+        }
+    }
+}
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.branch)
+    }
+}
+
+/// An entity as stored: its current state (tombstones included) and the
+/// change-log cursor of the change that produced that state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredEntity {
+    /// The current state.
+    pub state: EntityState,
+    /// The cursor of the change that produced `state`.
+    pub cursor: Cursor,
+}
+
+/// One row of a partition's change log: the full entity state after a change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Position in the partition's log.
+    pub cursor: Cursor,
+    /// The entity state after the change (with `last_op`).
+    pub state: EntityState,
+}
+
+/// What the idempotency ledger remembers about one applied mutation, keyed by
+/// `(tenant, terminal, op_id)`. Only applied mutations are recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The mutation's payload fingerprint (its `checksum`): a replay must
+    /// carry the same one.
+    pub fingerprint: String,
+    /// The entity the mutation changed.
+    pub key: EntityKey,
+    /// The version the mutation produced.
+    pub version: u64,
+    /// The cursor of the change it produced.
+    pub cursor: Cursor,
+}
+
+/// One audit row per applied write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The mutation's op id (`None`: an administrative write).
+    pub op_id: Option<OpId>,
+    /// The terminal that sent it (`None`: an administrative write).
+    pub terminal: Option<String>,
+    /// The entity changed.
+    pub key: EntityKey,
+    /// The version produced.
+    pub version: u64,
+    /// The cursor of the change produced.
+    pub cursor: Cursor,
+    /// The mutation's HLC.
+    pub hlc: Hlc,
+    /// The terminal believed it was offline when it made the change.
+    pub originated_offline: bool,
+    /// Server time of the application, milliseconds since the Unix epoch.
+    pub applied_at_ms: u64,
+}
+
+/// Entities read together with the change-log head they are consistent with
+/// (both from one read transaction).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntitiesAt {
+    /// The entities read.
+    pub entities: Vec<EntityState>,
+    /// The partition's head cursor at the time of the read.
+    pub head: Cursor,
+}
+
+/// A storage failure. Nothing of the failed transaction was committed; the
+/// service reports it as [`ErrorCode::StorageFailed`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The backend (driver, connection, disk) failed.
+    #[error("storage backend failed: {0}")]
+    Backend(#[source] Box<dyn StdError + Send + Sync + 'static>),
+    /// A write violated a uniqueness constraint of the schema (e.g. a second
+    /// ledger row for the same op id).
+    #[error("storage constraint violated: {0}")]
+    Constraint(String),
+    /// Stored data cannot be read back (corrupt row, unknown format).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StorageError {
+    /// Wraps a backend error.
+    pub fn backend(err: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
+        StorageError::Backend(err.into())
+    }
+
+    /// The stable code this error is reported with.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::StorageFailed
+    }
+}
+
+/// The reads and writes available inside one write transaction on one
+/// partition. Reads see the transaction's own writes.
+pub trait StoreTx {
+    /// The partition the transaction runs on.
+    fn partition(&self) -> &Partition;
+
+    /// The entity's current state (tombstones included) and its cursor.
+    fn entity(&mut self, key: &EntityKey) -> Result<Option<StoredEntity>, StorageError>;
+
+    /// The ledger entry of `(partition.tenant, terminal, op_id)`, if that
+    /// mutation was applied.
+    fn ledger(&mut self, terminal: &str, op_id: &OpId)
+        -> Result<Option<LedgerEntry>, StorageError>;
+
+    /// Appends the state after a change to the partition's log and returns
+    /// its cursor (the head + 1; see the module docs for the ordering rule).
+    fn append_change(&mut self, state: &EntityState) -> Result<Cursor, StorageError>;
+
+    /// Inserts or replaces the entity row.
+    fn put_entity(&mut self, entity: &StoredEntity) -> Result<(), StorageError>;
+
+    /// Records an applied mutation in the ledger. Fails with
+    /// [`StorageError::Constraint`] if the key is already present.
+    fn put_ledger(
+        &mut self,
+        terminal: &str,
+        op_id: &OpId,
+        entry: &LedgerEntry,
+    ) -> Result<(), StorageError>;
+
+    /// Appends an audit row.
+    fn put_audit(&mut self, entry: &AuditEntry) -> Result<(), StorageError>;
+}
+
+/// Server-side storage: per-partition entities, change log and audit trail,
+/// and the per-tenant idempotency ledger.
+///
+/// Implementations must be safe to share between threads; every call is
+/// independent (no session state between calls).
+pub trait ServerStore: Send + Sync {
+    /// Runs `work` inside one write transaction on `partition` and commits
+    /// what it wrote if it returns `Ok`; if it returns `Err` (or the commit
+    /// fails) nothing it wrote is kept.
+    ///
+    /// Write transactions of one partition must be serialisable with respect
+    /// to each other (see the module docs). A backend may run `work` again
+    /// after a transient failure (e.g. a PostgreSQL serialization failure),
+    /// so `work` must have no effect outside the transaction.
+    fn transaction<R, F>(&self, partition: &Partition, work: F) -> Result<R, StorageError>
+    where
+        F: FnMut(&mut dyn StoreTx) -> Result<R, StorageError>;
+
+    /// The changes with a cursor strictly greater than `since`, in cursor
+    /// order, at most `limit` of them.
+    fn changes(
+        &self,
+        partition: &Partition,
+        since: Cursor,
+        limit: usize,
+    ) -> Result<Vec<Change>, StorageError>;
+
+    /// Live entities (no tombstones) ordered by `(collection, id)` (byte-wise),
+    /// strictly after `after`, at most `limit` of them, with the head cursor
+    /// read in the same read transaction.
+    fn snapshot(
+        &self,
+        partition: &Partition,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<EntitiesAt, StorageError>;
+
+    /// Every live entity of one collection (any order), with the head cursor
+    /// read in the same read transaction. Used for reconcile digests.
+    fn live_entities(
+        &self,
+        partition: &Partition,
+        collection: &str,
+    ) -> Result<EntitiesAt, StorageError>;
+
+    /// The cursor of the latest committed change (0: none yet).
+    fn head(&self, partition: &Partition) -> Result<Cursor, StorageError>;
+
+    /// The partition's audit trail in the order it was written.
+    fn audit(&self, partition: &Partition) -> Result<Vec<AuditEntry>, StorageError>;
+}
