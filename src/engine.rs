@@ -353,6 +353,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                     hlc: Default::default(),
                     next_seq: 1,
                     next_audit_seq: 1,
+                    verify_pending: false,
                 };
                 store
                     .commit(WriteBatch {
@@ -1566,6 +1567,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 None => {
                     st.meta.cursor = Some(st.meta.cursor.unwrap_or_default().max(at));
                     st.meta.snapshot_at_ms = Some(now);
+                    st.meta.verify_pending = true;
                     SnapshotProgress::Done
                 }
             };
@@ -1622,6 +1624,16 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 break;
             }
         }
+        if self.state.lock().await.meta.verify_pending {
+            let r = self.reconcile_locked(None).await?;
+            let ok = r.error.is_none();
+            merge_report(&mut report, r);
+            if ok {
+                let mut st = self.state.lock().await;
+                st.meta.verify_pending = false;
+                self.finish(&mut st, Txn::default()).await?;
+            }
+        }
         Ok(report)
     }
 
@@ -1634,8 +1646,21 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         collections: Option<Vec<String>>,
     ) -> Result<SyncReport, EngineError> {
         let _guard = self.sync_lock.lock().await;
-        let collections =
-            collections.unwrap_or_else(|| self.config.policies.keys().cloned().collect());
+        self.reconcile_locked(collections).await
+    }
+
+    async fn reconcile_locked(
+        &self,
+        collections: Option<Vec<String>>,
+    ) -> Result<SyncReport, EngineError> {
+        let collections = match collections {
+            Some(c) => c,
+            None => {
+                let mut all: BTreeSet<String> = self.config.policies.keys().cloned().collect();
+                all.extend(self.store.collections().await?);
+                all.into_iter().collect()
+            }
+        };
         let buckets = self.config.reconcile_buckets.max(1);
         let mut report = SyncReport::default();
         for collection in collections {

@@ -112,6 +112,7 @@ fn meta() -> SyncMeta {
         },
         next_seq: 10,
         next_audit_seq: 11,
+        verify_pending: true,
     }
 }
 
@@ -243,6 +244,13 @@ pub async fn scan_is_per_collection_and_ordered<S: Store>(store: S) {
     assert_eq!(got, vec!["a", "b", "c10", "c9", "ä"]);
     assert_eq!(store.scan("room").await.unwrap().len(), 5);
     assert!(store.scan("roo").await.unwrap().is_empty());
+    assert_eq!(store.collections().await.unwrap(), vec!["room", "rooms", "roomsx"]);
+    let ops = ["room", "roomsx"]
+        .iter()
+        .flat_map(|c| ids.iter().map(move |id| WriteOp::DeleteEntity(EntityKey::new(*c, *id))))
+        .collect();
+    commit(&store, ops).await;
+    assert_eq!(store.collections().await.unwrap(), vec!["rooms"]);
 }
 
 /// Audit entries page by `seq`.

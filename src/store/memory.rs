@@ -53,6 +53,16 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn collections(&self) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = Vec::new();
+        for k in self.lock().entities.keys() {
+            if out.last() != Some(&k.collection) {
+                out.push(k.collection.clone());
+            }
+        }
+        Ok(out)
+    }
+
     async fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         Ok(self.lock().outbox.values().cloned().collect())
     }
@@ -142,6 +152,13 @@ impl<S> FailingStore<S> {
             .fail_every = (n > 0).then_some(n);
     }
 
+    /// Cancels every planned failure.
+    pub fn clear_failures(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.fail_at = None;
+        s.fail_every = None;
+    }
+
     /// Commits attempted so far.
     pub fn commits(&self) -> u64 {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).commits
@@ -164,6 +181,9 @@ impl<S: Store> Store for FailingStore<S> {
     }
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
         self.inner.scan(collection).await
+    }
+    async fn collections(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.collections().await
     }
     async fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner.outbox().await

@@ -243,6 +243,11 @@ pub struct SyncMeta {
     pub next_seq: u64,
     /// Next audit sequence number.
     pub next_audit_seq: u64,
+    /// A snapshot completed over existing local data: the next pull verifies
+    /// every collection with a reconcile (the snapshot leaves out entities
+    /// deleted before it, which the local store may still hold).
+    #[serde(default)]
+    pub verify_pending: bool,
 }
 
 /// One write of a [`WriteBatch`].
@@ -335,6 +340,8 @@ pub trait Store: SendOutsideWasm + SyncOutsideWasm {
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError>;
     /// Every entity record of a collection, ordered by id.
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError>;
+    /// The collections that have at least one entity record, sorted.
+    async fn collections(&self) -> Result<Vec<String>, StoreError>;
     /// Every outbox entry, ordered by `seq`.
     async fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError>;
     /// Every open conflict.
