@@ -91,9 +91,11 @@ fn finds_planted_missing_stale_and_extra() {
         .filter(|(id, _)| id != "r3")
         .collect();
     client.push(("zz".into(), 4));
+    // And r9 at a version the server never produced (ahead: e.g. a restored server).
+    client.iter_mut().find(|(id, _)| id == "r9").unwrap().1 = 3;
     let buckets = 16;
     let resp = s.reconcile(&c, step1(buckets, &client)).unwrap();
-    let mut expected: Vec<u32> = ["r3", "r5", "r7", "zz"]
+    let mut expected: Vec<u32> = ["r3", "r5", "r7", "r9", "zz"]
         .iter()
         .map(|id| bucket_of(id, buckets))
         .collect();
@@ -121,8 +123,9 @@ fn finds_planted_missing_stale_and_extra() {
     let ids = |v: &[tidesync::EntityState]| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&plan.missing), ["r3"]);
     assert_eq!(plan.missing[0].fields, obj(json!({"i": 3})));
-    assert_eq!(ids(&plan.stale), ["r5"]);
+    assert_eq!(ids(&plan.stale), ["r5", "r9"]);
     assert_eq!(plan.stale[0].version, 2);
+    assert_eq!(plan.stale[1].version, 1);
     assert_eq!(plan.extra, ["r7", "zz"]);
 }
 
