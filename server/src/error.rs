@@ -13,9 +13,12 @@ use crate::storage::StorageError;
 pub struct ServiceError {
     /// Stable code.
     pub code: ErrorCode,
-    /// What went wrong; names the field for validation errors. Never holds
-    /// payload data or secrets.
+    /// What went wrong, for the client; names the field for validation
+    /// errors. Never holds payload data or secrets.
     pub message: String,
+    /// Internal detail for server logs only (e.g. the storage backend's own
+    /// error text, which may quote stored values); never sent to clients.
+    pub detail: Option<String>,
 }
 
 impl ServiceError {
@@ -24,6 +27,7 @@ impl ServiceError {
         ServiceError {
             code,
             message: message.into(),
+            detail: None,
         }
     }
 
@@ -50,7 +54,7 @@ impl ServiceError {
         }
     }
 
-    /// The response body.
+    /// The response body (without [`ServiceError::detail`]).
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             code: self.code,
@@ -61,7 +65,11 @@ impl ServiceError {
 
 impl From<StorageError> for ServiceError {
     fn from(err: StorageError) -> Self {
-        ServiceError::new(err.code(), err.to_string())
+        ServiceError {
+            code: err.code(),
+            message: "storage failed; nothing of the failed operation was committed".into(),
+            detail: Some(err.to_string()),
+        }
     }
 }
 
@@ -87,7 +95,12 @@ mod tests {
     fn storage_errors_become_storage_failed() {
         let e: ServiceError = StorageError::Corrupt("row 3".into()).into();
         assert_eq!(e.code, ErrorCode::StorageFailed);
-        assert!(e.message.contains("row 3"));
+        assert!(
+            !e.message.contains("row 3"),
+            "backend text stays out of the body"
+        );
+        assert!(e.detail.as_deref().unwrap().contains("row 3"));
+        assert!(!e.body().message.contains("row 3"));
         assert_eq!(e.http_status(), 500);
     }
 }
