@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of tidesync. Installs what is missing first, so it works on a
-# fresh Debian machine with Rust (rustup) and Node 20.
+# fresh Debian machine with Rust (rustup) and Node 20, as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
@@ -8,10 +8,17 @@ export CARGO_TERM_COLOR=never
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "format and lints"
+step "format and lints (native)"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 
 step "core, server logic and simulation (cargo test)"
-cargo test --workspace -q 2>&1 | tee "$CARGO_TARGET_DIR/test-output.txt"
+cargo test --workspace -q
+
+# Each part with its own set-up lives in its own script.
+for part in scripts/test-*.sh; do
+  [ -e "$part" ] || continue
+  step "$part"
+  bash "$part"
+done

@@ -356,8 +356,7 @@ pub struct ReconcilePlan {
     pub missing: Vec<EntityState>,
     /// Older on the client: the server state.
     pub stale: Vec<EntityState>,
-    /// Live on the client, absent or deleted on the server: the server state
-    /// if a tombstone exists, else just the id.
+    /// Live on the client, absent or deleted on the server: the ids.
     pub extra: Vec<String>,
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use tidesync::digest::{bucket_of, entity_digest};
+use tidesync::digest::bucket_of;
 use tidesync::{BucketDigest, EntityState, ManifestEntry, ReconcilePlan, ReconcileRequest};
 
 use crate::error::ServiceError;
@@ -16,26 +16,7 @@ use crate::error::ServiceError;
 /// The largest number of buckets a reconcile request may use.
 pub const MAX_BUCKETS: u32 = 4096;
 
-/// The digests of the non-empty buckets of a set of `(id, version)` pairs of
-/// live entities, ordered by bucket.
-pub fn bucket_digests<'a>(
-    entities: impl IntoIterator<Item = (&'a str, u64)>,
-    buckets: u32,
-) -> Vec<BucketDigest> {
-    let mut acc: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-    for (id, version) in entities {
-        let slot = acc.entry(bucket_of(id, buckets)).or_default();
-        slot.0 += 1;
-        slot.1 = slot.1.wrapping_add(entity_digest(id, version));
-    }
-    acc.into_iter()
-        .map(|(bucket, (count, digest))| BucketDigest {
-            bucket,
-            count,
-            digest,
-        })
-        .collect()
-}
+pub use tidesync::digest::bucket_digests;
 
 /// Checks the shape of a request: bucket count, manifest size, buckets in
 /// range, no duplicates, every manifest id in a listed bucket.
