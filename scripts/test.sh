@@ -13,8 +13,11 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 
-step "core, server logic and simulation (cargo test)"
-cargo test --workspace -q
+step "core and server logic (cargo test)"
+cargo test --workspace -q -- --skip many_seeds_keep_every_invariant
+
+step "deterministic simulation (TIDESYNC_SIM_SEEDS=${TIDESYNC_SIM_SEEDS:-10000} seeds)"
+cargo test -q --test simulation many_seeds_keep_every_invariant -- --nocapture
 
 # Each part with its own set-up lives in its own script.
 for part in scripts/test-*.sh; do

@@ -150,8 +150,12 @@ impl Throttle {
     /// Records a failed request: halve the measured throughput so the next
     /// batch is smaller.
     pub fn record_failure(&mut self) {
+        // Measured rates above what a full batch needs do not count: the
+        // next batch must be smaller than the one that failed.
+        let full =
+            self.config.max_batch as f64 * 1000.0 / self.config.target_batch_ms.max(1) as f64;
         if let Some(ips) = self.items_per_sec.as_mut() {
-            *ips /= 2.0;
+            *ips = ips.min(full) / 2.0;
         }
     }
 }

@@ -4,7 +4,7 @@
 //! [`store_conformance_tests!`](crate::store_conformance_tests) generates one
 //! test per scenario for a backend:
 //!
-//! ```ignore
+//! ```text
 //! tidesync::store_conformance_tests!(async { tidesync::store::MemoryStore::new() });
 //! ```
 
@@ -244,10 +244,16 @@ pub async fn scan_is_per_collection_and_ordered<S: Store>(store: S) {
     assert_eq!(got, vec!["a", "b", "c10", "c9", "ä"]);
     assert_eq!(store.scan("room").await.unwrap().len(), 5);
     assert!(store.scan("roo").await.unwrap().is_empty());
-    assert_eq!(store.collections().await.unwrap(), vec!["room", "rooms", "roomsx"]);
+    assert_eq!(
+        store.collections().await.unwrap(),
+        vec!["room", "rooms", "roomsx"]
+    );
     let ops = ["room", "roomsx"]
         .iter()
-        .flat_map(|c| ids.iter().map(move |id| WriteOp::DeleteEntity(EntityKey::new(*c, *id))))
+        .flat_map(|c| {
+            ids.iter()
+                .map(move |id| WriteOp::DeleteEntity(EntityKey::new(*c, *id)))
+        })
         .collect();
     commit(&store, ops).await;
     assert_eq!(store.collections().await.unwrap(), vec!["rooms"]);

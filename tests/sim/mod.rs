@@ -604,11 +604,7 @@ impl Sim {
     }
 
     fn local_write(&mut self, i: usize) -> Result<(), String> {
-        let branch_rooms = if self.clients[i].ctx.branch == "b1" {
-            4
-        } else {
-            4
-        };
+        let branch_rooms = 4;
         let name = self.clients[i].name.clone();
         let roll = self.rng.below(100);
         let k = 1 + self.rng.below(3);
