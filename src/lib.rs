@@ -15,6 +15,7 @@ pub mod engine;
 pub mod env;
 pub mod error_code;
 pub mod hlc;
+pub mod migrate;
 pub mod outbox;
 pub mod policy;
 pub mod protocol;
