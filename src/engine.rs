@@ -422,7 +422,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         let mut st = self.state.lock().await;
         while st.meta.schema_version < self.config.schema_version {
             let from = st.meta.schema_version;
-            let step = migrations.iter().find(|m| m.from_version() == from);
+            let step = migrations.iter().find(|m| m.upgrades_from() == from);
             let now = self.env.now_ms();
             let mut tx = Txn::default();
             let carry = |m: &Mutation| -> Result<Mutation, (ErrorCode, String)> {

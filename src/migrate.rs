@@ -29,10 +29,10 @@ pub enum MigrationOutcome {
     },
 }
 
-/// One step, from `from_version()` to `from_version() + 1`.
+/// One step, from `upgrades_from()` to `upgrades_from() + 1`.
 pub trait QueuedMigration: SendOutsideWasm + SyncOutsideWasm {
     /// The schema version this step upgrades from.
-    fn from_version(&self) -> u32;
-    /// Decides the fate of one queued mutation written at `from_version()`.
+    fn upgrades_from(&self) -> u32;
+    /// Decides the fate of one queued mutation written at `upgrades_from()`.
     fn migrate(&self, mutation: &Mutation) -> MigrationOutcome;
 }

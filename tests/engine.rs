@@ -788,7 +788,7 @@ fn cursor_commits_with_the_changes_it_covers() {
 struct RenameStatusToState;
 
 impl tidesync::migrate::QueuedMigration for RenameStatusToState {
-    fn from_version(&self) -> u32 {
+    fn upgrades_from(&self) -> u32 {
         1
     }
     fn migrate(&self, m: &Mutation) -> tidesync::migrate::MigrationOutcome {
