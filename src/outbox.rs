@@ -30,7 +30,14 @@ impl Outbox {
             .entry(e.mutation.key())
             .or_default()
             .insert(e.seq);
-        self.entries.insert(e.seq, e);
+        if e.state != OutboxState::Pending {
+            self.dead += 1;
+        }
+        if let Some(old) = self.entries.insert(e.seq, e) {
+            if old.state != OutboxState::Pending {
+                self.dead -= 1;
+            }
+        }
     }
 
     /// Removes an entry.
