@@ -1595,6 +1595,20 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     }
 
     async fn pull_locked(&self) -> Result<SyncReport, EngineError> {
+        self.pull_inner(true).await
+    }
+
+    /// Forgets the snapshot and cursor (the server no longer knows the
+    /// cursor, e.g. restored from a backup): the next pull takes a new
+    /// snapshot and verifies it. Pending mutations are kept.
+    async fn reset_to_snapshot(&self) -> Result<(), EngineError> {
+        let mut st = self.state.lock().await;
+        st.meta.snapshot = SnapshotProgress::NotStarted;
+        st.meta.cursor = None;
+        self.finish(&mut st, Txn::default()).await.map(|_| ())
+    }
+
+    async fn pull_inner(&self, may_reset: bool) -> Result<SyncReport, EngineError> {
         let mut report = SyncReport::default();
         {
             let st = self.state.lock().await;
@@ -1672,6 +1686,15 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 .await
             {
                 Ok(p) => p,
+                Err(TransportError::Refused {
+                    code: ErrorCode::CursorUnknown,
+                    ..
+                }) if may_reset => {
+                    self.reset_to_snapshot().await?;
+                    let again = Box::pin(self.pull_inner(false)).await?;
+                    merge_report(&mut report, again);
+                    return Ok(report);
+                }
                 Err(e) => return Ok(self.pull_transport_error(e, ErrorCode::DeltaFailed).await),
             };
             if page.next < since {

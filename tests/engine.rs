@@ -881,3 +881,48 @@ fn schema_migration_carries_queued_mutations_forward_and_never_drops_them() {
     let err = block_on(Engine::open(store, net, w.env.clone(), w.config("t1"))).unwrap_err();
     assert_eq!(err.code, ErrorCode::SchemaUnsupported);
 }
+
+#[test]
+fn a_server_that_forgot_the_cursor_triggers_a_new_snapshot_and_keeps_pending_work() {
+    let w = World::new();
+    for k in 0..5 {
+        w.admin(room(1), f(json!({"status": "dirty", "floor": 1, "n": k})));
+    }
+    let net = w.net("t1");
+    let store = MemoryStore::new();
+    let engine = w.open(store.clone(), net.clone(), "t1");
+    block_on(engine.sync_now()).unwrap();
+    assert!(block_on(engine.meta()).cursor.unwrap().0 > 4);
+    drop(engine);
+    // The server is restored from an older backup: same ids, a shorter log.
+    let restored = World::new();
+    let net = Net {
+        server: restored.server.clone(),
+        ..net
+    };
+    let engine = w.open(store, net, "t1");
+    block_on(engine.patch("rooms", "room-2", f(json!({"status": "clean"})))).unwrap();
+    block_on(engine.sync_now()).unwrap();
+    let meta = block_on(engine.meta());
+    assert_eq!(meta.snapshot, tidesync::store::SnapshotProgress::Done);
+    assert!(
+        meta.cursor.unwrap().0 <= 4,
+        "cursor restarted from the restored log: {meta:?}"
+    );
+    assert_eq!(
+        block_on(engine.get("rooms", "room-1"))
+            .unwrap()
+            .unwrap()
+            .fields,
+        f(json!({"status": "dirty", "notes": "", "floor": 1})),
+        "state follows the restored server"
+    );
+    assert!(
+        block_on(engine.outbox()).is_empty(),
+        "the pending patch was pushed, not dropped"
+    );
+    assert_eq!(
+        restored.server_state(&room(2)).unwrap().fields["status"],
+        "clean"
+    );
+}
