@@ -764,6 +764,16 @@ impl Sim {
                 fields(json!({"done": true, "assignee": "cloud"})),
             ),
         };
+        if key.collection == "tasks" && self.rng.chance(300) {
+            // The cloud deletes a shared task: pending local edits of it
+            // must surface (conflict or dead letter), never vanish.
+            self.log(format!("cloud deletes {branch}:{key}"));
+            return self
+                .server
+                .admin_delete(&p, &key, hlc)
+                .map(|_| ())
+                .map_err(|e| self.fail(format!("admin_delete failed: {e:?}")));
+        }
         self.log(format!("cloud writes {branch}:{key}"));
         self.server
             .admin_put(&p, &key, f, hlc)
