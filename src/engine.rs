@@ -713,6 +713,55 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             .await
     }
 
+    /// A new mutation of this terminal, stamped and validated.
+    fn new_mutation(
+        &self,
+        st: &mut State,
+        key: &EntityKey,
+        kind: MutationKind,
+        payload: Option<Fields>,
+        base_version: u64,
+        now: u64,
+    ) -> Result<Mutation, EngineError> {
+        let m = Mutation {
+            op_id: self.new_ulid(now),
+            client_id: st.meta.client_id.clone(),
+            terminal_id: self.config.terminal_id.clone(),
+            branch_id: self.config.branch_id.clone(),
+            collection: key.collection.clone(),
+            entity_id: key.id.clone(),
+            kind,
+            checksum: payload_checksum(&key.collection, &key.id, kind, payload.as_ref()),
+            payload,
+            base_version,
+            hlc: st.clock.tick(now),
+            schema_version: self.config.schema_version,
+            offline: !st.online,
+        };
+        validate_mutation(&m, &self.config.limits)?;
+        Ok(m)
+    }
+
+    /// Queues `m` at the end of the outbox, with its audit entry.
+    fn enqueue(&self, st: &mut State, tx: &mut Txn, m: Mutation, now: u64) {
+        let seq = st.meta.next_seq;
+        st.meta.next_seq += 1;
+        tx.audit(Some(&m.op_id), &m.key(), AuditEvent::Queued);
+        st.put_entry(
+            tx,
+            OutboxEntry {
+                seq,
+                mutation: m,
+                state: OutboxState::Pending,
+                attempts: 0,
+                next_attempt_at: now,
+                sent: false,
+                last_error: None,
+                enqueued_at: now,
+            },
+        );
+    }
+
     async fn local_write(
         &self,
         collection: &str,
@@ -746,23 +795,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             ));
         }
         let now = self.env.now_ms();
-        let hlc = st.clock.tick(now);
-        let mut m = Mutation {
-            op_id: self.new_ulid(now),
-            client_id: st.meta.client_id.clone(),
-            terminal_id: self.config.terminal_id.clone(),
-            branch_id: self.config.branch_id.clone(),
-            collection: collection.to_string(),
-            entity_id: id.to_string(),
-            kind,
-            checksum: payload_checksum(collection, id, kind, payload.as_ref()),
-            payload,
-            base_version: 0,
-            hlc,
-            schema_version: self.config.schema_version,
-            offline: !st.online,
-        };
-        validate_mutation(&m, &self.config.limits)?;
+        let mut m = self.new_mutation(&mut st, &key, kind, payload, 0, now)?;
 
         let mut tx = Txn::default();
         let mut rec = tx.record(&self.store, &key).await?;
@@ -795,21 +828,8 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 None => ChainBase::Absent,
             });
         }
-        let seq = st.meta.next_seq;
-        st.meta.next_seq += 1;
-        let entry = OutboxEntry {
-            seq,
-            mutation: m.clone(),
-            state: OutboxState::Pending,
-            attempts: 0,
-            next_attempt_at: now,
-            sent: false,
-            last_error: None,
-            enqueued_at: now,
-        };
-        st.put_entry(&mut tx, entry);
+        self.enqueue(&mut st, &mut tx, m, now);
         tx.put_record(rec);
-        tx.audit(Some(&m.op_id), &key, AuditEvent::Queued);
         self.finish(&mut st, tx).await?;
         st.metrics.queued += 1;
         drop(st);
@@ -992,46 +1012,19 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         tx.batch.push(WriteOp::DeleteConflict(key.clone()));
         rec.chain_base = None;
         if let Some((kind, payload)) = new {
-            let hlc = st.clock.tick(now);
-            let m = Mutation {
-                op_id: self.new_ulid(now),
-                client_id: st.meta.client_id.clone(),
-                terminal_id: self.config.terminal_id.clone(),
-                branch_id: self.config.branch_id.clone(),
-                collection: key.collection.clone(),
-                entity_id: key.id.clone(),
-                kind,
-                checksum: payload_checksum(&key.collection, &key.id, kind, payload.as_ref()),
-                payload,
-                base_version: rec.server.as_ref().map(|s| s.version).unwrap_or(0),
-                hlc,
-                schema_version: self.config.schema_version,
-                offline: !st.online,
+            let base_version = rec.server.as_ref().map(|s| s.version).unwrap_or(0);
+            let m = match self.new_mutation(&mut st, key, kind, payload, base_version, now) {
+                Ok(m) => m,
+                Err(e) => {
+                    st.conflicts.insert(key.clone(), conflict);
+                    return Err(e);
+                }
             };
-            if let Err(e) = validate_mutation(&m, &self.config.limits) {
-                st.conflicts.insert(key.clone(), conflict);
-                return Err(e.into());
-            }
             rec.chain_base = Some(match &rec.server {
                 Some(s) => ChainBase::State(s.clone()),
                 None => ChainBase::Absent,
             });
-            let seq = st.meta.next_seq;
-            st.meta.next_seq += 1;
-            tx.audit(Some(&m.op_id), key, AuditEvent::Queued);
-            st.put_entry(
-                &mut tx,
-                OutboxEntry {
-                    seq,
-                    mutation: m,
-                    state: OutboxState::Pending,
-                    attempts: 0,
-                    next_attempt_at: now,
-                    sent: false,
-                    last_error: None,
-                    enqueued_at: now,
-                },
-            );
+            self.enqueue(&mut st, &mut tx, m, now);
         }
         for m in &conflict.mutations {
             tx.audit(
