@@ -79,7 +79,7 @@ pub use error_code::{ErrorBody, ErrorCode};
 pub mod __private {
     pub use futures::executor::block_on;
 }
-pub use engine::{Engine, EngineConfig, EngineError, Resolution, SyncReport};
+pub use engine::{Engine, EngineConfig, EngineError, Resolution, Subscription, SyncReport};
 pub use env::Environment;
 pub use hlc::{Hlc, HlcClock};
 pub use policy::ConflictPolicy;
