@@ -677,6 +677,7 @@ fn status_goes_stale_after_a_day_without_a_complete_pull() {
     w.env.advance(2 * 3_600_000);
     let s = block_on(engine.status());
     assert!(s.stale);
+    assert_eq!(s.code(), Some(ErrorCode::OfflinePrimerStale));
     assert!(s.drift_age_ms.unwrap() >= 25 * 3_600_000);
     net.set_offline(false);
     block_on(engine.set_online(true));
