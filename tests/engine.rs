@@ -927,3 +927,15 @@ fn a_server_that_forgot_the_cursor_triggers_a_new_snapshot_and_keeps_pending_wor
         "clean"
     );
 }
+
+/// Native hosts run the engine on multi-threaded runtimes: its futures must be `Send`.
+#[test]
+fn engine_futures_are_send_on_native_targets() {
+    fn assert_send<F: std::future::Future + Send>(_: F) {}
+    let w = World::new();
+    let engine = w.open(MemoryStore::new(), w.net("t1"), "t1");
+    assert_send(engine.sync_now());
+    assert_send(engine.patch("rooms", "room-1", Fields::new()));
+    assert_send(engine.reconcile(None));
+    assert_send(engine.resolve(&room(1), Resolution::Server));
+}
