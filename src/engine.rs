@@ -218,6 +218,31 @@ impl Txn {
         }))
     }
 
+    /// Reads the records of `keys` not read yet, in one store call.
+    async fn prefetch<S: Store>(
+        &mut self,
+        store: &S,
+        keys: &[EntityKey],
+    ) -> Result<(), EngineError> {
+        let missing: Vec<EntityKey> = keys
+            .iter()
+            .filter(|k| !self.records.contains_key(*k))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let recs = store.get_many(&missing).await?;
+        for (k, rec) in missing.into_iter().zip(recs) {
+            self.original_views
+                .insert(k.clone(), rec.as_ref().and_then(|r| r.view.clone()));
+            self.records.insert(k, rec);
+        }
+        Ok(())
+    }
+
     fn put_record(&mut self, rec: EntityRecord) {
         self.dirty.insert(rec.key.clone());
         self.records.insert(rec.key.clone(), Some(rec));
@@ -1149,6 +1174,10 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         let mut st = self.state.lock().await;
         let now = self.env.now_ms();
         let mut tx = Txn::default();
+        if result.is_ok() {
+            let keys: Vec<EntityKey> = batch.iter().map(|e| e.mutation.key()).collect();
+            tx.prefetch(&self.store, &keys).await?;
+        }
         tx.report.sent = batch.len();
         st.metrics.push_requests += 1;
         match result {
@@ -1636,6 +1665,8 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             let mut st = self.state.lock().await;
             let now = self.env.now_ms();
             let mut tx = Txn::default();
+            let keys: Vec<EntityKey> = page.entities.iter().map(|s| s.key()).collect();
+            tx.prefetch(&self.store, &keys).await?;
             for s in page.entities {
                 if self
                     .apply_server_state(&mut st, &mut tx, s, false, now)
@@ -1700,6 +1731,8 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             let mut st = self.state.lock().await;
             let now = self.env.now_ms();
             let mut tx = Txn::default();
+            let keys: Vec<EntityKey> = page.changes.iter().map(|s| s.key()).collect();
+            tx.prefetch(&self.store, &keys).await?;
             for s in page.changes {
                 if self
                     .apply_server_state(&mut st, &mut tx, s, false, now)
