@@ -874,6 +874,11 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     /// failure, reloads the caches from the store (nothing was committed).
     async fn finish(&self, st: &mut State, mut tx: Txn) -> Result<SyncReport, EngineError> {
         let mut events = Vec::new();
+        let listening = !self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
         let dirty = std::mem::take(&mut tx.dirty);
         for key in dirty {
             let Some(Some(mut rec)) = tx.records.remove(&key) else {
@@ -893,8 +898,8 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 rec.chain_base = None;
             }
             rec.view = compute_view(&key, rec.server.as_ref(), muts, conflict.is_some());
-            let original = tx.original_views.get(&key).cloned().flatten();
-            if original != rec.view {
+            let original = tx.original_views.get(&key).and_then(|v| v.as_ref());
+            if listening && original != rec.view.as_ref() {
                 events.push(Event::Changed {
                     key: key.clone(),
                     entity: rec.view.clone(),
