@@ -27,7 +27,7 @@
 //! Binding the store name, record key and schema version into the AAD makes a
 //! value copied onto another record (or another store) fail to open.
 
-mod ring;
+pub(crate) mod ring;
 
 pub use ring::{KdfParams, KeyEnvelope, KeyRing, WrapKind};
 
@@ -194,6 +194,12 @@ impl StoreCipher {
         &self.master
     }
 
+    /// The current data key (tests that scan storage for key bytes).
+    #[cfg(all(test, target_arch = "wasm32"))]
+    pub(crate) fn current_data_key(&self) -> [u8; 32] {
+        *self.ring.key(self.ring.current).expect("current key")
+    }
+
     /// Lowers the rotation threshold (tests of rotation).
     #[doc(hidden)]
     pub fn set_rotate_after(&mut self, n: u64) {
@@ -236,6 +242,12 @@ impl StoreCipher {
         }
         self.dirty = false;
         self.ring.seal(&self.master).map(Some)
+    }
+
+    /// The ring taken by [`take_dirty_ring`](Self::take_dirty_ring) was not
+    /// stored after all (the transaction failed): store it with the next one.
+    pub fn mark_ring_dirty(&mut self) {
+        self.dirty = true;
     }
 
     /// The sealed key ring, unconditionally.
