@@ -22,6 +22,7 @@
 use crate::env::Environment;
 use crate::error_code::ErrorCode;
 use crate::hlc::{node_id, HlcClock};
+use crate::migrate::{MigrationOutcome, QueuedMigration};
 use crate::outbox::Outbox;
 use crate::policy::{decide, ConflictPolicy, Decision};
 use crate::protocol::*;
@@ -217,6 +218,31 @@ impl Txn {
         }))
     }
 
+    /// Reads the records of `keys` not read yet, in one store call.
+    async fn prefetch<S: Store>(
+        &mut self,
+        store: &S,
+        keys: &[EntityKey],
+    ) -> Result<(), EngineError> {
+        let missing: Vec<EntityKey> = keys
+            .iter()
+            .filter(|k| !self.records.contains_key(*k))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let recs = store.get_many(&missing).await?;
+        for (k, rec) in missing.into_iter().zip(recs) {
+            self.original_views
+                .insert(k.clone(), rec.as_ref().and_then(|r| r.view.clone()));
+            self.records.insert(k, rec);
+        }
+        Ok(())
+    }
+
     fn put_record(&mut self, rec: EntityRecord) {
         self.dirty.insert(rec.key.clone());
         self.records.insert(rec.key.clone(), Some(rec));
@@ -329,6 +355,19 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         env: E,
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
+        Self::open_with_migrations(store, transport, env, config, Vec::new()).await
+    }
+
+    /// Like [`open`](Self::open), and carries queued mutations written at an
+    /// older schema version forward with `migrations` (see [`crate::migrate`]).
+    /// A version step without a migration keeps the payloads as they are.
+    pub async fn open_with_migrations(
+        store: S,
+        transport: T,
+        env: E,
+        config: EngineConfig,
+        migrations: Vec<Box<dyn QueuedMigration>>,
+    ) -> Result<Self, EngineError> {
         let meta = match store.load_meta().await? {
             Some(m) => {
                 if m.schema_version > config.schema_version {
@@ -386,7 +425,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             throttle: Throttle::new(config.throttle.clone()),
             last_status: None,
         };
-        Ok(Engine {
+        let engine = Engine {
             store,
             transport,
             env,
@@ -394,7 +433,75 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             state: Mutex::new(state),
             sync_lock: Mutex::new(()),
             subscribers: std::sync::Mutex::new(Vec::new()),
-        })
+        };
+        engine.migrate_queued(&migrations).await?;
+        Ok(engine)
+    }
+
+    /// Runs the schema steps from the store's version to the build's, each
+    /// in its own batch with the new version.
+    async fn migrate_queued(
+        &self,
+        migrations: &[Box<dyn QueuedMigration>],
+    ) -> Result<(), EngineError> {
+        let mut st = self.state.lock().await;
+        while st.meta.schema_version < self.config.schema_version {
+            let from = st.meta.schema_version;
+            let step = migrations.iter().find(|m| m.upgrades_from() == from);
+            let now = self.env.now_ms();
+            let mut tx = Txn::default();
+            let carry = |m: &Mutation| -> Result<Mutation, (ErrorCode, String)> {
+                let outcome = step.map_or(MigrationOutcome::Keep, |s| s.migrate(m));
+                let mut m = m.clone();
+                match outcome {
+                    MigrationOutcome::Keep => {}
+                    MigrationOutcome::Rewrite(payload) => m.payload = payload,
+                    MigrationOutcome::Hold { code, message } => return Err((code, message)),
+                }
+                m.schema_version = from + 1;
+                m.checksum =
+                    payload_checksum(&m.collection, &m.entity_id, m.kind, m.payload.as_ref());
+                Ok(m)
+            };
+            let entries: Vec<OutboxEntry> = st
+                .outbox
+                .iter()
+                .filter(|e| e.mutation.schema_version == from && e.state == OutboxState::Pending)
+                .cloned()
+                .collect();
+            for mut e in entries {
+                let key = e.mutation.key();
+                match carry(&e.mutation) {
+                    Ok(m) => {
+                        e.mutation = m;
+                        st.put_entry(&mut tx, e);
+                    }
+                    Err((code, message)) => {
+                        self.dead_letter(&mut st, &mut tx, e, code, message, now)
+                    }
+                }
+                let rec = tx.record(&self.store, &key).await?;
+                tx.put_record(rec);
+            }
+            let keys: Vec<EntityKey> = st.conflicts.keys().cloned().collect();
+            for key in keys {
+                let mut c = st.conflicts[&key].clone();
+                // A conflict's mutations are only replayed for display and
+                // resolved by a person: carry what can be carried, keep the rest.
+                for m in c.mutations.iter_mut().filter(|m| m.schema_version == from) {
+                    if let Ok(next) = carry(m) {
+                        *m = next;
+                    }
+                }
+                tx.batch.push(WriteOp::PutConflict(c.clone()));
+                st.conflicts.insert(key.clone(), c);
+                let rec = tx.record(&self.store, &key).await?;
+                tx.put_record(rec);
+            }
+            st.meta.schema_version = from + 1;
+            self.finish(&mut st, tx).await?;
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -631,6 +738,55 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             .await
     }
 
+    /// A new mutation of this terminal, stamped and validated.
+    fn new_mutation(
+        &self,
+        st: &mut State,
+        key: &EntityKey,
+        kind: MutationKind,
+        payload: Option<Fields>,
+        base_version: u64,
+        now: u64,
+    ) -> Result<Mutation, EngineError> {
+        let m = Mutation {
+            op_id: self.new_ulid(now),
+            client_id: st.meta.client_id.clone(),
+            terminal_id: self.config.terminal_id.clone(),
+            branch_id: self.config.branch_id.clone(),
+            collection: key.collection.clone(),
+            entity_id: key.id.clone(),
+            kind,
+            checksum: payload_checksum(&key.collection, &key.id, kind, payload.as_ref()),
+            payload,
+            base_version,
+            hlc: st.clock.tick(now),
+            schema_version: self.config.schema_version,
+            offline: !st.online,
+        };
+        validate_mutation(&m, &self.config.limits)?;
+        Ok(m)
+    }
+
+    /// Queues `m` at the end of the outbox, with its audit entry.
+    fn enqueue(&self, st: &mut State, tx: &mut Txn, m: Mutation, now: u64) {
+        let seq = st.meta.next_seq;
+        st.meta.next_seq += 1;
+        tx.audit(Some(&m.op_id), &m.key(), AuditEvent::Queued);
+        st.put_entry(
+            tx,
+            OutboxEntry {
+                seq,
+                mutation: m,
+                state: OutboxState::Pending,
+                attempts: 0,
+                next_attempt_at: now,
+                sent: false,
+                last_error: None,
+                enqueued_at: now,
+            },
+        );
+    }
+
     async fn local_write(
         &self,
         collection: &str,
@@ -664,23 +820,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             ));
         }
         let now = self.env.now_ms();
-        let hlc = st.clock.tick(now);
-        let mut m = Mutation {
-            op_id: self.new_ulid(now),
-            client_id: st.meta.client_id.clone(),
-            terminal_id: self.config.terminal_id.clone(),
-            branch_id: self.config.branch_id.clone(),
-            collection: collection.to_string(),
-            entity_id: id.to_string(),
-            kind,
-            checksum: payload_checksum(collection, id, kind, payload.as_ref()),
-            payload,
-            base_version: 0,
-            hlc,
-            schema_version: self.config.schema_version,
-            offline: !st.online,
-        };
-        validate_mutation(&m, &self.config.limits)?;
+        let mut m = self.new_mutation(&mut st, &key, kind, payload, 0, now)?;
 
         let mut tx = Txn::default();
         let mut rec = tx.record(&self.store, &key).await?;
@@ -713,21 +853,8 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 None => ChainBase::Absent,
             });
         }
-        let seq = st.meta.next_seq;
-        st.meta.next_seq += 1;
-        let entry = OutboxEntry {
-            seq,
-            mutation: m.clone(),
-            state: OutboxState::Pending,
-            attempts: 0,
-            next_attempt_at: now,
-            sent: false,
-            last_error: None,
-            enqueued_at: now,
-        };
-        st.put_entry(&mut tx, entry);
+        self.enqueue(&mut st, &mut tx, m, now);
         tx.put_record(rec);
-        tx.audit(Some(&m.op_id), &key, AuditEvent::Queued);
         self.finish(&mut st, tx).await?;
         st.metrics.queued += 1;
         drop(st);
@@ -910,46 +1037,19 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         tx.batch.push(WriteOp::DeleteConflict(key.clone()));
         rec.chain_base = None;
         if let Some((kind, payload)) = new {
-            let hlc = st.clock.tick(now);
-            let m = Mutation {
-                op_id: self.new_ulid(now),
-                client_id: st.meta.client_id.clone(),
-                terminal_id: self.config.terminal_id.clone(),
-                branch_id: self.config.branch_id.clone(),
-                collection: key.collection.clone(),
-                entity_id: key.id.clone(),
-                kind,
-                checksum: payload_checksum(&key.collection, &key.id, kind, payload.as_ref()),
-                payload,
-                base_version: rec.server.as_ref().map(|s| s.version).unwrap_or(0),
-                hlc,
-                schema_version: self.config.schema_version,
-                offline: !st.online,
+            let base_version = rec.server.as_ref().map(|s| s.version).unwrap_or(0);
+            let m = match self.new_mutation(&mut st, key, kind, payload, base_version, now) {
+                Ok(m) => m,
+                Err(e) => {
+                    st.conflicts.insert(key.clone(), conflict);
+                    return Err(e);
+                }
             };
-            if let Err(e) = validate_mutation(&m, &self.config.limits) {
-                st.conflicts.insert(key.clone(), conflict);
-                return Err(e.into());
-            }
             rec.chain_base = Some(match &rec.server {
                 Some(s) => ChainBase::State(s.clone()),
                 None => ChainBase::Absent,
             });
-            let seq = st.meta.next_seq;
-            st.meta.next_seq += 1;
-            tx.audit(Some(&m.op_id), key, AuditEvent::Queued);
-            st.put_entry(
-                &mut tx,
-                OutboxEntry {
-                    seq,
-                    mutation: m,
-                    state: OutboxState::Pending,
-                    attempts: 0,
-                    next_attempt_at: now,
-                    sent: false,
-                    last_error: None,
-                    enqueued_at: now,
-                },
-            );
+            self.enqueue(&mut st, &mut tx, m, now);
         }
         for m in &conflict.mutations {
             tx.audit(
@@ -1074,6 +1174,10 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         let mut st = self.state.lock().await;
         let now = self.env.now_ms();
         let mut tx = Txn::default();
+        if result.is_ok() {
+            let keys: Vec<EntityKey> = batch.iter().map(|e| e.mutation.key()).collect();
+            tx.prefetch(&self.store, &keys).await?;
+        }
         tx.report.sent = batch.len();
         st.metrics.push_requests += 1;
         match result {
@@ -1513,6 +1617,20 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     }
 
     async fn pull_locked(&self) -> Result<SyncReport, EngineError> {
+        self.pull_inner(true).await
+    }
+
+    /// Forgets the snapshot and cursor (the server no longer knows the
+    /// cursor, e.g. restored from a backup): the next pull takes a new
+    /// snapshot and verifies it. Pending mutations are kept.
+    async fn reset_to_snapshot(&self) -> Result<(), EngineError> {
+        let mut st = self.state.lock().await;
+        st.meta.snapshot = SnapshotProgress::NotStarted;
+        st.meta.cursor = None;
+        self.finish(&mut st, Txn::default()).await.map(|_| ())
+    }
+
+    async fn pull_inner(&self, may_reset: bool) -> Result<SyncReport, EngineError> {
         let mut report = SyncReport::default();
         {
             let st = self.state.lock().await;
@@ -1547,6 +1665,8 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             let mut st = self.state.lock().await;
             let now = self.env.now_ms();
             let mut tx = Txn::default();
+            let keys: Vec<EntityKey> = page.entities.iter().map(|s| s.key()).collect();
+            tx.prefetch(&self.store, &keys).await?;
             for s in page.entities {
                 if self
                     .apply_server_state(&mut st, &mut tx, s, false, now)
@@ -1590,6 +1710,15 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 .await
             {
                 Ok(p) => p,
+                Err(TransportError::Refused {
+                    code: ErrorCode::CursorUnknown,
+                    ..
+                }) if may_reset => {
+                    self.reset_to_snapshot().await?;
+                    let again = Box::pin(self.pull_inner(false)).await?;
+                    merge_report(&mut report, again);
+                    return Ok(report);
+                }
                 Err(e) => return Ok(self.pull_transport_error(e, ErrorCode::DeltaFailed).await),
             };
             if page.next < since {
@@ -1602,6 +1731,8 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             let mut st = self.state.lock().await;
             let now = self.env.now_ms();
             let mut tx = Txn::default();
+            let keys: Vec<EntityKey> = page.changes.iter().map(|s| s.key()).collect();
+            tx.prefetch(&self.store, &keys).await?;
             for s in page.changes {
                 if self
                     .apply_server_state(&mut st, &mut tx, s, false, now)

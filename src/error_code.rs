@@ -23,6 +23,9 @@ pub enum ErrorCode {
     SnapshotFailed,
     /// A changes page could not be produced or applied.
     DeltaFailed,
+    /// The server does not know the client's cursor (its change log was
+    /// reset or restored): the client takes a new snapshot.
+    CursorUnknown,
     /// A reconcile run failed.
     ReconcileFailed,
     /// A reconcile manifest exceeds the server's limit.
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::SyncServerError => "SYNC_SERVER_ERROR",
             ErrorCode::SnapshotFailed => "SNAPSHOT_FAILED",
             ErrorCode::DeltaFailed => "DELTA_FAILED",
+            ErrorCode::CursorUnknown => "CURSOR_UNKNOWN",
             ErrorCode::ReconcileFailed => "RECONCILE_FAILED",
             ErrorCode::ManifestTooLarge => "MANIFEST_TOO_LARGE",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",

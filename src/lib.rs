@@ -6,7 +6,55 @@
 //! generic over. The browser adapter (IndexedDB, fetch), the Node addon
 //! (SQLCipher) and the reference server are thin adapters around it.
 //!
-//! See `README.md` for a runnable example and `PROTOCOL.md` for the wire format.
+//! See `README.md` for the design and `PROTOCOL.md` for the wire format.
+//!
+//! ## Example: working offline
+//!
+//! A terminal with no route to its server keeps working: every write lands in
+//! the local store together with its outbox entry, and waits there.
+//!
+//! ```
+//! use futures::executor::block_on;
+//! use serde_json::json;
+//! use tidesync::{env::SimEnv, *};
+//!
+//! /// A transport for a cable that was pulled out.
+//! struct Unplugged;
+//! #[async_trait::async_trait]
+//! impl Transport for Unplugged {
+//!     async fn push(&self, _: PushRequest) -> Result<PushResponse, TransportError> {
+//!         Err(TransportError::Unreachable("no route".into()))
+//!     }
+//!     async fn changes(&self, _: ChangesRequest) -> Result<ChangesPage, TransportError> {
+//!         Err(TransportError::Unreachable("no route".into()))
+//!     }
+//!     async fn snapshot(&self, _: SnapshotRequest) -> Result<SnapshotPage, TransportError> {
+//!         Err(TransportError::Unreachable("no route".into()))
+//!     }
+//!     async fn reconcile(&self, _: ReconcileRequest) -> Result<ReconcileResponse, TransportError> {
+//!         Err(TransportError::Unreachable("no route".into()))
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), EngineError> { block_on(async {
+//! let config = EngineConfig::new("tablet-7", "hk-lead", "lobby")
+//!     .with_policy("rooms", ConflictPolicy::MergeThreeWay);
+//! let store = MemoryStore::new();
+//! let engine = Engine::open(store.clone(), Unplugged, SimEnv::new(0, 1), config.clone()).await?;
+//! let fields = |v: serde_json::Value| v.as_object().cloned().unwrap();
+//! engine.create("rooms", Some("101"), fields(json!({"status": "dirty"}))).await?;
+//! engine.patch("rooms", "101", fields(json!({"status": "clean"}))).await?;
+//! let report = engine.sync_now().await?;
+//! assert_eq!(report.error, Some(ErrorCode::SyncOffline));
+//! assert_eq!(engine.status().await.phase, Phase::Offline);
+//!
+//! // A restart loses nothing: the queue and the local view are in the store.
+//! drop(engine);
+//! let engine = Engine::open(store, Unplugged, SimEnv::new(0, 2), config).await?;
+//! assert_eq!(engine.status().await.pending, 2);
+//! assert_eq!(engine.get("rooms", "101").await?.unwrap().fields["status"], "clean");
+//! # Ok(()) }) }
+//! ```
 
 #![warn(missing_docs)]
 
@@ -16,6 +64,7 @@ pub mod engine;
 pub mod env;
 pub mod error_code;
 pub mod hlc;
+pub mod migrate;
 pub mod outbox;
 pub mod policy;
 pub mod protocol;
@@ -33,7 +82,7 @@ pub use error_code::{ErrorBody, ErrorCode};
 pub mod __private {
     pub use futures::executor::block_on;
 }
-pub use engine::{Engine, EngineConfig, EngineError, Resolution, SyncReport};
+pub use engine::{Engine, EngineConfig, EngineError, Resolution, Subscription, SyncReport};
 pub use env::Environment;
 pub use hlc::{Hlc, HlcClock};
 pub use policy::ConflictPolicy;

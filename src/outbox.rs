@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Outbox {
     entries: BTreeMap<u64, OutboxEntry>,
     by_key: BTreeMap<EntityKey, BTreeSet<u64>>,
+    /// Dead letters among `entries`, kept so status costs O(1).
+    dead: usize,
 }
 
 impl Outbox {
@@ -28,12 +30,22 @@ impl Outbox {
             .entry(e.mutation.key())
             .or_default()
             .insert(e.seq);
-        self.entries.insert(e.seq, e);
+        if e.state != OutboxState::Pending {
+            self.dead += 1;
+        }
+        if let Some(old) = self.entries.insert(e.seq, e) {
+            if old.state != OutboxState::Pending {
+                self.dead -= 1;
+            }
+        }
     }
 
     /// Removes an entry.
     pub fn remove(&mut self, seq: u64) -> Option<OutboxEntry> {
         let e = self.entries.remove(&seq)?;
+        if e.state != OutboxState::Pending {
+            self.dead -= 1;
+        }
         let key = e.mutation.key();
         if let Some(set) = self.by_key.get_mut(&key) {
             set.remove(&seq);
@@ -64,15 +76,12 @@ impl Outbox {
 
     /// Entries waiting to be sent (dead letters excluded).
     pub fn pending_count(&self) -> usize {
-        self.entries
-            .values()
-            .filter(|e| e.state == OutboxState::Pending)
-            .count()
+        self.entries.len() - self.dead
     }
 
     /// Dead letters.
     pub fn dead_letter_count(&self) -> usize {
-        self.entries.len() - self.pending_count()
+        self.dead
     }
 
     /// Total entries.

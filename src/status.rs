@@ -42,6 +42,17 @@ pub struct Status {
     pub drift_age_ms: Option<u64>,
 }
 
+impl Status {
+    /// The code the pill shows: the last error's, else `OFFLINE_PRIMER_STALE`
+    /// when the local copy is stale, else none.
+    pub fn code(&self) -> Option<ErrorCode> {
+        self.last_error
+            .as_ref()
+            .map(|(c, _)| *c)
+            .or(self.stale.then_some(ErrorCode::OfflinePrimerStale))
+    }
+}
+
 /// Counters since the engine was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metrics {

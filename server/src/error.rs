@@ -50,6 +50,7 @@ impl ServiceError {
             ErrorCode::ManifestTooLarge | ErrorCode::PayloadTooLarge => 413,
             ErrorCode::PolicyViolation | ErrorCode::SchemaUnsupported => 422,
             ErrorCode::SyncRateLimited => 429,
+            ErrorCode::CursorUnknown => 410,
             _ => 500,
         }
     }

@@ -240,10 +240,10 @@ impl<S: ServerStore> SyncService<S> {
             // The head only grows, so reading it after the changes is safe.
             let head = self.storage(self.store.head(&partition))?;
             if req.since > head {
-                return Err(ServiceError::invalid(
-                    "since",
-                    format_args!(
-                        "cursor {} is ahead of this branch's change log (head {head}); \
+                return Err(ServiceError::new(
+                    ErrorCode::CursorUnknown,
+                    format!(
+                        "since: cursor {} is ahead of this branch's change log (head {head}); \
                          take a new snapshot",
                         req.since
                     ),

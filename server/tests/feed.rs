@@ -298,7 +298,7 @@ fn a_cursor_ahead_of_the_log_is_refused() {
             },
         )
         .unwrap_err();
-    assert_eq!(err.code, ErrorCode::EventInvalid);
+    assert_eq!(err.code, ErrorCode::CursorUnknown);
     assert!(err.message.starts_with("since:"));
 }
 

@@ -166,7 +166,15 @@ pub async fn every_record_kind_round_trips<S: Store>(store: S) {
         ],
     )
     .await;
-    assert_eq!(store.get(&rec.key).await.unwrap(), Some(rec));
+    assert_eq!(store.get(&rec.key).await.unwrap(), Some(rec.clone()));
+    let missing = EntityKey::new("rooms", "nope");
+    assert_eq!(
+        store
+            .get_many(&[missing.clone(), rec.key.clone(), missing])
+            .await
+            .unwrap(),
+        vec![None, Some(rec), None]
+    );
     assert_eq!(store.outbox().await.unwrap(), vec![entry]);
     assert_eq!(store.conflicts().await.unwrap(), vec![conflict]);
     assert_eq!(store.audit(0, 10).await.unwrap(), vec![audit(1)]);

@@ -179,6 +179,9 @@ impl<S: Store> Store for FailingStore<S> {
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
         self.inner.get(key).await
     }
+    async fn get_many(&self, keys: &[EntityKey]) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        self.inner.get_many(keys).await
+    }
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
         self.inner.scan(collection).await
     }

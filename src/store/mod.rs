@@ -338,6 +338,16 @@ pub trait Store: SendOutsideWasm + SyncOutsideWasm {
     async fn load_meta(&self) -> Result<Option<SyncMeta>, StoreError>;
     /// One entity record.
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError>;
+    /// Many entity records, in the order of `keys`. Backends where a read
+    /// costs a round trip (IndexedDB) answer all of them in one go; the
+    /// engine uses it to read a whole pulled page at once.
+    async fn get_many(&self, keys: &[EntityKey]) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k).await?);
+        }
+        Ok(out)
+    }
     /// Every entity record of a collection, ordered by id.
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError>;
     /// The collections that have at least one entity record, sorted.

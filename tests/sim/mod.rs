@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tidesync::env::{splitmix64, Environment};
 use tidesync::retry::RetryPolicy;
-use tidesync::store::{AuditEvent, FailingStore, MemoryStore, OutboxState};
+use tidesync::store::{AuditEvent, FailingStore, LocalEntity, MemoryStore, OutboxState};
+use tidesync::Store;
 use tidesync::{
     ChangesPage, ChangesRequest, ConflictPolicy, Cursor, Engine, EngineConfig, EntityKey,
     ErrorCode, Fields, Hlc, OpId, PushRequest, PushResponse, ReconcileRequest, ReconcileResponse,
@@ -291,6 +292,11 @@ pub struct Client {
     rng_seed: u64,
     last_cursor: Option<Cursor>,
     created: u64,
+    /// Events since the engine was opened.
+    events: Option<tidesync::Subscription>,
+    /// The local view as a subscriber knows it: the store's at open, then
+    /// every change event applied.
+    seen: BTreeMap<EntityKey, Option<LocalEntity>>,
 }
 
 /// Counts of what a run did.
@@ -401,6 +407,8 @@ impl Sim {
                 rng_seed: rng.next(),
                 last_cursor: None,
                 created: 0,
+                events: None,
+                seen: BTreeMap::new(),
             });
         }
         let mut sim = Sim {
@@ -460,7 +468,16 @@ impl Sim {
         };
         // Opening can hit an injected commit failure on a brand-new store.
         match block_on(Engine::open(c.store.clone(), transport, env, config)) {
-            Ok(e) => c.engine = Some(e),
+            Ok(e) => {
+                c.events = Some(e.subscribe(tidesync::Filter::All));
+                c.seen.clear();
+                for col in block_on(c.store.collections()).expect("collections") {
+                    for r in block_on(c.store.scan(&col)).expect("scan") {
+                        c.seen.insert(r.key.clone(), r.view);
+                    }
+                }
+                c.engine = Some(e);
+            }
             Err(e) => {
                 assert_eq!(e.code, ErrorCode::StorageFailed, "open failed: {e}");
                 c.engine = None;
@@ -764,6 +781,16 @@ impl Sim {
                 fields(json!({"done": true, "assignee": "cloud"})),
             ),
         };
+        if key.collection == "tasks" && self.rng.chance(300) {
+            // The cloud deletes a shared task: pending local edits of it
+            // must surface (conflict or dead letter), never vanish.
+            self.log(format!("cloud deletes {branch}:{key}"));
+            return self
+                .server
+                .admin_delete(&p, &key, hlc)
+                .map(|_| ())
+                .map_err(|e| self.fail(format!("admin_delete failed: {e:?}")));
+        }
         self.log(format!("cloud writes {branch}:{key}"));
         self.server
             .admin_put(&p, &key, f, hlc)
@@ -828,8 +855,21 @@ impl Sim {
             .expect("server audit")
     }
 
+    fn drain_events(&mut self) {
+        for c in &mut self.clients {
+            if let Some(rx) = c.events.as_mut() {
+                while let Ok(ev) = rx.try_recv() {
+                    if let tidesync::Event::Changed { key, entity } = ev {
+                        c.seen.insert(key, entity);
+                    }
+                }
+            }
+        }
+    }
+
     /// Checked after every step.
     fn check_step(&mut self) -> Result<(), String> {
+        self.drain_events();
         // Every op applied at most once, and in FIFO order per entity and terminal.
         for branch in BRANCHES {
             let audit = self.partition_audit(branch);
@@ -930,6 +970,27 @@ impl Sim {
 
     /// After healing: convergence and accountability.
     fn check_final(&mut self) -> Result<(), String> {
+        // A subscriber saw every change to the local view.
+        self.drain_events();
+        for c in &self.clients {
+            let mut stored: BTreeMap<EntityKey, Option<LocalEntity>> = BTreeMap::new();
+            for col in block_on(c.store.collections()).expect("collections") {
+                for r in block_on(c.store.scan(&col)).expect("scan") {
+                    stored.insert(r.key.clone(), r.view);
+                }
+            }
+            for key in stored.keys().chain(c.seen.keys()).collect::<BTreeSet<_>>() {
+                let a = stored.get(key).cloned().flatten();
+                let b = c.seen.get(key).cloned().flatten();
+                self.stats.checks += 1;
+                if a != b {
+                    return Err(self.fail(format!(
+                        "{}: subscriber missed a change of {key}: store {a:?}, events {b:?}",
+                        c.name
+                    )));
+                }
+            }
+        }
         // Reconcile finds nothing to repair once converged.
         for i in 0..self.clients.len() {
             let engine = self.clients[i].engine.as_ref().unwrap();
