@@ -97,7 +97,8 @@ pub fn node_id(client_id: &str) -> u32 {
     (crate::digest::fnv1a64(client_id.as_bytes()) >> 32) as u32
 }
 
-#[cfg(test)]
+// Property tests run natively (proptest does not build for wasm32).
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -58,6 +58,7 @@
 
 #![warn(missing_docs)]
 
+pub mod crypto;
 pub mod digest;
 pub mod engine;
 pub mod env;
@@ -72,6 +73,8 @@ pub mod status;
 pub mod store;
 pub mod throttle;
 pub mod transport;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error_code::{ErrorBody, ErrorCode};
 

@@ -152,7 +152,8 @@ pub fn three_way_merge(
     }
 }
 
-#[cfg(test)]
+// Property tests run natively (proptest does not build for wasm32).
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use proptest::prelude::*;

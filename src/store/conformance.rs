@@ -87,6 +87,12 @@ fn outbox_entry(seq: u64) -> OutboxEntry {
     }
 }
 
+/// A sample pending outbox entry (for backend-specific tests).
+#[doc(hidden)]
+pub fn sample_outbox_entry(seq: u64) -> OutboxEntry {
+    outbox_entry(seq)
+}
+
 fn audit(seq: u64) -> AuditEntry {
     AuditEntry {
         seq,
@@ -337,8 +343,14 @@ pub async fn large_batch_round_trips<S: Store>(store: S) {
 /// that evaluates to a future yielding a fresh, empty store.
 #[macro_export]
 macro_rules! store_conformance_tests {
-    ($make:expr) => {
-        $crate::store_conformance_tests!(@cases $make;
+    // `wasm: ...` generates `#[wasm_bindgen_test] async fn` cases, for
+    // backends that only run in a browser (the caller depends on
+    // `wasm-bindgen-test`).
+    (wasm: $make:expr) => {
+        $crate::store_conformance_tests!(@all wasm_cases $make);
+    };
+    (@all $kind:ident $make:expr) => {
+        $crate::store_conformance_tests!(@ $kind $make;
             empty_store_reads_nothing,
             every_record_kind_round_trips,
             outbox_is_ordered_by_seq,
@@ -359,5 +371,17 @@ macro_rules! store_conformance_tests {
                 });
             }
         )*
+    };
+    (@wasm_cases $make:expr; $($case:ident),*) => {
+        $(
+            #[wasm_bindgen_test::wasm_bindgen_test]
+            async fn $case() {
+                let store = $make.await;
+                $crate::store::conformance::$case(store).await;
+            }
+        )*
+    };
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@all cases $make);
     };
 }

@@ -1,0 +1,361 @@
+//! The key ring (data keys, record-key MAC key, usage counter), sealed by the
+//! master key, and the key envelope that wraps the master key under a KEK.
+
+use super::{gcm_open, gcm_seal, random_bytes, random_key, CipherError};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+const RING_VERSION: u8 = 1;
+const RING_AAD: &[u8] = b"tidesync/keyring/v1";
+/// Minimum PBKDF2-SHA256 iterations for a passphrase (OWASP 2023).
+pub const MIN_PBKDF2_ITERATIONS: u32 = 600_000;
+
+/// Random data keys (by id), the MAC key for record keys, and the usage
+/// counter reservation of the current key. Zeroized on drop.
+pub struct KeyRing {
+    pub(super) keys: Vec<(u32, Zeroizing<[u8; 32]>)>,
+    pub(super) mac_key: Zeroizing<[u8; 32]>,
+    pub(super) current: u32,
+    /// Seals of the current key that may have happened (reserved block end).
+    pub(super) reserved: u64,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("current", &self.current)
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    pub(super) fn generate() -> Result<Self, CipherError> {
+        Ok(KeyRing {
+            keys: vec![(1, random_key()?)],
+            mac_key: random_key()?,
+            current: 1,
+            reserved: super::COUNTER_BLOCK,
+        })
+    }
+
+    pub(super) fn key(&self, id: u32) -> Option<&[u8; 32]> {
+        self.keys.iter().find(|(i, _)| *i == id).map(|(_, k)| &**k)
+    }
+
+    pub(super) fn rotate(&mut self) -> Result<(), CipherError> {
+        let id = self.current + 1;
+        self.keys.push((id, random_key()?));
+        self.current = id;
+        Ok(())
+    }
+
+    pub(super) fn seal(&self, master: &[u8; 32]) -> Result<Vec<u8>, CipherError> {
+        let mut b = Zeroizing::new(Vec::with_capacity(53 + 36 * self.keys.len()));
+        b.push(RING_VERSION);
+        b.extend_from_slice(&self.current.to_be_bytes());
+        b.extend_from_slice(&self.reserved.to_be_bytes());
+        b.extend_from_slice(&self.mac_key[..]);
+        b.extend_from_slice(&(self.keys.len() as u32).to_be_bytes());
+        for (id, k) in &self.keys {
+            b.extend_from_slice(&id.to_be_bytes());
+            b.extend_from_slice(&k[..]);
+        }
+        gcm_seal(master, RING_AAD, &b)
+    }
+
+    pub(super) fn open(master: &[u8; 32], sealed: &[u8]) -> Result<Self, CipherError> {
+        let b = gcm_open(master, RING_AAD, sealed).ok_or(CipherError::WrongKey)?;
+        let bad = || CipherError::Tampered("malformed key ring".into());
+        if b.first() != Some(&RING_VERSION) {
+            return Err(CipherError::UnsupportedVersion(
+                b.first().copied().unwrap_or(0),
+            ));
+        }
+        if b.len() < 49 {
+            return Err(bad());
+        }
+        let u32_at = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let current = u32_at(1);
+        let reserved = u64::from_be_bytes(b[5..13].try_into().expect("8 bytes"));
+        let mut mac_key = Zeroizing::new([0u8; 32]);
+        mac_key.copy_from_slice(&b[13..45]);
+        let n = u32_at(45) as usize;
+        if b.len() != 49 + 36 * n {
+            return Err(bad());
+        }
+        let mut keys = Vec::with_capacity(n);
+        for i in 0..n {
+            let at = 49 + 36 * i;
+            let mut k = Zeroizing::new([0u8; 32]);
+            k.copy_from_slice(&b[at + 4..at + 36]);
+            keys.push((u32_at(at), k));
+        }
+        let ring = KeyRing {
+            keys,
+            mac_key,
+            current,
+            reserved,
+        };
+        if ring.key(current).is_none() {
+            return Err(bad());
+        }
+        Ok(ring)
+    }
+}
+
+/// Passphrase key derivation parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    /// PBKDF2-SHA256 iterations.
+    pub iterations: u32,
+    #[serde(skip)]
+    insecure: bool,
+}
+
+impl KdfParams {
+    /// The production strength: [`MIN_PBKDF2_ITERATIONS`].
+    pub fn production() -> Self {
+        KdfParams {
+            iterations: MIN_PBKDF2_ITERATIONS,
+            insecure: false,
+        }
+    }
+    /// A fast, weak derivation, only for tests.
+    #[doc(hidden)]
+    pub fn insecure_fast_for_tests() -> Self {
+        KdfParams {
+            iterations: 2,
+            insecure: true,
+        }
+    }
+}
+
+/// How the master key is wrapped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WrapKind {
+    /// By a key derived from a passphrase with PBKDF2-SHA256.
+    Passphrase {
+        /// Random salt.
+        salt: Vec<u8>,
+        /// Iterations.
+        iterations: u32,
+    },
+    /// By a key the host supplies (e.g. Electron safeStorage).
+    HostKey,
+    /// By a non-extractable WebCrypto key kept by the browser.
+    WebCrypto,
+}
+
+/// The master key wrapped under a key-encryption key. Holds no secret in the
+/// clear; safe to store beside the data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEnvelope {
+    /// Envelope format version.
+    pub version: u8,
+    /// How the master key is wrapped.
+    pub wrap: WrapKind,
+    /// `[nonce][AES-256-GCM(master) ‖ tag]` (for WebCrypto: as produced by
+    /// `crypto.subtle.encrypt` with a 12-byte IV prepended).
+    pub wrapped_master: Vec<u8>,
+}
+
+fn envelope_aad(wrap: &WrapKind) -> &'static [u8] {
+    match wrap {
+        WrapKind::Passphrase { .. } => b"tidesync/master/v1/passphrase",
+        WrapKind::HostKey => b"tidesync/master/v1/host",
+        WrapKind::WebCrypto => b"tidesync/master/v1/webcrypto",
+    }
+}
+
+fn passphrase_kek(passphrase: &str, salt: &[u8], iterations: u32) -> Zeroizing<[u8; 32]> {
+    let mut kek = Zeroizing::new([0u8; 32]);
+    pbkdf2::pbkdf2_hmac::<Sha256>(passphrase.as_bytes(), salt, iterations, &mut kek[..]);
+    kek
+}
+
+fn host_kek(host_key: &[u8]) -> Result<Zeroizing<[u8; 32]>, CipherError> {
+    if host_key.len() < 16 {
+        return Err(CipherError::WeakKdf(
+            "a host key must have at least 16 bytes".into(),
+        ));
+    }
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(host_key).expect("any key length");
+    mac.update(b"tidesync/host-kek/v1");
+    let mut kek = Zeroizing::new([0u8; 32]);
+    kek.copy_from_slice(&mac.finalize().into_bytes());
+    Ok(kek)
+}
+
+impl KeyEnvelope {
+    /// Wraps `master` under a key derived from `passphrase`.
+    pub fn wrap_with_passphrase(
+        master: &[u8; 32],
+        passphrase: &str,
+        params: KdfParams,
+    ) -> Result<Self, CipherError> {
+        if params.iterations < MIN_PBKDF2_ITERATIONS && !params.insecure {
+            return Err(CipherError::WeakKdf(format!(
+                "PBKDF2 needs at least {MIN_PBKDF2_ITERATIONS} iterations"
+            )));
+        }
+        if passphrase.is_empty() {
+            return Err(CipherError::WeakKdf("empty passphrase".into()));
+        }
+        let salt: [u8; 16] = random_bytes()?;
+        let wrap = WrapKind::Passphrase {
+            salt: salt.to_vec(),
+            iterations: params.iterations,
+        };
+        let kek = passphrase_kek(passphrase, &salt, params.iterations);
+        let wrapped_master = gcm_seal(&kek, envelope_aad(&wrap), master)?;
+        Ok(KeyEnvelope {
+            version: 1,
+            wrap,
+            wrapped_master,
+        })
+    }
+
+    /// Wraps `master` under a host-supplied key (≥ 16 bytes of key material).
+    pub fn wrap_with_host_key(master: &[u8; 32], host_key: &[u8]) -> Result<Self, CipherError> {
+        let kek = host_kek(host_key)?;
+        let wrap = WrapKind::HostKey;
+        let wrapped_master = gcm_seal(&kek, envelope_aad(&wrap), master)?;
+        Ok(KeyEnvelope {
+            version: 1,
+            wrap,
+            wrapped_master,
+        })
+    }
+
+    /// The AAD a WebCrypto wrapping must use.
+    pub fn webcrypto_aad() -> &'static [u8] {
+        envelope_aad(&WrapKind::WebCrypto)
+    }
+
+    /// Unwraps the master key with a passphrase. A wrong passphrase is
+    /// [`CipherError::WrongKey`].
+    pub fn unwrap_with_passphrase(
+        &self,
+        passphrase: &str,
+    ) -> Result<Zeroizing<[u8; 32]>, CipherError> {
+        let WrapKind::Passphrase { salt, iterations } = &self.wrap else {
+            return Err(CipherError::WrongKey);
+        };
+        let kek = passphrase_kek(passphrase, salt, *iterations);
+        self.unwrap_with(&kek)
+    }
+
+    /// Unwraps the master key with the host's key.
+    pub fn unwrap_with_host_key(
+        &self,
+        host_key: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, CipherError> {
+        if self.wrap != WrapKind::HostKey {
+            return Err(CipherError::WrongKey);
+        }
+        self.unwrap_with(&*host_kek(host_key)?)
+    }
+
+    fn unwrap_with(&self, kek: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, CipherError> {
+        let m = gcm_open(kek, envelope_aad(&self.wrap), &self.wrapped_master)
+            .ok_or(CipherError::WrongKey)?;
+        master_from_slice(&m)
+    }
+}
+
+/// A master key from unwrapped bytes.
+pub(crate) fn master_from_slice(m: &[u8]) -> Result<Zeroizing<[u8; 32]>, CipherError> {
+    if m.len() != 32 {
+        return Err(CipherError::WrongKey);
+    }
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(m);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::StoreCipher;
+
+    #[test]
+    fn a_passphrase_unwraps_the_master_and_a_wrong_one_fails_clearly() {
+        let c = StoreCipher::generate(1).unwrap();
+        let env = KeyEnvelope::wrap_with_passphrase(
+            c.master_key(),
+            "correct horse",
+            KdfParams::insecure_fast_for_tests(),
+        )
+        .unwrap();
+        assert_eq!(
+            &*env.unwrap_with_passphrase("correct horse").unwrap(),
+            c.master_key()
+        );
+        assert_eq!(
+            env.unwrap_with_passphrase("wrong horse"),
+            Err(CipherError::WrongKey)
+        );
+        assert_eq!(
+            env.unwrap_with_host_key(&[7; 32]),
+            Err(CipherError::WrongKey)
+        );
+    }
+
+    #[test]
+    fn production_kdf_is_at_least_600k_and_weak_params_are_refused() {
+        assert!(KdfParams::production().iterations >= 600_000);
+        let weak = KdfParams {
+            iterations: 1000,
+            insecure: false,
+        };
+        assert!(matches!(
+            KeyEnvelope::wrap_with_passphrase(&[1; 32], "pw", weak),
+            Err(CipherError::WeakKdf(_))
+        ));
+    }
+
+    #[test]
+    fn a_host_key_unwraps_the_master() {
+        let env = KeyEnvelope::wrap_with_host_key(&[9; 32], &[3; 32]).unwrap();
+        assert_eq!(*env.unwrap_with_host_key(&[3; 32]).unwrap(), [9; 32]);
+        assert_eq!(
+            env.unwrap_with_host_key(&[4; 32]),
+            Err(CipherError::WrongKey)
+        );
+        assert!(KeyEnvelope::wrap_with_host_key(&[9; 32], &[3; 8]).is_err());
+    }
+
+    #[test]
+    fn the_envelope_holds_no_key_in_the_clear() {
+        let master = [0xAB; 32];
+        let env = KeyEnvelope::wrap_with_host_key(&master, &[3; 32]).unwrap();
+        let json = serde_json::to_vec(&env).unwrap();
+        assert!(!env.wrapped_master.windows(8).any(|w| w == [0xAB; 8]));
+        assert!(!json.is_empty());
+    }
+
+    #[test]
+    fn a_key_ring_opened_with_another_master_is_a_wrong_key() {
+        let c = StoreCipher::generate(1).unwrap();
+        let ring = c.sealed_ring().unwrap();
+        assert_eq!(
+            StoreCipher::open(Zeroizing::new([0; 32]), &ring, 1).unwrap_err(),
+            CipherError::WrongKey
+        );
+        let mut bad = ring.clone();
+        bad[20] ^= 1;
+        assert!(StoreCipher::open(Zeroizing::new(*c.master_key()), &bad, 1).is_err());
+    }
+
+    #[test]
+    fn pbkdf2_matches_a_known_vector() {
+        // RFC 7914 §11 PBKDF2-HMAC-SHA256 test vector (P="passwd", S="salt", c=1).
+        let mut out = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(b"passwd", b"salt", 1, &mut out);
+        assert_eq!(out[..4], [0x55, 0xac, 0x04, 0x6e]);
+    }
+}

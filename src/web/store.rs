@@ -1,0 +1,572 @@
+//! The IndexedDB [`Store`]: one object store per record kind, every value
+//! sealed by the [`StoreCipher`] (or plain JSON for an unencrypted store),
+//! entity and conflict keys keyed-hashed when sealed.
+//!
+//! Each [`Store::commit`] seals the whole batch first (synchronously), then
+//! opens ONE `readwrite` transaction with `durability: "strict"` over the
+//! object stores it touches, issues every put and delete, and awaits only
+//! the transaction's completion.
+//!
+//! ## Schema versions (IndexedDB database version)
+//! - 1: `entities` `[collection, id]`, `outbox` seq, `conflicts`
+//!   `[collection, id]`, `audit` seq, `meta` `"meta"`.
+//! - 2: adds `keyring` (key envelope, sealed key ring, WebCrypto KEK, mode).
+//!   A version-1 database (always plain) opens as a plain store.
+
+use super::idb;
+use super::keys::{self, KeySource};
+use crate::crypto::{CipherError, StoreCipher};
+use crate::protocol::EntityKey;
+use crate::store::*;
+use async_trait::async_trait;
+use js_sys::{Array, Uint8Array};
+use serde::de::DeserializeOwned;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{IdbDatabase, IdbKeyRange, IdbTransaction};
+
+/// The IndexedDB schema version this build writes.
+pub const DB_VERSION: u32 = 2;
+/// Version of the record encoding, bound into every value's AAD.
+pub const VALUE_SCHEMA: u32 = 1;
+
+pub(crate) const ENTITIES: &str = "entities";
+pub(crate) const OUTBOX: &str = "outbox";
+pub(crate) const CONFLICTS: &str = "conflicts";
+pub(crate) const AUDIT: &str = "audit";
+pub(crate) const META: &str = "meta";
+pub(crate) const KEYRING: &str = "keyring";
+/// Every object store of the current schema.
+pub const ALL_STORES: [&str; 6] = [ENTITIES, OUTBOX, CONFLICTS, AUDIT, META, KEYRING];
+
+/// Creates the object stores of every version in `(old, target]`.
+pub fn upgrade(db: &IdbDatabase, old: u32, target: u32) -> Result<(), JsValue> {
+    if old < 1 && target >= 1 {
+        for s in [ENTITIES, OUTBOX, CONFLICTS, AUDIT, META] {
+            db.create_object_store(s)?;
+        }
+    }
+    if old < 2 && target >= 2 {
+        db.create_object_store(KEYRING)?;
+    }
+    Ok(())
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The key material does not open this store. Nothing was changed.
+    #[error("wrong key or passphrase for this store")]
+    WrongKey,
+    /// The store is encrypted and no key was given, or the other way round.
+    #[error("{0}")]
+    KeyMismatch(String),
+    /// Key setup failed.
+    #[error("key setup failed: {0}")]
+    Cipher(CipherError),
+    /// IndexedDB failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<CipherError> for OpenError {
+    fn from(e: CipherError) -> Self {
+        match e {
+            CipherError::WrongKey => OpenError::WrongKey,
+            e => OpenError::Cipher(e),
+        }
+    }
+}
+
+pub(crate) enum Codec {
+    Plain,
+    Sealed(RefCell<StoreCipher>),
+}
+
+struct Inner {
+    name: String,
+    db: IdbDatabase,
+    codec: Codec,
+    gone: Rc<Cell<bool>>,
+    _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.db.set_onclose(None);
+        self.db.set_onversionchange(None);
+        self.db.close();
+    }
+}
+
+/// An IndexedDB-backed [`Store`]. Clones share the connection.
+#[derive(Clone)]
+pub struct IdbStore {
+    inner: Rc<Inner>,
+}
+
+impl std::fmt::Debug for IdbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdbStore")
+            .field("name", &self.inner.name)
+            .field("encrypted", &self.is_encrypted())
+            .finish()
+    }
+}
+
+fn bytes_of(v: &JsValue) -> Option<Vec<u8>> {
+    v.dyn_ref::<Uint8Array>().map(|a| a.to_vec())
+}
+
+fn corrupt(store: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{store}: {e}"))
+}
+
+impl IdbStore {
+    /// Opens (creating or upgrading) the database `name` with `key`.
+    pub async fn open(name: &str, key: KeySource) -> Result<IdbStore, OpenError> {
+        let db = idb::open(name, DB_VERSION, |db, old| upgrade(db, old, DB_VERSION)).await?;
+        let gone = Rc::new(Cell::new(false));
+        let mut listeners = Vec::new();
+        {
+            // Another tab deletes the database, or the browser evicts it.
+            let g = gone.clone();
+            let d = db.clone();
+            let on_change = Closure::<dyn FnMut(web_sys::Event)>::new(move |_e| {
+                g.set(true);
+                d.close();
+            });
+            db.set_onversionchange(Some(on_change.as_ref().unchecked_ref()));
+            listeners.push(on_change);
+            let g = gone.clone();
+            let on_close = Closure::<dyn FnMut(web_sys::Event)>::new(move |_e| g.set(true));
+            db.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+            listeners.push(on_close);
+        }
+        let codec = match keys::open_cipher(&db, key).await {
+            Ok(c) => c,
+            Err(e) => {
+                db.close();
+                return Err(e);
+            }
+        };
+        Ok(IdbStore {
+            inner: Rc::new(Inner {
+                name: name.to_string(),
+                db,
+                codec,
+                gone,
+                _listeners: listeners,
+            }),
+        })
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Values are sealed.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self.inner.codec, Codec::Sealed(_))
+    }
+
+    /// The database was closed, deleted or evicted underneath this store.
+    pub fn is_gone(&self) -> bool {
+        self.inner.gone.get()
+    }
+
+    /// The raw connection (tests and benchmarks).
+    #[doc(hidden)]
+    pub fn database(&self) -> &IdbDatabase {
+        &self.inner.db
+    }
+
+    #[cfg(test)]
+    pub(crate) fn master_key_for_tests(&self) -> Option<[u8; 32]> {
+        match &self.inner.codec {
+            Codec::Sealed(c) => Some(*c.borrow().master_key()),
+            Codec::Plain => None,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn data_key_for_tests(&self) -> Option<[u8; 32]> {
+        match &self.inner.codec {
+            Codec::Sealed(c) => Some(c.borrow().current_data_key()),
+            Codec::Plain => None,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn key_uses_for_tests(&self) -> Option<u64> {
+        match &self.inner.codec {
+            Codec::Sealed(c) => Some(c.borrow().current_key_uses()),
+            Codec::Plain => None,
+        }
+    }
+
+    /// Closes the connection; later calls fail with [`StoreError::Gone`].
+    pub fn close(&self) {
+        self.inner.gone.set(true);
+        self.inner.db.close();
+    }
+
+    /// Deletes the database `name`: every record and the wrapped key.
+    pub async fn destroy(name: &str) -> Result<(), StoreError> {
+        idb::delete(name).await
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.inner.gone.get() {
+            Err(StoreError::Gone(format!(
+                "database {:?} was closed, deleted or evicted",
+                self.inner.name
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn tx(&self, stores: &[&str], readwrite: bool) -> Result<IdbTransaction, StoreError> {
+        self.check()?;
+        idb::transaction(&self.inner.db, stores, readwrite, readwrite).map_err(|e| {
+            if matches!(e, StoreError::Gone(_)) {
+                self.inner.gone.set(true);
+            }
+            e
+        })
+    }
+
+    /// The storage key and AAD label of an entity or conflict record.
+    fn entity_key(&self, table: &str, key: &EntityKey) -> (JsValue, String) {
+        let (c, i) = match &self.inner.codec {
+            Codec::Plain => (key.collection.clone(), key.id.clone()),
+            Codec::Sealed(cipher) => {
+                let cipher = cipher.borrow();
+                let c = cipher.hash_key("collection", &key.collection);
+                let i = cipher.hash_key(table, &format!("{}\0{}", key.collection, key.id));
+                (c, i)
+            }
+        };
+        let label = format!("{c}/{i}");
+        let k: Array = [JsValue::from_str(&c), JsValue::from_str(&i)]
+            .into_iter()
+            .collect();
+        (k.into(), label)
+    }
+
+    fn collection_range(&self, collection: &str) -> Result<IdbKeyRange, StoreError> {
+        let c = match &self.inner.codec {
+            Codec::Plain => collection.to_string(),
+            Codec::Sealed(cipher) => cipher.borrow().hash_key("collection", collection),
+        };
+        let lower: Array = [JsValue::from_str(&c), JsValue::from_str("")]
+            .into_iter()
+            .collect();
+        let upper: Array = [JsValue::from_str(&c), Array::new().into()]
+            .into_iter()
+            .collect();
+        IdbKeyRange::bound(&lower, &upper).map_err(|e| idb::store_error(&e))
+    }
+
+    fn seal(&self, store: &str, label: &str, plain: &[u8]) -> Result<JsValue, StoreError> {
+        let bytes = match &self.inner.codec {
+            Codec::Plain => plain.to_vec(),
+            Codec::Sealed(c) => c
+                .borrow_mut()
+                .seal(store, label, plain)
+                .map_err(|e| StoreError::Backend(e.to_string()))?,
+        };
+        Ok(Uint8Array::from(&bytes[..]).into())
+    }
+
+    fn open_value<T: DeserializeOwned>(
+        &self,
+        store: &str,
+        label: &str,
+        v: &JsValue,
+    ) -> Result<T, StoreError> {
+        let bytes =
+            bytes_of(v).ok_or_else(|| corrupt(store, format!("record {label:?} is not bytes")))?;
+        match &self.inner.codec {
+            Codec::Plain => serde_json::from_slice(&bytes).map_err(|e| corrupt(store, e)),
+            Codec::Sealed(c) => {
+                let plain = c
+                    .borrow()
+                    .open_value(store, label, &bytes)
+                    .map_err(|e| corrupt(store, e))?;
+                serde_json::from_slice(&plain).map_err(|e| corrupt(store, e))
+            }
+        }
+    }
+
+    async fn get_one<T: DeserializeOwned>(
+        &self,
+        store: &str,
+        key: &JsValue,
+        label: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let tx = self.tx(&[store], false)?;
+        let os = tx.object_store(store).map_err(|e| idb::store_error(&e))?;
+        let v = idb::request(&idb::issued(os.get(key))?).await?;
+        if v.is_undefined() {
+            return Ok(None);
+        }
+        self.open_value(store, label, &v).map(Some)
+    }
+
+    /// Every (key, value) of a store in key order, optionally in a range.
+    async fn get_all(
+        &self,
+        store: &str,
+        range: Option<&IdbKeyRange>,
+    ) -> Result<(Array, Array), StoreError> {
+        let tx = self.tx(&[store], false)?;
+        let os = tx.object_store(store).map_err(|e| idb::store_error(&e))?;
+        let (kr, vr) = match range {
+            Some(r) => (
+                idb::issued(os.get_all_keys_with_key(r))?,
+                idb::issued(os.get_all_with_key(r))?,
+            ),
+            None => (idb::issued(os.get_all_keys())?, idb::issued(os.get_all())?),
+        };
+        let keys = idb::request(&kr).await?;
+        let values = idb::request(&vr).await?;
+        Ok((keys.unchecked_into(), values.unchecked_into()))
+    }
+
+    fn pair_label(k: &JsValue) -> String {
+        let a: &Array = k.unchecked_ref();
+        format!(
+            "{}/{}",
+            a.get(0).as_string().unwrap_or_default(),
+            a.get(1).as_string().unwrap_or_default()
+        )
+    }
+
+    fn seq_label(k: &JsValue) -> String {
+        format!("{}", k.as_f64().unwrap_or(-1.0) as u64)
+    }
+}
+
+#[async_trait(?Send)]
+impl Store for IdbStore {
+    async fn load_meta(&self) -> Result<Option<SyncMeta>, StoreError> {
+        self.get_one(META, &JsValue::from_str("meta"), "meta").await
+    }
+
+    async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
+        let (k, label) = self.entity_key(ENTITIES, key);
+        let rec: Option<EntityRecord> = self.get_one(ENTITIES, &k, &label).await?;
+        if let Some(r) = &rec {
+            if &r.key != key {
+                return Err(corrupt(ENTITIES, "record under another entity's key"));
+            }
+        }
+        Ok(rec)
+    }
+
+    async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
+        let range = self.collection_range(collection)?;
+        let (keys, values) = self.get_all(ENTITIES, Some(&range)).await?;
+        let mut out = Vec::with_capacity(values.length() as usize);
+        for (k, v) in keys.iter().zip(values.iter()) {
+            let r: EntityRecord = self.open_value(ENTITIES, &Self::pair_label(&k), &v)?;
+            if r.key.collection != collection {
+                return Err(corrupt(ENTITIES, "record under another collection"));
+            }
+            out.push(r);
+        }
+        out.sort_by(|a, b| a.key.id.cmp(&b.key.id));
+        Ok(out)
+    }
+
+    async fn collections(&self) -> Result<Vec<String>, StoreError> {
+        // Walk one record per collection: read it, then jump past the
+        // collection's key range.
+        let tx = self.tx(&[ENTITIES], false)?;
+        let os = tx
+            .object_store(ENTITIES)
+            .map_err(|e| idb::store_error(&e))?;
+        let req = idb::issued(os.open_cursor())?;
+        let mut out = Vec::new();
+        loop {
+            let cursor = idb::request(&req).await?;
+            if cursor.is_null() || cursor.is_undefined() {
+                break;
+            }
+            let cursor: web_sys::IdbCursorWithValue = cursor.unchecked_into();
+            let k = cursor.key().map_err(|e| idb::store_error(&e))?;
+            let v = cursor.value().map_err(|e| idb::store_error(&e))?;
+            let r: EntityRecord = self.open_value(ENTITIES, &Self::pair_label(&k), &v)?;
+            out.push(r.key.collection);
+            let a: &Array = k.unchecked_ref();
+            let next: Array = [a.get(0), Array::new().into()].into_iter().collect();
+            cursor
+                .continue_with_key(&next)
+                .map_err(|e| idb::store_error(&e))?;
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let (keys, values) = self.get_all(OUTBOX, None).await?;
+        keys.iter()
+            .zip(values.iter())
+            .map(|(k, v)| self.open_value(OUTBOX, &Self::seq_label(&k), &v))
+            .collect()
+    }
+
+    async fn conflicts(&self) -> Result<Vec<ConflictRecord>, StoreError> {
+        let (keys, values) = self.get_all(CONFLICTS, None).await?;
+        let mut out: Vec<ConflictRecord> = keys
+            .iter()
+            .zip(values.iter())
+            .map(|(k, v)| self.open_value(CONFLICTS, &Self::pair_label(&k), &v))
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let range = IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(after as f64), true)
+            .map_err(|e| idb::store_error(&e))?;
+        let tx = self.tx(&[AUDIT], false)?;
+        let os = tx.object_store(AUDIT).map_err(|e| idb::store_error(&e))?;
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let kr = idb::issued(os.get_all_keys_with_key_and_limit(&range, limit))?;
+        let vr = idb::issued(os.get_all_with_key_and_limit(&range, limit))?;
+        let keys: Array = idb::request(&kr).await?.unchecked_into();
+        let values: Array = idb::request(&vr).await?.unchecked_into();
+        keys.iter()
+            .zip(values.iter())
+            .map(|(k, v)| self.open_value(AUDIT, &Self::seq_label(&k), &v))
+            .collect()
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.check()?;
+        // 1. Seal everything, synchronously, before the transaction exists.
+        enum Req {
+            Put(&'static str, JsValue, JsValue),
+            Delete(&'static str, JsValue),
+        }
+        let mut reqs = Vec::with_capacity(batch.ops.len() + 1);
+        let json = |v: &dyn erased::Json| v.to_json();
+        for op in &batch.ops {
+            let r = match op {
+                WriteOp::PutEntity(r) => {
+                    let (k, label) = self.entity_key(ENTITIES, &r.key);
+                    Req::Put(ENTITIES, k, self.seal(ENTITIES, &label, &json(r)?)?)
+                }
+                WriteOp::DeleteEntity(key) => {
+                    Req::Delete(ENTITIES, self.entity_key(ENTITIES, key).0)
+                }
+                WriteOp::PutOutbox(e) => {
+                    let label = e.seq.to_string();
+                    Req::Put(
+                        OUTBOX,
+                        JsValue::from_f64(e.seq as f64),
+                        self.seal(OUTBOX, &label, &json(e)?)?,
+                    )
+                }
+                WriteOp::DeleteOutbox(seq) => Req::Delete(OUTBOX, JsValue::from_f64(*seq as f64)),
+                WriteOp::PutConflict(c) => {
+                    let (k, label) = self.entity_key(CONFLICTS, &c.key);
+                    Req::Put(CONFLICTS, k, self.seal(CONFLICTS, &label, &json(c)?)?)
+                }
+                WriteOp::DeleteConflict(key) => {
+                    Req::Delete(CONFLICTS, self.entity_key(CONFLICTS, key).0)
+                }
+                WriteOp::AppendAudit(a) => {
+                    let label = a.seq.to_string();
+                    Req::Put(
+                        AUDIT,
+                        JsValue::from_f64(a.seq as f64),
+                        self.seal(AUDIT, &label, &json(a)?)?,
+                    )
+                }
+                WriteOp::PutMeta(m) => Req::Put(
+                    META,
+                    JsValue::from_str("meta"),
+                    self.seal(META, "meta", &json(m)?)?,
+                ),
+            };
+            reqs.push(r);
+        }
+        let mut ring_written = false;
+        if let Codec::Sealed(c) = &self.inner.codec {
+            if let Some(ring) = c
+                .borrow_mut()
+                .take_dirty_ring()
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+            {
+                reqs.push(Req::Put(
+                    KEYRING,
+                    JsValue::from_str("ring"),
+                    Uint8Array::from(&ring[..]).into(),
+                ));
+                ring_written = true;
+            }
+        }
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        let mut stores: Vec<&str> = reqs
+            .iter()
+            .map(|r| match r {
+                Req::Put(s, ..) | Req::Delete(s, _) => *s,
+            })
+            .collect();
+        stores.sort_unstable();
+        stores.dedup();
+
+        // 2. One strict transaction: issue every request, await completion once.
+        let result = async {
+            let tx = self.tx(&stores, true)?;
+            let done = idb::completion(&tx);
+            for r in &reqs {
+                let issued = match r {
+                    Req::Put(s, k, v) => tx.object_store(s).and_then(|os| os.put_with_key(v, k)),
+                    Req::Delete(s, k) => tx.object_store(s).and_then(|os| os.delete(k)),
+                };
+                if let Err(e) = issued {
+                    let _ = tx.abort();
+                    let _ = done.await;
+                    return Err(idb::store_error(&e));
+                }
+            }
+            done.await.map(|_| ()).map_err(|e| idb::store_error(&e))
+        }
+        .await;
+        if result.is_err() && ring_written {
+            if let Codec::Sealed(c) = &self.inner.codec {
+                c.borrow_mut().mark_ring_dirty();
+            }
+        }
+        if let Err(StoreError::Gone(_)) = &result {
+            self.inner.gone.set(true);
+        }
+        result
+    }
+}
+
+/// Serialises any record to JSON bytes without naming each type.
+mod erased {
+    use crate::store::StoreError;
+
+    pub trait Json {
+        fn to_json(&self) -> Result<Vec<u8>, StoreError>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Result<Vec<u8>, StoreError> {
+            serde_json::to_vec(self).map_err(|e| StoreError::Backend(e.to_string()))
+        }
+    }
+}

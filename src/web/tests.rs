@@ -1,0 +1,365 @@
+//! Browser tests of the IndexedDB store (wasm-bindgen-test, headless Chromium).
+
+use super::idb;
+use super::keys::KeySource;
+use super::store::{self, IdbStore, OpenError, ALL_STORES};
+use crate::crypto::KdfParams;
+use crate::protocol::{EntityKey, EntityState};
+use crate::store::*;
+use crate::Hlc;
+use js_sys::{Array, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::*;
+use zeroize::Zeroizing;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn unique(prefix: &str) -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    format!("{prefix}-{}", u64::from_le_bytes(b))
+}
+
+fn passphrase(p: &str) -> KeySource {
+    KeySource::Passphrase {
+        passphrase: Zeroizing::new(p.to_string()),
+        kdf: KdfParams::insecure_fast_for_tests(),
+    }
+}
+
+async fn fresh(key: KeySource) -> IdbStore {
+    IdbStore::open(&unique("conformance"), key)
+        .await
+        .expect("open")
+}
+
+mod plain {
+    use super::*;
+    crate::store_conformance_tests!(wasm: fresh(KeySource::Plain));
+}
+
+mod encrypted_passphrase {
+    use super::*;
+    crate::store_conformance_tests!(wasm: fresh(passphrase("conformance pass")));
+}
+
+mod encrypted_host_key {
+    use super::*;
+    crate::store_conformance_tests!(wasm: fresh(KeySource::HostKey(Zeroizing::new(vec![7u8; 32]))));
+}
+
+mod encrypted_webcrypto {
+    use super::*;
+    crate::store_conformance_tests!(wasm: fresh(KeySource::WebCrypto));
+}
+
+const SECRET_ID: &str = "room-1204-zoe-lambert";
+const SECRET_VALUE: &str = "Guest Zoë Lambert, passport X9981234";
+
+fn secret_record(id: &str) -> EntityRecord {
+    let mut fields = crate::protocol::Fields::new();
+    fields.insert("guest".into(), SECRET_VALUE.into());
+    let state = EntityState {
+        collection: "guests".into(),
+        id: id.into(),
+        version: 3,
+        fields,
+        deleted: false,
+        last_op: None,
+        updated_at: Hlc {
+            wall_ms: 1,
+            counter: 0,
+            node: 1,
+        },
+    };
+    EntityRecord {
+        key: EntityKey::new("guests", id),
+        server: Some(state),
+        chain_base: None,
+        view: None,
+    }
+}
+
+async fn put(store: &IdbStore, ops: Vec<WriteOp>) {
+    store.commit(WriteBatch { ops }).await.expect("commit");
+}
+
+/// Opens the database without the store, as a raw IndexedDB connection.
+async fn raw(name: &str) -> web_sys::IdbDatabase {
+    idb::open(name, store::DB_VERSION, |db, old| {
+        store::upgrade(db, old, store::DB_VERSION)
+    })
+    .await
+    .unwrap()
+}
+
+/// Every (store, key, value) of the raw database.
+async fn dump(db: &web_sys::IdbDatabase) -> Vec<(String, JsValue, JsValue)> {
+    let mut out = Vec::new();
+    for s in ALL_STORES {
+        let tx = idb::transaction(db, &[s], false, false).unwrap();
+        let os = tx.object_store(s).unwrap();
+        let kr = os.get_all_keys().unwrap();
+        let vr = os.get_all().unwrap();
+        let keys: Array = idb::request(&kr).await.unwrap().unchecked_into();
+        let values: Array = idb::request(&vr).await.unwrap().unchecked_into();
+        for (k, v) in keys.iter().zip(values.iter()) {
+            out.push((s.to_string(), k, v));
+        }
+    }
+    out
+}
+
+fn as_bytes(v: &JsValue) -> Vec<u8> {
+    if let Some(a) = v.dyn_ref::<Uint8Array>() {
+        return a.to_vec();
+    }
+    if let Some(s) = v.as_string() {
+        return s.into_bytes();
+    }
+    js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| format!("{v:?}"))
+        .into_bytes()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn put_raw(db: &web_sys::IdbDatabase, store: &str, key: &JsValue, value: &JsValue) {
+    let tx = idb::transaction(db, &[store], true, true).unwrap();
+    let done = idb::completion(&tx);
+    tx.object_store(store)
+        .unwrap()
+        .put_with_key(value, key)
+        .unwrap();
+    done.await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_raw_scan_of_every_object_store_finds_no_plaintext_ids_or_key() {
+    for key in [passphrase("scan pass"), KeySource::WebCrypto] {
+        let name = unique("rawscan");
+        let s = IdbStore::open(&name, key).await.unwrap();
+        let master = s.master_key_for_tests().expect("encrypted");
+        let data_key = s.data_key_for_tests().expect("encrypted");
+        let mut outbox = crate::store::conformance::sample_outbox_entry(1);
+        outbox.mutation.entity_id = SECRET_ID.into();
+        put(
+            &s,
+            vec![
+                WriteOp::PutEntity(secret_record(SECRET_ID)),
+                WriteOp::PutOutbox(outbox),
+                WriteOp::PutConflict(ConflictRecord {
+                    key: EntityKey::new("guests", SECRET_ID),
+                    base: None,
+                    local: None,
+                    server: secret_record(SECRET_ID).server,
+                    mutations: vec![],
+                    fields: vec!["guest".into()],
+                    detected_at: 1,
+                }),
+            ],
+        )
+        .await;
+        let db = raw(&name).await;
+        let rows = dump(&db).await;
+        assert!(
+            rows.len() >= 6,
+            "entities, outbox, conflicts, mode, envelope, ring"
+        );
+        for (store, k, v) in &rows {
+            for blob in [as_bytes(k), as_bytes(v)] {
+                for needle in [
+                    SECRET_ID.as_bytes(),
+                    "Lambert".as_bytes(),
+                    "X9981234".as_bytes(),
+                    "guests".as_bytes(),
+                    &master[..],
+                    &data_key[..],
+                ] {
+                    assert!(
+                        !contains(&blob, needle),
+                        "plaintext {:?} found in {store}",
+                        String::from_utf8_lossy(needle)
+                    );
+                }
+            }
+        }
+        // The WebCrypto key is stored as a non-extractable CryptoKey.
+        for (store, k, v) in &rows {
+            if store == "keyring" && k.as_string().as_deref() == Some("kek") {
+                let key: web_sys::CryptoKey = v.clone().unchecked_into();
+                assert!(!key.extractable());
+            }
+        }
+        db.close();
+        s.close();
+        IdbStore::destroy(&name).await.unwrap();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_tampered_ciphertext_fails_with_a_clear_error() {
+    let name = unique("tamper");
+    let s = IdbStore::open(&name, passphrase("p")).await.unwrap();
+    put(&s, vec![WriteOp::PutEntity(secret_record("a"))]).await;
+    let db = raw(&name).await;
+    let rows = dump(&db).await;
+    let (_, k, v) = rows.iter().find(|(s, ..)| s == "entities").unwrap();
+    let mut bytes = as_bytes(v);
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x40;
+    put_raw(&db, "entities", k, &Uint8Array::from(&bytes[..]).into()).await;
+    let err = s.get(&EntityKey::new("guests", "a")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert_eq!(err.code(), crate::ErrorCode::StoreCorrupt);
+    assert!(s.scan("guests").await.is_err());
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_record_swapped_onto_another_key_fails_to_open() {
+    let name = unique("swap");
+    let s = IdbStore::open(&name, passphrase("p")).await.unwrap();
+    put(
+        &s,
+        vec![
+            WriteOp::PutEntity(secret_record("a")),
+            WriteOp::PutEntity(secret_record("b")),
+        ],
+    )
+    .await;
+    let db = raw(&name).await;
+    let rows: Vec<_> = dump(&db)
+        .await
+        .into_iter()
+        .filter(|(s, ..)| s == "entities")
+        .collect();
+    assert_eq!(rows.len(), 2);
+    // b's value under a's key.
+    put_raw(&db, "entities", &rows[0].1, &rows[1].2).await;
+    let a = s.get(&EntityKey::new("guests", "a")).await;
+    let b = s.get(&EntityKey::new("guests", "b")).await;
+    assert!(
+        matches!(a, Err(StoreError::Corrupt(_))) || matches!(b, Err(StoreError::Corrupt(_))),
+        "the swapped record must not open"
+    );
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_wrong_passphrase_fails_clearly_and_destroys_nothing() {
+    let name = unique("wrongpw");
+    let s = IdbStore::open(&name, passphrase("right")).await.unwrap();
+    put(&s, vec![WriteOp::PutEntity(secret_record("a"))]).await;
+    s.close();
+    drop(s);
+    let err = IdbStore::open(&name, passphrase("wrong"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OpenError::WrongKey), "{err}");
+    let err = IdbStore::open(&name, KeySource::HostKey(Zeroizing::new(vec![1; 32])))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OpenError::KeyMismatch(_)), "{err}");
+    let err = IdbStore::open(&name, KeySource::Plain).await.unwrap_err();
+    assert!(matches!(err, OpenError::KeyMismatch(_)), "{err}");
+    let s = IdbStore::open(&name, passphrase("right")).await.unwrap();
+    assert_eq!(
+        s.get(&EntityKey::new("guests", "a")).await.unwrap(),
+        Some(secret_record("a"))
+    );
+}
+
+#[wasm_bindgen_test]
+async fn the_key_survives_a_reopen_for_every_key_source() {
+    let sources: [fn() -> KeySource; 3] = [
+        || passphrase("again"),
+        || KeySource::HostKey(Zeroizing::new(vec![9u8; 32])),
+        || KeySource::WebCrypto,
+    ];
+    for make in sources {
+        let name = unique("reopen");
+        let s = IdbStore::open(&name, make()).await.unwrap();
+        put(&s, vec![WriteOp::PutEntity(secret_record("a"))]).await;
+        s.close();
+        drop(s);
+        let s = IdbStore::open(&name, make()).await.unwrap();
+        assert_eq!(
+            s.get(&EntityKey::new("guests", "a")).await.unwrap(),
+            Some(secret_record("a"))
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_version_1_database_upgrades_and_keeps_its_data() {
+    let name = unique("upgrade");
+    // Write a database as schema version 1 wrote it (plain JSON bytes, no
+    // keyring store).
+    let db = idb::open(&name, 1, |db, old| store::upgrade(db, old, 1))
+        .await
+        .unwrap();
+    assert_eq!(db.version() as u32, 1);
+    let entry = crate::store::conformance::sample_outbox_entry(7);
+    let rec = secret_record("a");
+    let enc = |v: Vec<u8>| JsValue::from(Uint8Array::from(&v[..]));
+    put_raw(
+        &db,
+        "outbox",
+        &JsValue::from_f64(7.0),
+        &enc(serde_json::to_vec(&entry).unwrap()),
+    )
+    .await;
+    let k: Array = ["guests", "a"]
+        .iter()
+        .map(|s| JsValue::from_str(s))
+        .collect();
+    put_raw(&db, "entities", &k, &enc(serde_json::to_vec(&rec).unwrap())).await;
+    db.close();
+
+    let s = IdbStore::open(&name, KeySource::Plain).await.unwrap();
+    assert_eq!(s.database().version() as u32, store::DB_VERSION);
+    assert_eq!(s.outbox().await.unwrap(), vec![entry]);
+    assert_eq!(s.get(&rec.key).await.unwrap(), Some(rec));
+    // A plain version-1 store refuses a key rather than mixing plain and sealed.
+    s.close();
+    drop(s);
+    assert!(IdbStore::open(&name, passphrase("x")).await.is_err());
+}
+
+#[wasm_bindgen_test]
+async fn a_closed_or_deleted_database_is_gone() {
+    let s = fresh(KeySource::Plain).await;
+    s.close();
+    let err = s
+        .commit(WriteBatch {
+            ops: vec![WriteOp::PutEntity(secret_record("a"))],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Gone(_)), "{err}");
+
+    let name = unique("deleted");
+    let s = IdbStore::open(&name, KeySource::Plain).await.unwrap();
+    IdbStore::destroy(&name).await.unwrap();
+    assert!(s.is_gone());
+    let err = s.load_meta().await.unwrap_err();
+    assert!(matches!(err, StoreError::Gone(_)), "{err}");
+}
+
+#[wasm_bindgen_test]
+async fn the_counter_reservation_is_stored_with_the_values() {
+    let name = unique("ring");
+    let s = IdbStore::open(&name, passphrase("p")).await.unwrap();
+    put(&s, vec![WriteOp::PutEntity(secret_record("a"))]).await;
+    let uses = s.key_uses_for_tests().unwrap();
+    s.close();
+    drop(s);
+    let s = IdbStore::open(&name, passphrase("p")).await.unwrap();
+    assert!(s.key_uses_for_tests().unwrap() >= uses);
+}
