@@ -393,6 +393,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                     next_seq: 1,
                     next_audit_seq: 1,
                     verify_pending: false,
+                    generation: 0,
                 };
                 store
                     .commit(WriteBatch {
@@ -572,7 +573,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// The current status for the sync pill.
     pub async fn status(&self) -> Status {
-        let st = self.state.lock().await;
+        let st = self.lock_read().await;
         st.status(self.env.now_ms(), self.config.stale_after_ms)
     }
 
@@ -583,7 +584,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// The sync state as stored.
     pub async fn meta(&self) -> SyncMeta {
-        self.state.lock().await.meta.clone()
+        self.lock_read().await.meta.clone()
     }
 
     /// The host learnt the network went up or down (online/offline events).
@@ -657,13 +658,12 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// The outbox: pending mutations and dead letters, in order.
     pub async fn outbox(&self) -> Vec<OutboxEntry> {
-        self.state.lock().await.outbox.iter().cloned().collect()
+        self.lock_read().await.outbox.iter().cloned().collect()
     }
 
     /// Dead letters only.
     pub async fn dead_letters(&self) -> Vec<OutboxEntry> {
-        self.state
-            .lock()
+        self.lock_read()
             .await
             .outbox
             .iter()
@@ -674,13 +674,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// Open conflicts.
     pub async fn conflicts(&self) -> Vec<ConflictRecord> {
-        self.state
-            .lock()
-            .await
-            .conflicts
-            .values()
-            .cloned()
-            .collect()
+        self.lock_read().await.conflicts.values().cloned().collect()
     }
 
     /// Local audit entries after `after`.
@@ -812,7 +806,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             _ => {}
         }
         let key = EntityKey::new(collection, id);
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         if st.conflicts.contains_key(&key) {
             return Err(EngineError::new(
                 ErrorCode::InvalidState,
@@ -924,6 +918,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             }));
         }
         st.meta.hlc = st.clock.last();
+        st.meta.generation = st.meta.generation.wrapping_add(1);
         tx.batch.push(WriteOp::PutMeta(st.meta.clone()));
         if let Err(e) = self.store.commit(tx.batch).await {
             self.reload(st).await;
@@ -937,7 +932,31 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         Ok(tx.report)
     }
 
-    /// Rebuilds the caches from the store after a failed commit.
+    /// Locks the state, first reloading the caches if another engine on the
+    /// same store (another tab, another process) committed since we last
+    /// looked. The host serialises engines that share a store (the browser
+    /// adapter with a Web Lock), so nothing commits between this check and
+    /// our own commit.
+    async fn lock_fresh(&self) -> Result<futures::lock::MutexGuard<'_, State>, EngineError> {
+        let mut st = self.state.lock().await;
+        let stored = self.store.load_meta().await?;
+        if stored.as_ref().map(|m| m.generation) != Some(st.meta.generation) {
+            self.reload(&mut st).await;
+        }
+        Ok(st)
+    }
+
+    /// [`lock_fresh`](Self::lock_fresh) for reads: a store that cannot be
+    /// read leaves the cached state in place.
+    async fn lock_read(&self) -> futures::lock::MutexGuard<'_, State> {
+        match self.lock_fresh().await {
+            Ok(st) => st,
+            Err(_) => self.state.lock().await,
+        }
+    }
+
+    /// Rebuilds the caches from the store (after a failed commit, or when
+    /// another engine on the same store committed).
     async fn reload(&self, st: &mut State) {
         if let Ok(Some(meta)) = self.store.load_meta().await {
             let hlc = st.clock.last().max(meta.hlc);
@@ -957,7 +976,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// Puts a dead letter back in the queue, due now, with its attempts reset.
     pub async fn retry(&self, seq: u64) -> Result<(), EngineError> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         let mut e = st
             .outbox
             .get(seq)
@@ -981,7 +1000,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// Drops a dead letter; the entity's view is replayed without it.
     pub async fn discard(&self, seq: u64) -> Result<(), EngineError> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         let e = st
             .outbox
             .get(seq)
@@ -1006,7 +1025,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         key: &EntityKey,
         resolution: Resolution,
     ) -> Result<(), EngineError> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         let conflict = st.conflicts.get(key).cloned().ok_or_else(|| {
             EngineError::new(ErrorCode::NotFound, format!("no conflict on {key}"))
         })?;
@@ -1120,7 +1139,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     async fn push_once(&self) -> Result<SyncReport, EngineError> {
         let batches: Vec<Vec<OutboxEntry>> = {
-            let st = self.state.lock().await;
+            let st = self.lock_fresh().await?;
             let now = self.env.now_ms();
             if now < st.paused_until
                 || now < st.throttle.next_allowed_at()
@@ -1176,7 +1195,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         bytes: u64,
         started: u64,
     ) -> Result<SyncReport, EngineError> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         let now = self.env.now_ms();
         let mut tx = Txn::default();
         if result.is_ok() {
@@ -1667,7 +1686,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                         .await)
                 }
             };
-            let mut st = self.state.lock().await;
+            let mut st = self.lock_fresh().await?;
             let now = self.env.now_ms();
             let mut tx = Txn::default();
             let keys: Vec<EntityKey> = page.entities.iter().map(|s| s.key()).collect();
@@ -1733,7 +1752,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 };
                 return Ok(self.pull_transport_error(e, ErrorCode::DeltaFailed).await);
             }
-            let mut st = self.state.lock().await;
+            let mut st = self.lock_fresh().await?;
             let now = self.env.now_ms();
             let mut tx = Txn::default();
             let keys: Vec<EntityKey> = page.changes.iter().map(|s| s.key()).collect();
@@ -1880,7 +1899,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         collection: &str,
         plan: ReconcilePlan,
     ) -> Result<SyncReport, EngineError> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         let now = self.env.now_ms();
         let mut tx = Txn::default();
         for (action, states) in [("missing", plan.missing), ("stale", plan.stale)] {
