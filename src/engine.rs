@@ -959,7 +959,9 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     /// another engine on the same store committed).
     async fn reload(&self, st: &mut State) {
         if let Ok(Some(meta)) = self.store.load_meta().await {
+            // Never go back in time: take the later of the two clocks.
             let hlc = st.clock.last().max(meta.hlc);
+            st.clock = HlcClock::new(node_id(&meta.client_id), hlc);
             st.meta = meta;
             st.meta.hlc = hlc;
         }
