@@ -1271,6 +1271,15 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 self.env.random_u64(),
                 retry_after_ms,
             );
+        tracing::info!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            event_id = %e.mutation.op_id,
+            sync_attempt = e.attempts,
+            error_code = %code,
+            retry_at_ms = e.next_attempt_at,
+            "delivery failed, retry scheduled"
+        );
         e.last_error = Some((code, message));
         st.put_entry(tx, e);
     }
@@ -1285,6 +1294,14 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         now: u64,
     ) {
         let key = e.mutation.key();
+        tracing::warn!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            event_id = %e.mutation.op_id,
+            sync_attempt = e.attempts,
+            error_code = %code,
+            "mutation moved to the dead-letter queue"
+        );
         tx.audit(
             Some(&e.mutation.op_id),
             &key,
@@ -1317,6 +1334,14 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     ) {
         let code = err.code();
         let message = err.to_string();
+        tracing::info!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            batch = batch.len(),
+            sync_attempt = batch.iter().map(|e| e.attempts).max().unwrap_or(0) + 1,
+            error_code = %code,
+            "push failed"
+        );
         tx.report.error.get_or_insert(code);
         match err {
             TransportError::Unreachable(_) => {
@@ -1456,6 +1481,15 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 AuditEvent::Applied { version }
             },
         );
+        tracing::debug!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            event_id = %entry.mutation.op_id,
+            sync_attempt = entry.attempts + 1,
+            version,
+            duplicate,
+            "mutation acknowledged"
+        );
         st.metrics.synced += 1;
         tx.report.acknowledged += 1;
         Ok(())
@@ -1490,6 +1524,16 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             base.as_ref(),
             &muts,
             server.as_ref(),
+        );
+        tracing::info!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            event_id = %head.mutation.op_id,
+            sync_attempt = head.attempts,
+            error_code = %ErrorCode::Conflict,
+            policy = ?self.policy(&key.collection),
+            decision = decision_name(&decision),
+            "conflict"
         );
         let server_version = server.as_ref().map(|s| s.version).unwrap_or(0);
         let rebase = |st: &mut State, tx: &mut Txn, entries: &[OutboxEntry]| {
@@ -1610,6 +1654,13 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     }
 
     async fn pull_transport_error(&self, err: TransportError, code: ErrorCode) -> SyncReport {
+        tracing::info!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            error_code = %err.code(),
+            stage = %code,
+            "pull failed"
+        );
         let mut st = self.state.lock().await;
         let now = self.env.now_ms();
         let mut report = SyncReport::default();
@@ -1940,6 +1991,15 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             );
         }
         self.finish(&mut st, tx).await
+    }
+}
+
+fn decision_name(d: &Decision) -> &'static str {
+    match d {
+        Decision::Rebase => "rebase",
+        Decision::SupersedeHead => "supersede-head",
+        Decision::SupersedeAll => "supersede-all",
+        Decision::Manual { .. } => "manual",
     }
 }
 

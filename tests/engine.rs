@@ -976,3 +976,94 @@ fn two_engines_on_one_store_share_the_queue_without_losing_writes() {
         room.fields
     );
 }
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[test]
+fn logs_carry_terminal_branch_event_attempt_and_code_but_no_payload() {
+    let buffer = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(buffer.clone())
+        .finish();
+    let dead_op = tracing::subscriber::with_default(subscriber, || {
+        let w = World::new();
+        w.admin(
+            EntityKey::new("incidents", "inc-1"),
+            f(json!({"state": "open"})),
+        );
+        let net = w.net("t1");
+        let engine = w.open(MemoryStore::new(), net.clone(), "t1");
+        block_on(engine.sync_now()).unwrap();
+        block_on(engine.patch(
+            "rooms",
+            "room-1",
+            f(json!({"guest": "Zoë Guestname", "status": "clean"})),
+        ))
+        .unwrap();
+        for _ in 0..3 {
+            net.then(Step::Fail(TransportError::Server {
+                status: 503,
+                message: "down".into(),
+            }));
+            block_on(engine.push()).unwrap();
+            w.env.advance(5_000);
+        }
+        block_on(engine.patch(
+            "incidents",
+            "inc-1",
+            f(json!({"state": "Zoë called twice"})),
+        ))
+        .unwrap();
+        w.admin(
+            EntityKey::new("incidents", "inc-1"),
+            f(json!({"state": "escalated"})),
+        );
+        block_on(engine.sync_now()).unwrap();
+        block_on(engine.dead_letters())[0].mutation.op_id.clone()
+    });
+    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let dead_line = logs
+        .lines()
+        .find(|l| l.contains("dead-letter"))
+        .expect("a dead letter is logged");
+    for needle in [
+        "\"terminal_id\":\"t1\"",
+        "\"branch_id\":\"b1\"",
+        &format!("\"event_id\":\"{dead_op}\""),
+        "\"sync_attempt\":3",
+        "\"error_code\":\"RETRIES_EXHAUSTED\"",
+    ] {
+        assert!(
+            dead_line.contains(needle),
+            "{needle} missing from {dead_line}"
+        );
+    }
+    assert!(
+        logs.contains("\"error_code\":\"CONFLICT\""),
+        "conflicts are logged"
+    );
+    assert!(
+        !logs.contains("Zoë") && !logs.contains("Guestname"),
+        "payload data leaked into logs:\n{logs}"
+    );
+}
