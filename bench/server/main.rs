@@ -1,1 +1,224 @@
-fn main() {}
+//! Server benchmark: ingest (mutations/s, batches of 100, several terminals
+//! pushing at once) and pull (changes/s, pages of 1000) over HTTP on
+//! loopback, against SQLite and, when `TIDESYNC_BENCH_PG_URL` is set,
+//! PostgreSQL. The server runs in this process (same machine, same cores).
+//!
+//! Run with `bash bench/server/run.sh` (builds with the `server` profile and
+//! starts a PostgreSQL for the PostgreSQL rows). Knobs (environment):
+//! `BENCH_TERMINALS` (4), `BENCH_BATCHES` per terminal (50), `BENCH_BATCH`
+//! (100).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use tidesync::{
+    payload_checksum, ChangesPage, Hlc, Mutation, MutationKind, OpId, PushRequest, PushResponse,
+};
+use tidesync_server::auth::{self, CredentialStore};
+use tidesync_server::http::{self, AppState, HttpConfig};
+use tidesync_server::{Backend, PgStore, SqliteStore, SqliteSync, SyncService, TerminalContext};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Figures {
+    ingest_per_s: f64,
+    pull_per_s: f64,
+    mutations: usize,
+}
+
+fn mutation(terminal: &str, t: usize, i: usize) -> Mutation {
+    let id = format!("{terminal}-{i}");
+    let payload = json!({"number": i, "status": "dirty", "floor": i % 10, "note": "bench"})
+        .as_object()
+        .cloned();
+    Mutation {
+        checksum: payload_checksum("rooms", &id, MutationKind::Create, payload.as_ref()),
+        op_id: OpId::from_parts(1_700_000_000_000 + i as u64, (t as u128) << 40 | i as u128),
+        client_id: format!("client-{terminal}"),
+        terminal_id: terminal.to_owned(),
+        branch_id: "b1".into(),
+        collection: "rooms".into(),
+        entity_id: id,
+        kind: MutationKind::Create,
+        payload,
+        base_version: 0,
+        hlc: Hlc {
+            wall_ms: 1_700_000_000_000,
+            counter: 0,
+            node: t as u32,
+        },
+        schema_version: 1,
+        offline: false,
+    }
+}
+
+async fn run(backend: Backend, terminals: usize, batches: usize, batch: usize) -> Figures {
+    let app = AppState::new(
+        SyncService::new(backend),
+        HttpConfig {
+            rate_per_sec: 0.0,
+            storage_workers: 8,
+            ..HttpConfig::default()
+        },
+    );
+    let mut keys = Vec::new();
+    for t in 0..terminals {
+        let (key, c) = auth::new_key(
+            TerminalContext::new("acme", "b1", format!("term{t}")),
+            tidesync_server::now_ms(),
+            None,
+        )
+        .unwrap();
+        app.service.store().put_credential(&c).unwrap();
+        keys.push(key);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, Arc::clone(&app), async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+
+    // Bodies built up front: the clock measures the server, not the client's JSON.
+    let bodies: Vec<Vec<Vec<u8>>> = (0..terminals)
+        .map(|t| {
+            let terminal = format!("term{t}");
+            (0..batches)
+                .map(|b| {
+                    let ms = (0..batch)
+                        .map(|i| mutation(&terminal, t, b * batch + i))
+                        .collect();
+                    serde_json::to_vec(&PushRequest {
+                        protocol: 1,
+                        attempt: 0,
+                        mutations: ms,
+                    })
+                    .unwrap()
+                })
+                .collect()
+        })
+        .collect();
+
+    let started = Instant::now();
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .zip(&keys)
+        .map(|(bodies, key)| {
+            let (client, key, url) = (client.clone(), key.clone(), format!("{base}/v1/mutations"));
+            tokio::spawn(async move {
+                for body in bodies {
+                    let resp = client
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 200);
+                    let r: PushResponse = resp.json().await.unwrap();
+                    assert!(r
+                        .acks
+                        .iter()
+                        .all(|a| matches!(a.result, tidesync::AckResult::Applied { .. })));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ingest = started.elapsed();
+    let mutations = terminals * batches * batch;
+    assert_eq!(app.service.metrics().applied as usize, mutations);
+
+    let started = Instant::now();
+    let mut since = 0u64;
+    let mut pulled = 0;
+    loop {
+        let page: ChangesPage = client
+            .get(format!("{base}/v1/changes?since={since}&limit=1000"))
+            .bearer_auth(&keys[0])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pulled += page.changes.len();
+        since = page.next.0;
+        if !page.has_more {
+            break;
+        }
+    }
+    let pull = started.elapsed();
+    assert_eq!(pulled, mutations);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    Figures {
+        ingest_per_s: mutations as f64 / ingest.as_secs_f64(),
+        pull_per_s: pulled as f64 / pull.as_secs_f64(),
+        mutations,
+    }
+}
+
+fn main() {
+    let terminals = env_or("BENCH_TERMINALS", 4);
+    let batches = env_or("BENCH_BATCHES", 50);
+    let batch = env_or("BENCH_BATCH", 100);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir();
+    let mut rows: Vec<(String, Figures)> = Vec::new();
+    for (name, sync) in [
+        ("SQLite (synchronous=full)", SqliteSync::Full),
+        ("SQLite (synchronous=normal)", SqliteSync::Normal),
+    ] {
+        let path = dir.join(format!("tidesync_bench_{}.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let store = SqliteStore::open(&path, sync).unwrap();
+        rows.push((
+            name.to_owned(),
+            rt.block_on(run(Backend::Sqlite(store), terminals, batches, batch)),
+        ));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    if let Ok(url) = std::env::var("TIDESYNC_BENCH_PG_URL") {
+        let schema = format!("ts_bench_{}", std::process::id());
+        let store = PgStore::temporary(&url, &schema).unwrap();
+        rows.push((
+            "PostgreSQL".to_owned(),
+            rt.block_on(run(Backend::Postgres(store), terminals, batches, batch)),
+        ));
+    } else {
+        eprintln!(
+            "TIDESYNC_BENCH_PG_URL not set: PostgreSQL skipped (bench/server/run.sh sets it)"
+        );
+    }
+    println!(
+        "\n{terminals} terminals x {batches} batches x {batch} mutations, HTTP on loopback, \
+         server in process, {} cores\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| backend | mutations | ingest (mutations/s) | pull (changes/s) |");
+    println!("|---|---|---|---|");
+    for (name, f) in rows {
+        println!(
+            "| {name} | {} | {:.0} | {:.0} |",
+            f.mutations, f.ingest_per_s, f.pull_per_s
+        );
+    }
+}
