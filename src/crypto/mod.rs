@@ -268,10 +268,13 @@ impl StoreCipher {
             .ring
             .key(key_id)
             .ok_or(CipherError::UnknownKey(key_id))?;
-        let body = if plaintext.len() >= COMPRESS_MIN {
-            let mut b = Zeroizing::new(Vec::with_capacity(plaintext.len() / 2 + 8));
+        let compressed = (plaintext.len() >= COMPRESS_MIN)
+            .then(|| Zeroizing::new(lz4_flex::compress_prepend_size(plaintext)))
+            .filter(|c| c.len() < plaintext.len());
+        let body = if let Some(c) = compressed {
+            let mut b = Zeroizing::new(Vec::with_capacity(c.len() + 1));
             b.push(1);
-            b.extend_from_slice(&lz4_flex::compress_prepend_size(plaintext));
+            b.extend_from_slice(&c);
             b
         } else {
             let mut b = Zeroizing::new(Vec::with_capacity(plaintext.len() + 1));
@@ -365,6 +368,17 @@ mod tests {
         assert!(s.len() < v.len() / 4, "compressed before sealing");
         assert!(!s.windows(5).any(|w| w == b"Lambe"));
         assert_eq!(s[0], FORMAT_VERSION);
+    }
+
+    #[test]
+    fn incompressible_values_are_stored_raw() {
+        let mut c = cipher();
+        let v: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let s = c.seal("s", "k", &v).unwrap();
+        assert!(s.len() <= v.len() + 1 + 5 + 12 + 16);
+        assert_eq!(&c.open_value("s", "k", &s).unwrap()[..], &v[..]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! wasm-bindgen API that the npm package in `pkg/` exposes.
 
 pub mod api;
+mod bench;
 pub mod env;
 mod idb;
 pub mod keys;

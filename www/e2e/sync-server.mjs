@@ -52,12 +52,22 @@ export async function startSyncServer() {
 }
 
 /** A minimal in-memory implementation of the protocol (mock). */
-export async function startMockServer() {
+export async function startMockServer({ seed = 0 } = {}) {
   const apiKey = 'mock-key';
   const entities = new Map(); // "c\0id" -> state
   const ledger = new Map();   // op_id -> {version, cursor}
   let cursor = 0;
   const log = [];             // {cursor, key}
+  // `seed` entities already on the server (benchmarks of snapshot apply).
+  for (let i = 0; i < seed; i++) {
+    const id = `r${String(i).padStart(7, '0')}`;
+    cursor += 1;
+    const k = `rooms\0${id}`;
+    entities.set(k, { collection: 'rooms', id, version: 1, deleted: false, last_op: null,
+      fields: { status: i % 3 ? 'clean' : 'dirty', floor: i % 40, guest: `Guest ${i}`, note: 'late checkout' },
+      updated_at: { wall_ms: 1700000000000 + i, counter: 0, node: 1 } });
+    log.push({ cursor, k });
+  }
   const body = (req) => new Promise((r) => { let b = ''; req.on('data', (c) => b += c); req.on('end', () => r(b)); });
   const send = (res, status, obj) => { res.writeHead(status, { 'content-type': 'application/json' }); res.end(JSON.stringify(obj)); };
   const server = http.createServer(async (req, res) => {
