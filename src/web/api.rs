@@ -15,7 +15,7 @@ use crate::crypto::KdfParams;
 use crate::engine::{Engine, EngineConfig, EngineError, Resolution};
 use crate::policy::ConflictPolicy;
 use crate::protocol::{EntityKey, Fields, OpId};
-use crate::status::{Event, Filter};
+use crate::status::{Event, Filter, Phase, Status};
 use crate::store::StoreError;
 use crate::throttle::ConnectionHint;
 use crate::Environment;
@@ -335,6 +335,8 @@ struct Inner {
     next_listener: Cell<u32>,
     wake: RefCell<Option<mpsc::UnboundedSender<()>>>,
     closed: Cell<bool>,
+    gone_reported: Cell<bool>,
+    self_weak: RefCell<Weak<Inner>>,
     window_listeners: RefCell<Vec<DomListener>>,
 }
 
@@ -381,7 +383,10 @@ impl Inner {
                 let me = self.clone();
                 spawn_local(async move {
                     let wakes = op.wakes_sync();
-                    let result = execute(&engine, op).await;
+                    let result = me
+                        .execute_here(&engine, op)
+                        .await
+                        .map_err(|e| me.explain(e));
                     if wakes {
                         me.wake_sync();
                     }
@@ -402,6 +407,66 @@ impl Inner {
         }
     }
 
+    /// A storage failure because the database vanished (deleted by another
+    /// tab, evicted, cleared by the user) gets its own code.
+    fn explain(&self, e: ApiError) -> ApiError {
+        if self.store.is_gone() && !self.gone_reported.replace(true) {
+            // Tell the pill at once: the core's status does not watch the store.
+            if let Some(engine) = self.engine.borrow().clone() {
+                let me_status = self.gone_status_event(engine);
+                spawn_local(me_status);
+            }
+        }
+        if e.code == crate::ErrorCode::StorageFailed.as_str() && self.store.is_gone() {
+            ApiError::new(
+                "STORE_GONE",
+                format!(
+                    "the local database {:?} was deleted or evicted: {}",
+                    self.db_name, e.message
+                ),
+            )
+        } else {
+            e
+        }
+    }
+
+    async fn execute_here(&self, engine: &WebEngine, op: Op) -> Result<Value, ApiError> {
+        if matches!(op, Op::Status) {
+            return json(self.with_store_health(engine.status().await));
+        }
+        execute(engine, op).await
+    }
+
+    /// The status with the store's failure: a vanished database is an error
+    /// the sync pill must show even though no sync failed.
+    fn with_store_health(&self, mut status: Status) -> Status {
+        if self.store.is_gone() {
+            status.phase = Phase::Error;
+            status.last_error = Some((
+                crate::ErrorCode::StorageFailed,
+                format!(
+                    "the local database {:?} was deleted or evicted",
+                    self.db_name
+                ),
+            ));
+        }
+        status
+    }
+
+    fn gone_status_event(&self, engine: Rc<WebEngine>) -> impl std::future::Future<Output = ()> {
+        let me = self.self_weak.borrow().clone();
+        async move {
+            let status = engine.status().await;
+            if let Some(me) = me.upgrade() {
+                let event = Event::Status {
+                    status: me.with_store_health(status),
+                };
+                me.dispatch(&event);
+                me.post(&TabMessage::Ev { event });
+            }
+        }
+    }
+
     fn wake_sync(&self) {
         if let Some(w) = self.wake.borrow().as_ref() {
             let _ = w.unbounded_send(());
@@ -415,11 +480,11 @@ impl Inner {
         let engine = self.engine.borrow().clone();
         if let Some(engine) = engine {
             let wakes = op.wakes_sync();
-            let r = execute(&engine, op).await;
+            let r = self.execute_here(&engine, op).await;
             if wakes {
                 self.wake_sync();
             }
-            return r;
+            return r.map_err(|e| self.explain(e));
         }
         // Follower: the leading tab runs it.
         let id = self.next_rpc.get() + 1;
@@ -724,8 +789,11 @@ impl TideSync {
             next_listener: Cell::new(0),
             wake: RefCell::new(None),
             closed: Cell::new(false),
+            gone_reported: Cell::new(false),
+            self_weak: RefCell::new(Weak::new()),
             window_listeners: RefCell::new(Vec::new()),
         });
+        *inner.self_weak.borrow_mut() = Rc::downgrade(&inner);
         let weak = Rc::downgrade(&inner);
         *inner.channel.borrow_mut() =
             TabChannel::join(&format!("tidesync:{}", o.db_name), move |m| {

@@ -176,6 +176,20 @@ test('errors reach JS with a stable code', async () => {
       const fresh = await TideSync.open({ ...opts, key: { plaintext: true } });
       out.afterWipe = (await fresh.query('rooms')).length;
       fresh.close();
+
+      // The database vanishes underneath an open TideSync (another tab
+      // deletes it, the browser evicts it): a clear error and an error status.
+      const goneName = `${opts.dbName}-gone`;
+      const g = await TideSync.open({ ...opts, dbName: goneName, key: { plaintext: true } });
+      await g.create('rooms', { a: 1 }, 'x');
+      await new Promise((resolve, reject) => {
+        const r = indexedDB.deleteDatabase(goneName);
+        r.onsuccess = resolve; r.onerror = reject;
+      });
+      try { await g.create('rooms', { a: 2 }, 'y'); } catch (e) { out.gone = e.code; }
+      const st = await g.status();
+      out.goneStatus = st.last_error && st.last_error[0];
+      g.close();
       return out;
     }, options('e2e-errors'));
     assert.equal(codes.badFields, 'BAD_ARGUMENT');
@@ -183,6 +197,8 @@ test('errors reach JS with a stable code', async () => {
     assert.equal(codes.noKey, 'STORE_KEY_MISMATCH');
     assert.ok(typeof codes.patchMissing === 'string' && codes.patchMissing.length > 0, `patch of a missing entity: ${codes.patchMissing}`);
     assert.equal(codes.afterWipe, 0, 'wipe destroys the data and the key');
+    assert.equal(codes.gone, 'STORE_GONE');
+    assert.equal(codes.goneStatus, 'STORAGE_FAILED', 'the status shows the storage error');
   } finally {
     await browser.close();
   }
