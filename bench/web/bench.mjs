@@ -102,8 +102,23 @@ async function cipher(size) {
   return { size, wasmPerSec, webCryptoPerSec, ratio: wasmPerSec / webCryptoPerSec };
 }
 
+/** Opening a store keyed by a passphrase: PBKDF2-SHA256 with 600,000 iterations, in Wasm. */
+async function passphraseOpen() {
+  const name = `bench-p-${uid()}`;
+  const opts = { dbName: name, key: { passphrase: 'correct horse battery staple' }, serverUrl: 'http://127.0.0.1:9',
+    apiKey: 'x', terminalId: 't', branchId: 'b', autoSync: false };
+  const first = await TideSync.open(opts);
+  first.close();
+  const t = now();
+  const db = await TideSync.open(opts);
+  const ms = now() - t;
+  await db.wipe();
+  return { ms };
+}
+
 window.runBench = async ({ writes, snapshot, server }) => {
   const out = {};
+  out.passphraseOpen = await passphraseOpen();
   out.writeTidesync = await tidesyncWrites(writes);
   out.writeDexie = await dexieWrites(writes);
   out.snapshotTidesync = await tidesyncSnapshot(snapshot, server);

@@ -548,6 +548,7 @@ impl Inner {
             spawn_local(sync_loop(
                 Rc::downgrade(self),
                 engine,
+                self.transport.clone(),
                 rx,
                 self.pull_interval_ms,
             ));
@@ -598,6 +599,7 @@ impl Inner {
 async fn sync_loop(
     inner: Weak<Inner>,
     engine: Rc<WebEngine>,
+    transport: FetchTransport,
     mut wake: mpsc::UnboundedReceiver<()>,
     pull_interval_ms: u32,
 ) {
@@ -610,6 +612,15 @@ async fn sync_loop(
             _ => break,
         }
         let now = env.now_ms();
+        // Offline: a cheap health probe decides when to try again.
+        if engine.status().await.phase == Phase::Offline && (woken || now >= next_pull) {
+            if transport.probe().await {
+                engine.set_online(true).await;
+            } else {
+                next_pull = now + u64::from(pull_interval_ms);
+                woken = false;
+            }
+        }
         let due = engine.next_wakeup().await;
         if woken || now >= next_pull {
             let _ = engine.sync_now().await;

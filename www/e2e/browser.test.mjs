@@ -146,6 +146,12 @@ test('two tabs share one database: one leads, the other sees its changes and tak
     const seen = await b.evaluate(() => window.db.get('desk', 'r-7'));
     assert.equal(seen.fields.status, 'clean');
 
+    // The browser's offline and online events reach the leader's engine.
+    await ctx.setOffline(true);
+    await a.waitForFunction(async () => (await window.db.status()).phase === 'offline', null, { timeout: 10000 });
+    await ctx.setOffline(false);
+    await a.waitForFunction(async () => (await window.db.status()).phase !== 'offline', null, { timeout: 10000 });
+
     // The leader goes away: the follower takes the lead and keeps working.
     await a.close();
     await b.waitForFunction(() => window.db.isLeader(), null, { timeout: 10000 });
