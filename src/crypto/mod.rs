@@ -268,10 +268,13 @@ impl StoreCipher {
             .ring
             .key(key_id)
             .ok_or(CipherError::UnknownKey(key_id))?;
-        let body = if plaintext.len() >= COMPRESS_MIN {
-            let mut b = Zeroizing::new(Vec::with_capacity(plaintext.len() / 2 + 8));
+        let compressed = (plaintext.len() >= COMPRESS_MIN)
+            .then(|| Zeroizing::new(lz4_flex::compress_prepend_size(plaintext)))
+            .filter(|c| c.len() < plaintext.len());
+        let body = if let Some(c) = compressed {
+            let mut b = Zeroizing::new(Vec::with_capacity(c.len() + 1));
             b.push(1);
-            b.extend_from_slice(&lz4_flex::compress_prepend_size(plaintext));
+            b.extend_from_slice(&c);
             b
         } else {
             let mut b = Zeroizing::new(Vec::with_capacity(plaintext.len() + 1));
@@ -339,6 +342,7 @@ impl StoreCipher {
     }
 }
 
+// Run natively and, in the browser suite, in Chromium.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,7 +351,8 @@ mod tests {
         StoreCipher::generate(1).unwrap()
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn seal_then_open_round_trips_small_and_large_values() {
         let mut c = cipher();
         for len in [0usize, 1, 64, 95, 96, 1024, 70_000] {
@@ -357,7 +362,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn sealed_values_hide_the_plaintext_and_compress() {
         let mut c = cipher();
         let v = br#"{"guest":"Zoe Lambert","room":"1204","note":"late checkout, late checkout, late checkout"}"#.repeat(20);
@@ -367,7 +373,20 @@ mod tests {
         assert_eq!(s[0], FORMAT_VERSION);
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn incompressible_values_are_stored_raw() {
+        let mut c = cipher();
+        let v: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let s = c.seal("s", "k", &v).unwrap();
+        assert!(s.len() <= v.len() + 1 + 5 + 12 + 16);
+        assert_eq!(&c.open_value("s", "k", &s).unwrap()[..], &v[..]);
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn nonces_are_random() {
         let mut c = cipher();
         let a = c.seal("s", "k", b"same").unwrap();
@@ -375,7 +394,8 @@ mod tests {
         assert_ne!(a[5..17], b[5..17]);
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn a_tampered_value_fails_to_open() {
         let mut c = cipher();
         let mut s = c.seal("entities", "k", b"hello world").unwrap();
@@ -392,7 +412,8 @@ mod tests {
         ));
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn a_value_moved_to_another_record_store_or_schema_fails() {
         let mut c = cipher();
         let s = c.seal("entities", "k1", b"hello").unwrap();
@@ -403,7 +424,8 @@ mod tests {
         assert!(other.open_value("entities", "k1", &s).is_err());
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn unknown_versions_are_refused() {
         let mut c = cipher();
         let mut s = c.seal("s", "k", b"x").unwrap();
@@ -414,7 +436,8 @@ mod tests {
         );
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn keyed_hashes_are_stable_per_table_and_hide_the_key() {
         let c = cipher();
         let a = c.hash_key("entities", "rooms\0r-1204");
@@ -425,7 +448,8 @@ mod tests {
         assert!(!a.contains("1204"));
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn the_data_key_rotates_and_old_values_still_open() {
         let mut c = cipher();
         c.set_rotate_after(3);
@@ -443,7 +467,8 @@ mod tests {
         assert_eq!(reopened.current_key_id(), c.current_key_id());
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn the_counter_never_goes_back_after_a_reopen() {
         let mut c = cipher();
         let ring = c.take_dirty_ring().unwrap().unwrap();
@@ -455,7 +480,8 @@ mod tests {
         assert!(reopened.current_key_uses() >= COUNTER_BLOCK);
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn the_default_rotation_is_well_before_2_pow_32() {
         const { assert!(ROTATE_AFTER <= 1 << 31) };
     }

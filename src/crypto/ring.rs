@@ -277,12 +277,14 @@ pub(crate) fn master_from_slice(m: &[u8]) -> Result<Zeroizing<[u8; 32]>, CipherE
     Ok(out)
 }
 
+// Run natively and, in the browser suite, in Chromium.
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::StoreCipher;
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn a_passphrase_unwraps_the_master_and_a_wrong_one_fails_clearly() {
         let c = StoreCipher::generate(1).unwrap();
         let env = KeyEnvelope::wrap_with_passphrase(
@@ -305,7 +307,8 @@ mod tests {
         );
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn production_kdf_is_at_least_600k_and_weak_params_are_refused() {
         assert!(KdfParams::production().iterations >= 600_000);
         let weak = KdfParams {
@@ -318,7 +321,8 @@ mod tests {
         ));
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn a_host_key_unwraps_the_master() {
         let env = KeyEnvelope::wrap_with_host_key(&[9; 32], &[3; 32]).unwrap();
         assert_eq!(*env.unwrap_with_host_key(&[3; 32]).unwrap(), [9; 32]);
@@ -329,7 +333,8 @@ mod tests {
         assert!(KeyEnvelope::wrap_with_host_key(&[9; 32], &[3; 8]).is_err());
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn the_envelope_holds_no_key_in_the_clear() {
         let master = [0xAB; 32];
         let env = KeyEnvelope::wrap_with_host_key(&master, &[3; 32]).unwrap();
@@ -338,7 +343,8 @@ mod tests {
         assert!(!json.is_empty());
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn a_key_ring_opened_with_another_master_is_a_wrong_key() {
         let c = StoreCipher::generate(1).unwrap();
         let ring = c.sealed_ring().unwrap();
@@ -351,7 +357,8 @@ mod tests {
         assert!(StoreCipher::open(Zeroizing::new(*c.master_key()), &bad, 1).is_err());
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn pbkdf2_matches_a_known_vector() {
         // RFC 7914 §11 PBKDF2-HMAC-SHA256 test vector (P="passwd", S="salt", c=1).
         let mut out = [0u8; 32];

@@ -65,6 +65,12 @@ pub fn store_error(e: &JsValue) -> StoreError {
 
 /// Resolves with `request.result` on the next success event.
 pub async fn request(req: &IdbRequest) -> Result<JsValue, StoreError> {
+    if req.ready_state() == web_sys::IdbRequestReadyState::Done {
+        return match req.error() {
+            Ok(Some(e)) => Err(store_error(&e)),
+            _ => req.result().map_err(|e| store_error(&e)),
+        };
+    }
     let promise = Promise::new(&mut |resolve, reject| {
         let r = req.clone();
         let ok = Closure::once_into_js(move |_e: JsValue| {

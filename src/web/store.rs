@@ -370,6 +370,36 @@ impl Store for IdbStore {
         Ok(rec)
     }
 
+    async fn get_many(&self, keys: &[EntityKey]) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction: issue every get, then await them in order.
+        let tx = self.tx(&[ENTITIES], false)?;
+        let os = tx
+            .object_store(ENTITIES)
+            .map_err(|e| idb::store_error(&e))?;
+        let mut pending = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (k, label) = self.entity_key(ENTITIES, key);
+            pending.push((idb::issued(os.get(&k))?, label));
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for ((req, label), key) in pending.iter().zip(keys) {
+            let v = idb::request(req).await?;
+            if v.is_undefined() {
+                out.push(None);
+                continue;
+            }
+            let r: EntityRecord = self.open_value(ENTITIES, label, &v)?;
+            if &r.key != key {
+                return Err(corrupt(ENTITIES, "record under another entity's key"));
+            }
+            out.push(Some(r));
+        }
+        Ok(out)
+    }
+
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
         let range = self.collection_range(collection)?;
         let (keys, values) = self.get_all(ENTITIES, Some(&range)).await?;

@@ -1,0 +1,130 @@
+// In-page benchmarks (one Chromium run): tidesync (Wasm, encrypted
+// IndexedDB) beside Dexie and WebCrypto on the same machine.
+import init, { TideSync, __benchSealOpen } from '/pkg/tidesync.js';
+import Dexie from '/node_modules/dexie/dist/dexie.mjs';
+
+await init();
+
+const now = () => performance.now();
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
+const summary = (xs) => ({ median: pct(xs, 0.5), p99: pct(xs, 0.99), mean: xs.reduce((a, b) => a + b, 0) / xs.length });
+const uid = () => Math.random().toString(36).slice(2);
+
+function fields(i) {
+  return { status: i % 3 ? 'clean' : 'dirty', floor: i % 40, guest: `Guest ${i}`, note: 'late checkout' };
+}
+
+/** Encrypted durable local write through the engine: entity + outbox (+ audit) in one strict transaction. */
+async function tidesyncWrites(n) {
+  const db = await TideSync.open({ dbName: `bench-w-${uid()}`, key: { hostKey: new Uint8Array(32).fill(9) },
+    serverUrl: 'http://127.0.0.1:9', apiKey: 'x', terminalId: 't', branchId: 'b', autoSync: false });
+  for (let i = 0; i < 20; i++) await db.create('rooms', fields(i), `warm${i}`);
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t = now();
+    await db.create('rooms', fields(i), `r${i}`);
+    times.push(now() - t);
+  }
+  await db.wipe();
+  return summary(times);
+}
+
+/** Dexie (plain): entity put + outbox (wal) add in one strict transaction. */
+async function dexieWrites(n) {
+  const db = new Dexie(`bench-dexie-w-${uid()}`, { chromeTransactionDurability: 'strict' });
+  db.version(1).stores({ entities: '[collection+id]', wal: '++seq' });
+  await db.open();
+  const write = (i, id) => db.transaction('rw', db.entities, db.wal, async () => {
+    const rec = { collection: 'rooms', id, fields: fields(i), version: 0, pending: 1 };
+    await db.entities.put(rec);
+    await db.wal.add({ op_id: uid(), kind: 'create', collection: 'rooms', entity_id: id, payload: rec.fields });
+  });
+  for (let i = 0; i < 20; i++) await write(i, `warm${i}`);
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t = now();
+    await write(i, `r${i}`);
+    times.push(now() - t);
+  }
+  db.close();
+  await Dexie.delete(db.name);
+  return summary(times);
+}
+
+/** Snapshot apply: open + first sync of `n` entities from the server, sealed into IndexedDB. */
+async function tidesyncSnapshot(n, server) {
+  const t = now();
+  const db = await TideSync.open({ dbName: `bench-s-${uid()}`, key: { hostKey: new Uint8Array(32).fill(9) },
+    serverUrl: '', apiKey: server.apiKey, terminalId: 't', branchId: server.branch, autoSync: false });
+  const report = await db.syncNow();
+  const ms = now() - t;
+  const count = (await db.query('rooms')).length;
+  await db.wipe();
+  if (count !== n) throw new Error(`snapshot stored ${count} of ${n} (report ${JSON.stringify(report)})`);
+  return { ms, perSec: n / (ms / 1000) };
+}
+
+/** Dexie bulkPut of the same records, plain text, already in memory. */
+async function dexieBulkPut(n) {
+  const db = new Dexie(`bench-dexie-s-${uid()}`, { chromeTransactionDurability: 'strict' });
+  db.version(1).stores({ entities: '[collection+id]' });
+  await db.open();
+  const recs = Array.from({ length: n }, (_, i) => ({ collection: 'rooms', id: `r${String(i).padStart(7, '0')}`, version: 1, deleted: false, fields: fields(i) }));
+  const t = now();
+  await db.entities.bulkPut(recs);
+  const ms = now() - t;
+  db.close();
+  await Dexie.delete(db.name);
+  return { ms, perSec: n / (ms / 1000) };
+}
+
+/** AES-256-GCM seal + open per second: Wasm (aes-gcm crate) vs WebCrypto. */
+async function cipher(size) {
+  let iters = size >= 65536 ? 200 : 5000;
+  __benchSealOpen(size, 50); // warm
+  let t = now();
+  __benchSealOpen(size, iters);
+  const wasmPerSec = iters / ((now() - t) / 1000);
+
+  const key = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
+  const msg = new Uint8Array(size).fill(0x5a);
+  const aad = new Uint8Array(16).fill(7);
+  const once = async () => {
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    const ct = await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: aad }, key, msg);
+    await crypto.subtle.decrypt({ name: 'AES-GCM', iv, additionalData: aad }, key, ct);
+  };
+  for (let i = 0; i < 50; i++) await once();
+  iters = size >= 65536 ? 200 : 2000;
+  t = now();
+  for (let i = 0; i < iters; i++) await once();
+  const webCryptoPerSec = iters / ((now() - t) / 1000);
+  return { size, wasmPerSec, webCryptoPerSec, ratio: wasmPerSec / webCryptoPerSec };
+}
+
+/** Opening a store keyed by a passphrase: PBKDF2-SHA256 with 600,000 iterations, in Wasm. */
+async function passphraseOpen() {
+  const name = `bench-p-${uid()}`;
+  const opts = { dbName: name, key: { passphrase: 'correct horse battery staple' }, serverUrl: 'http://127.0.0.1:9',
+    apiKey: 'x', terminalId: 't', branchId: 'b', autoSync: false };
+  const first = await TideSync.open(opts);
+  first.close();
+  const t = now();
+  const db = await TideSync.open(opts);
+  const ms = now() - t;
+  await db.wipe();
+  return { ms };
+}
+
+window.runBench = async ({ writes, snapshot, server }) => {
+  const out = {};
+  out.passphraseOpen = await passphraseOpen();
+  out.writeTidesync = await tidesyncWrites(writes);
+  out.writeDexie = await dexieWrites(writes);
+  out.snapshotTidesync = await tidesyncSnapshot(snapshot, server);
+  out.snapshotDexie = await dexieBulkPut(snapshot);
+  out.cipher = [];
+  for (const size of [64, 1024, 65536]) out.cipher.push(await cipher(size));
+  return out;
+};
+window.ready = true;
