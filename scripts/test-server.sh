@@ -13,3 +13,6 @@ PG_FAST=1
 
 export TIDESYNC_TEST_PG_URL="$PG_URL"
 cargo test -p tidesync-server --features pg-tests --test postgres -q
+
+# The deterministic simulation over HTTP on this PostgreSQL.
+cargo test -q --test simulation_http simulation_over_http_on_postgres -- --nocapture

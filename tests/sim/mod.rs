@@ -12,7 +12,6 @@
 
 #![allow(dead_code)]
 
-use futures::executor::block_on;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +31,53 @@ use tidesync_server::{
     TerminalContext,
 };
 
-const TENANT: &str = "hotel";
+/// Runs a future to completion: on the tokio runtime set with
+/// [`set_runtime`] (the HTTP transport needs one), else on the calling thread.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    RUNTIME.with(|rt| match &*rt.borrow() {
+        Some(handle) => handle.block_on(f),
+        None => futures::executor::block_on(f),
+    })
+}
+
+thread_local! {
+    static RUNTIME: std::cell::RefCell<Option<tokio::runtime::Handle>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes [`block_on`] on this thread run futures on `handle`.
+pub fn set_runtime(handle: Option<tokio::runtime::Handle>) {
+    RUNTIME.with(|rt| *rt.borrow_mut() = handle);
+}
+
+/// The server under test: its service, reached in memory or over HTTP.
+pub trait SimServer: Send + Sync + 'static {
+    /// Its storage.
+    type Store: ServerStore + 'static;
+    /// The protocol logic (admin writes and audit reads go straight to it).
+    fn service(&self) -> &SyncService<Self::Store>;
+}
+
+impl<B: ServerStore + 'static> SimServer for SyncService<B> {
+    type Store = B;
+    fn service(&self) -> &SyncService<B> {
+        self
+    }
+}
+
+/// How terminals reach the server.
+#[derive(Clone)]
+pub enum Link {
+    /// Calls into the service in memory.
+    Direct,
+    /// Real HTTP on loopback, each terminal with its own API key.
+    Http {
+        /// e.g. `http://127.0.0.1:39211`
+        base: String,
+        /// Issues a key for a terminal.
+        issue: Arc<dyn Fn(&TerminalContext) -> String + Send + Sync>,
+    },
+}
 
 /// Deterministic random numbers.
 #[derive(Debug, Clone)]
@@ -86,13 +131,13 @@ pub struct NetStats {
     pub unreachable: u64,
 }
 
-type Server = SyncService<ServerMemory>;
-
-/// A transport that calls the server in memory through a faulty network.
-pub struct SimTransport {
-    server: Arc<Server>,
+/// A transport that reaches the server (in memory or over HTTP) through a
+/// faulty network.
+pub struct SimTransport<S: SimServer> {
+    server: Arc<S>,
     ctx: TerminalContext,
     net: Arc<Mutex<Net>>,
+    http: Option<tidesync_server::client::HttpTransport>,
 }
 
 fn service_error(e: ServiceError) -> TransportError {
@@ -123,7 +168,18 @@ enum Fate {
     Deliver,
 }
 
-impl SimTransport {
+impl<S: SimServer> SimTransport<S> {
+    async fn deliver(&self, request: PushRequest) -> Result<PushResponse, TransportError> {
+        match &self.http {
+            Some(h) => h.push(request).await,
+            None => self
+                .server
+                .service()
+                .push(&self.ctx, request)
+                .map_err(service_error),
+        }
+    }
+
     fn fate(&self, is_push: bool) -> Fate {
         let mut net = self.net.lock().unwrap();
         if net.step < net.partitioned_until {
@@ -152,7 +208,7 @@ impl SimTransport {
 }
 
 #[async_trait::async_trait]
-impl Transport for SimTransport {
+impl<S: SimServer> Transport for SimTransport<S> {
     async fn push(&self, request: PushRequest) -> Result<PushResponse, TransportError> {
         match self.fate(true) {
             Fate::Unreachable => return Err(TransportError::Unreachable("partitioned".into())),
@@ -185,23 +241,14 @@ impl Transport for SimTransport {
             net.delayed.push(request);
             return Err(TransportError::Timeout);
         }
-        let mut resp = self
-            .server
-            .push(&self.ctx, request.clone())
-            .map_err(service_error)?;
-        let mut net = self.net.lock().unwrap();
-        net.stats.delivered += 1;
+        let mut resp = self.deliver(request.clone()).await?;
+        self.net.lock().unwrap().stats.delivered += 1;
         if duplicate {
-            net.stats.duplicated += 1;
-            drop(net);
-            resp = self
-                .server
-                .push(&self.ctx, request)
-                .map_err(service_error)?;
-            net = self.net.lock().unwrap();
+            self.net.lock().unwrap().stats.duplicated += 1;
+            resp = self.deliver(request).await?;
         }
         if drop_response {
-            net.stats.dropped_responses += 1;
+            self.net.lock().unwrap().stats.dropped_responses += 1;
             return Err(TransportError::Timeout);
         }
         Ok(resp)
@@ -216,10 +263,14 @@ impl Transport for SimTransport {
                 message: "bad gateway".into(),
             }),
             Fate::RateLimited(ms) => Err(TransportError::RateLimited { retry_after_ms: ms }),
-            Fate::Deliver => self
-                .server
-                .changes(&self.ctx, request)
-                .map_err(service_error),
+            Fate::Deliver => match &self.http {
+                Some(h) => h.changes(request).await,
+                None => self
+                    .server
+                    .service()
+                    .changes(&self.ctx, request)
+                    .map_err(service_error),
+            },
         }
     }
 
@@ -232,10 +283,14 @@ impl Transport for SimTransport {
                 message: "boom".into(),
             }),
             Fate::RateLimited(ms) => Err(TransportError::RateLimited { retry_after_ms: ms }),
-            Fate::Deliver => self
-                .server
-                .snapshot(&self.ctx, request)
-                .map_err(service_error),
+            Fate::Deliver => match &self.http {
+                Some(h) => h.snapshot(request).await,
+                None => self
+                    .server
+                    .service()
+                    .snapshot(&self.ctx, request)
+                    .map_err(service_error),
+            },
         }
     }
 
@@ -251,10 +306,14 @@ impl Transport for SimTransport {
                 message: "boom".into(),
             }),
             Fate::RateLimited(ms) => Err(TransportError::RateLimited { retry_after_ms: ms }),
-            Fate::Deliver => self
-                .server
-                .reconcile(&self.ctx, request)
-                .map_err(service_error),
+            Fate::Deliver => match &self.http {
+                Some(h) => h.reconcile(request).await,
+                None => self
+                    .server
+                    .service()
+                    .reconcile(&self.ctx, request)
+                    .map_err(service_error),
+            },
         }
     }
 }
@@ -280,13 +339,13 @@ impl Environment for ClientEnv {
     }
 }
 
-type ClientEngine = Engine<FailingStore<MemoryStore>, SimTransport, ClientEnv>;
+type ClientEngine<S> = Engine<FailingStore<MemoryStore>, SimTransport<S>, ClientEnv>;
 
-pub struct Client {
+pub struct Client<S: SimServer> {
     pub name: String,
     pub ctx: TerminalContext,
     pub store: FailingStore<MemoryStore>,
-    pub engine: Option<ClientEngine>,
+    pub engine: Option<ClientEngine<S>>,
     pub net: Arc<Mutex<Net>>,
     skew_ms: i64,
     rng_seed: u64,
@@ -319,12 +378,14 @@ pub struct RunStats {
     pub net: NetStats,
 }
 
-pub struct Sim {
+pub struct Sim<S: SimServer> {
     pub seed: u64,
     rng: Rng,
     now: Arc<AtomicU64>,
-    server: Arc<Server>,
-    pub clients: Vec<Client>,
+    server: Arc<S>,
+    tenant: String,
+    link: Link,
+    pub clients: Vec<Client<S>>,
     pub stats: RunStats,
     /// (terminal, op) pairs the server applied, from its audit.
     applied: BTreeSet<(String, OpId)>,
@@ -349,23 +410,41 @@ fn policies(config: EngineConfig) -> EngineConfig {
 
 const BRANCHES: [&str; 2] = ["b1", "b2"];
 
-impl Sim {
-    pub fn new(seed: u64) -> Sim {
-        let mut rng = Rng::new(seed);
-        let now = Arc::new(AtomicU64::new(1_767_225_600_000));
+/// The simulated clock's start.
+pub const SIM_START_MS: u64 = 1_767_225_600_000;
+
+impl Sim<SyncService<ServerMemory>> {
+    /// A run against the server logic in memory.
+    pub fn new(seed: u64) -> Self {
+        let now = Arc::new(AtomicU64::new(SIM_START_MS));
         let clock = now.clone();
         let server = Arc::new(
             SyncService::new(ServerMemory::new())
                 .with_policy("sales", ServerPolicy::AppendOnly)
                 .with_clock(move || clock.load(Ordering::SeqCst)),
         );
+        Sim::with_server(seed, server, "hotel".into(), Link::Direct, now)
+    }
+}
+
+impl<S: SimServer> Sim<S> {
+    /// A run against `server` (its `sales` collection append-only, its clock
+    /// `now`), reached over `link`, in partitions of `tenant`.
+    pub fn with_server(
+        seed: u64,
+        server: Arc<S>,
+        tenant: String,
+        link: Link,
+        now: Arc<AtomicU64>,
+    ) -> Self {
+        let mut rng = Rng::new(seed);
         let hlc0 = Hlc {
             wall_ms: 1_767_225_000_000,
             counter: 0,
             node: 0,
         };
         for branch in BRANCHES {
-            let p = Partition::new(TENANT, branch);
+            let p = Partition::new(&tenant, branch);
             let mut seed_rows = Vec::new();
             for k in 1..=4 {
                 seed_rows.push((
@@ -389,7 +468,7 @@ impl Sim {
                     fields(json!({"state": "open", "owner": ""})),
                 ));
             }
-            server.seed(&p, hlc0, seed_rows).expect("seed");
+            server.service().seed(&p, hlc0, seed_rows).expect("seed");
         }
         let terminals = [("t1", "b1"), ("t2", "b1"), ("t3", "b1"), ("t4", "b2")];
         let mut clients = Vec::new();
@@ -405,7 +484,7 @@ impl Sim {
             let skew_ms = rng.below(120_000) as i64 - 60_000;
             clients.push(Client {
                 name: name.to_string(),
-                ctx: TerminalContext::new(TENANT, branch, name),
+                ctx: TerminalContext::new(&tenant, branch, name),
                 store: FailingStore::new(MemoryStore::new()),
                 engine: None,
                 net,
@@ -442,6 +521,8 @@ impl Sim {
             rng,
             now,
             server,
+            tenant,
+            link,
             clients,
             stats: RunStats::default(),
             applied: BTreeSet::new(),
@@ -487,10 +568,22 @@ impl Sim {
             skew_ms: c.skew_ms,
             rng: AtomicU64::new(c.rng_seed),
         };
+        let http = match &self.link {
+            Link::Direct => None,
+            Link::Http { base, issue } => {
+                let key = issue(&c.ctx);
+                Some(tidesync_server::client::HttpTransport::new(
+                    base.clone(),
+                    key,
+                    c.ctx.branch.clone(),
+                ))
+            }
+        };
         let transport = SimTransport {
             server: self.server.clone(),
             ctx: c.ctx.clone(),
             net: c.net.clone(),
+            http,
         };
         // Opening can hit an injected commit failure on a brand-new store.
         match block_on(Engine::open(c.store.clone(), transport, env, config)) {
@@ -637,7 +730,7 @@ impl Sim {
         };
         for r in reqs {
             let n = r.mutations.len();
-            let res = self.server.push(&self.clients[i].ctx, r);
+            let res = self.server.service().push(&self.clients[i].ctx, r);
             self.log(format!(
                 "{} late delivery of {n} mutations: {:?}",
                 self.clients[i].label,
@@ -782,7 +875,7 @@ impl Sim {
 
     fn cloud_write(&mut self) -> Result<(), String> {
         let branch = *self.rng.pick(&BRANCHES);
-        let p = Partition::new(TENANT, branch);
+        let p = Partition::new(&self.tenant, branch);
         let now = self.now.load(Ordering::SeqCst);
         let hlc = Hlc {
             wall_ms: now,
@@ -813,12 +906,14 @@ impl Sim {
             self.log(format!("cloud deletes {branch}:{key}"));
             return self
                 .server
+                .service()
                 .admin_delete(&p, &key, hlc)
                 .map(|_| ())
                 .map_err(|e| self.fail(format!("admin_delete failed: {e:?}")));
         }
         self.log(format!("cloud writes {branch}:{key}"));
         self.server
+            .service()
             .admin_put(&p, &key, f, hlc)
             .map(|_| ())
             .map_err(|e| self.fail(format!("admin_put failed: {e:?}")))
@@ -876,8 +971,9 @@ impl Sim {
 
     fn partition_audit(&self, branch: &str) -> Vec<tidesync_server::storage::AuditEntry> {
         self.server
+            .service()
             .store()
-            .audit(&Partition::new(TENANT, branch))
+            .audit(&Partition::new(&self.tenant, branch))
             .expect("server audit")
     }
 
@@ -1040,19 +1136,21 @@ impl Sim {
             let c = &self.clients[i];
             let engine = c.engine.as_ref().unwrap();
             // Converged with the server, collection by collection.
-            let snapshot = self
-                .server
-                .snapshot(
-                    &c.ctx,
-                    SnapshotRequest {
-                        after: None,
-                        limit: 100_000,
-                    },
-                )
-                .map_err(|e| self.fail(format!("snapshot: {e:?}")))?;
             let mut server_view: BTreeMap<EntityKey, Fields> = BTreeMap::new();
-            for s in snapshot.entities {
-                server_view.insert(s.key(), s.fields);
+            let mut after = None;
+            loop {
+                let page = self
+                    .server
+                    .service()
+                    .snapshot(&c.ctx, SnapshotRequest { after, limit: 1000 })
+                    .map_err(|e| self.fail(format!("snapshot: {e:?}")))?;
+                for s in page.entities {
+                    server_view.insert(s.key(), s.fields);
+                }
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
             }
             let mut local_view: BTreeMap<EntityKey, Fields> = BTreeMap::new();
             for col in ["rooms", "tasks", "incidents", "catalog", "sales"] {
