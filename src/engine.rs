@@ -393,6 +393,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                     next_seq: 1,
                     next_audit_seq: 1,
                     verify_pending: false,
+                    generation: 0,
                 };
                 store
                     .commit(WriteBatch {
@@ -572,7 +573,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// The current status for the sync pill.
     pub async fn status(&self) -> Status {
-        let st = self.state.lock().await;
+        let st = self.lock_read().await;
         st.status(self.env.now_ms(), self.config.stale_after_ms)
     }
 
@@ -583,7 +584,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// The sync state as stored.
     pub async fn meta(&self) -> SyncMeta {
-        self.state.lock().await.meta.clone()
+        self.lock_read().await.meta.clone()
     }
 
     /// The host learnt the network went up or down (online/offline events).
@@ -657,13 +658,12 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// The outbox: pending mutations and dead letters, in order.
     pub async fn outbox(&self) -> Vec<OutboxEntry> {
-        self.state.lock().await.outbox.iter().cloned().collect()
+        self.lock_read().await.outbox.iter().cloned().collect()
     }
 
     /// Dead letters only.
     pub async fn dead_letters(&self) -> Vec<OutboxEntry> {
-        self.state
-            .lock()
+        self.lock_read()
             .await
             .outbox
             .iter()
@@ -674,13 +674,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// Open conflicts.
     pub async fn conflicts(&self) -> Vec<ConflictRecord> {
-        self.state
-            .lock()
-            .await
-            .conflicts
-            .values()
-            .cloned()
-            .collect()
+        self.lock_read().await.conflicts.values().cloned().collect()
     }
 
     /// Local audit entries after `after`.
@@ -812,7 +806,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             _ => {}
         }
         let key = EntityKey::new(collection, id);
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         if st.conflicts.contains_key(&key) {
             return Err(EngineError::new(
                 ErrorCode::InvalidState,
@@ -874,6 +868,11 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     /// failure, reloads the caches from the store (nothing was committed).
     async fn finish(&self, st: &mut State, mut tx: Txn) -> Result<SyncReport, EngineError> {
         let mut events = Vec::new();
+        let listening = !self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
         let dirty = std::mem::take(&mut tx.dirty);
         for key in dirty {
             let Some(Some(mut rec)) = tx.records.remove(&key) else {
@@ -893,8 +892,8 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 rec.chain_base = None;
             }
             rec.view = compute_view(&key, rec.server.as_ref(), muts, conflict.is_some());
-            let original = tx.original_views.get(&key).cloned().flatten();
-            if original != rec.view {
+            let original = tx.original_views.get(&key).and_then(|v| v.as_ref());
+            if listening && original != rec.view.as_ref() {
                 events.push(Event::Changed {
                     key: key.clone(),
                     entity: rec.view.clone(),
@@ -919,6 +918,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             }));
         }
         st.meta.hlc = st.clock.last();
+        st.meta.generation = st.meta.generation.wrapping_add(1);
         tx.batch.push(WriteOp::PutMeta(st.meta.clone()));
         if let Err(e) = self.store.commit(tx.batch).await {
             self.reload(st).await;
@@ -932,10 +932,36 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         Ok(tx.report)
     }
 
-    /// Rebuilds the caches from the store after a failed commit.
+    /// Locks the state, first reloading the caches if another engine on the
+    /// same store (another tab, another process) committed since we last
+    /// looked. The host serialises engines that share a store (the browser
+    /// adapter with a Web Lock), so nothing commits between this check and
+    /// our own commit.
+    async fn lock_fresh(&self) -> Result<futures::lock::MutexGuard<'_, State>, EngineError> {
+        let mut st = self.state.lock().await;
+        let stored = self.store.load_meta().await?;
+        if stored.as_ref().map(|m| m.generation) != Some(st.meta.generation) {
+            self.reload(&mut st).await;
+        }
+        Ok(st)
+    }
+
+    /// [`lock_fresh`](Self::lock_fresh) for reads: a store that cannot be
+    /// read leaves the cached state in place.
+    async fn lock_read(&self) -> futures::lock::MutexGuard<'_, State> {
+        match self.lock_fresh().await {
+            Ok(st) => st,
+            Err(_) => self.state.lock().await,
+        }
+    }
+
+    /// Rebuilds the caches from the store (after a failed commit, or when
+    /// another engine on the same store committed).
     async fn reload(&self, st: &mut State) {
         if let Ok(Some(meta)) = self.store.load_meta().await {
+            // Never go back in time: take the later of the two clocks.
             let hlc = st.clock.last().max(meta.hlc);
+            st.clock = HlcClock::new(node_id(&meta.client_id), hlc);
             st.meta = meta;
             st.meta.hlc = hlc;
         }
@@ -952,7 +978,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// Puts a dead letter back in the queue, due now, with its attempts reset.
     pub async fn retry(&self, seq: u64) -> Result<(), EngineError> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         let mut e = st
             .outbox
             .get(seq)
@@ -976,7 +1002,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// Drops a dead letter; the entity's view is replayed without it.
     pub async fn discard(&self, seq: u64) -> Result<(), EngineError> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         let e = st
             .outbox
             .get(seq)
@@ -1001,7 +1027,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         key: &EntityKey,
         resolution: Resolution,
     ) -> Result<(), EngineError> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         let conflict = st.conflicts.get(key).cloned().ok_or_else(|| {
             EngineError::new(ErrorCode::NotFound, format!("no conflict on {key}"))
         })?;
@@ -1115,7 +1141,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     async fn push_once(&self) -> Result<SyncReport, EngineError> {
         let batches: Vec<Vec<OutboxEntry>> = {
-            let st = self.state.lock().await;
+            let st = self.lock_fresh().await?;
             let now = self.env.now_ms();
             if now < st.paused_until
                 || now < st.throttle.next_allowed_at()
@@ -1171,7 +1197,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         bytes: u64,
         started: u64,
     ) -> Result<SyncReport, EngineError> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         let now = self.env.now_ms();
         let mut tx = Txn::default();
         if result.is_ok() {
@@ -1245,6 +1271,15 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 self.env.random_u64(),
                 retry_after_ms,
             );
+        tracing::info!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            event_id = %e.mutation.op_id,
+            sync_attempt = e.attempts,
+            error_code = %code,
+            retry_at_ms = e.next_attempt_at,
+            "delivery failed, retry scheduled"
+        );
         e.last_error = Some((code, message));
         st.put_entry(tx, e);
     }
@@ -1259,6 +1294,14 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         now: u64,
     ) {
         let key = e.mutation.key();
+        tracing::warn!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            event_id = %e.mutation.op_id,
+            sync_attempt = e.attempts,
+            error_code = %code,
+            "mutation moved to the dead-letter queue"
+        );
         tx.audit(
             Some(&e.mutation.op_id),
             &key,
@@ -1291,6 +1334,14 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     ) {
         let code = err.code();
         let message = err.to_string();
+        tracing::info!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            batch = batch.len(),
+            sync_attempt = batch.iter().map(|e| e.attempts).max().unwrap_or(0) + 1,
+            error_code = %code,
+            "push failed"
+        );
         tx.report.error.get_or_insert(code);
         match err {
             TransportError::Unreachable(_) => {
@@ -1430,6 +1481,15 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 AuditEvent::Applied { version }
             },
         );
+        tracing::debug!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            event_id = %entry.mutation.op_id,
+            sync_attempt = entry.attempts + 1,
+            version,
+            duplicate,
+            "mutation acknowledged"
+        );
         st.metrics.synced += 1;
         tx.report.acknowledged += 1;
         Ok(())
@@ -1464,6 +1524,16 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             base.as_ref(),
             &muts,
             server.as_ref(),
+        );
+        tracing::info!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            event_id = %head.mutation.op_id,
+            sync_attempt = head.attempts,
+            error_code = %ErrorCode::Conflict,
+            policy = ?self.policy(&key.collection),
+            decision = decision_name(&decision),
+            "conflict"
         );
         let server_version = server.as_ref().map(|s| s.version).unwrap_or(0);
         let rebase = |st: &mut State, tx: &mut Txn, entries: &[OutboxEntry]| {
@@ -1584,6 +1654,13 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     }
 
     async fn pull_transport_error(&self, err: TransportError, code: ErrorCode) -> SyncReport {
+        tracing::info!(
+            terminal_id = %self.config.terminal_id,
+            branch_id = %self.config.branch_id,
+            error_code = %err.code(),
+            stage = %code,
+            "pull failed"
+        );
         let mut st = self.state.lock().await;
         let now = self.env.now_ms();
         let mut report = SyncReport::default();
@@ -1662,7 +1739,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                         .await)
                 }
             };
-            let mut st = self.state.lock().await;
+            let mut st = self.lock_fresh().await?;
             let now = self.env.now_ms();
             let mut tx = Txn::default();
             let keys: Vec<EntityKey> = page.entities.iter().map(|s| s.key()).collect();
@@ -1728,7 +1805,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 };
                 return Ok(self.pull_transport_error(e, ErrorCode::DeltaFailed).await);
             }
-            let mut st = self.state.lock().await;
+            let mut st = self.lock_fresh().await?;
             let now = self.env.now_ms();
             let mut tx = Txn::default();
             let keys: Vec<EntityKey> = page.changes.iter().map(|s| s.key()).collect();
@@ -1875,7 +1952,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         collection: &str,
         plan: ReconcilePlan,
     ) -> Result<SyncReport, EngineError> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock_fresh().await?;
         let now = self.env.now_ms();
         let mut tx = Txn::default();
         for (action, states) in [("missing", plan.missing), ("stale", plan.stale)] {
@@ -1914,6 +1991,15 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             );
         }
         self.finish(&mut st, tx).await
+    }
+}
+
+fn decision_name(d: &Decision) -> &'static str {
+    match d {
+        Decision::Rebase => "rebase",
+        Decision::SupersedeHead => "supersede-head",
+        Decision::SupersedeAll => "supersede-all",
+        Decision::Manual { .. } => "manual",
     }
 }
 

@@ -939,3 +939,148 @@ fn engine_futures_are_send_on_native_targets() {
     assert_send(engine.reconcile(None));
     assert_send(engine.resolve(&room(1), Resolution::Server));
 }
+
+/// Two tabs open engines on the same store (the browser adapter serialises
+/// their calls with a Web Lock): neither overwrites the other's queue.
+#[test]
+fn two_engines_on_one_store_share_the_queue_without_losing_writes() {
+    let w = World::new();
+    let store = MemoryStore::new();
+    let tab_a = w.open(store.clone(), w.net("t1"), "t1");
+    block_on(tab_a.sync_now()).unwrap();
+    let net_b = w.net("t1");
+    net_b.set_offline(true);
+    let tab_b = w.open(store.clone(), net_b, "t1");
+    for i in 0..5 {
+        block_on(tab_a.append("sales", Some(&format!("a{i}")), f(json!({"total": i})))).unwrap();
+        block_on(tab_b.append("sales", Some(&format!("b{i}")), f(json!({"total": i})))).unwrap();
+        block_on(tab_b.patch("rooms", "room-1", f(json!({"notes": format!("b{i}")})))).unwrap();
+        block_on(tab_a.patch("rooms", "room-1", f(json!({"status": format!("a{i}")})))).unwrap();
+    }
+    assert_eq!(block_on(tab_a.outbox()).len(), 20);
+    assert_eq!(block_on(tab_b.status()).pending, 20);
+    // The leader tab syncs everything, the other sees the queue drain.
+    block_on(tab_a.sync_now()).unwrap();
+    assert!(block_on(tab_b.outbox()).is_empty());
+    assert_eq!(w.applied_ops().len(), 20);
+    let room = w.server_state(&room(1)).unwrap();
+    assert_eq!(
+        (room.fields["status"].clone(), room.fields["notes"].clone()),
+        (json!("a4"), json!("b4"))
+    );
+    assert_eq!(
+        block_on(tab_b.get("rooms", "room-1"))
+            .unwrap()
+            .unwrap()
+            .fields,
+        room.fields
+    );
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// One global subscriber for this test binary (a scoped one races with the
+/// callsite cache of tests running on other threads); each test reads the
+/// lines of its own terminal.
+fn captured_logs() -> LogBuffer {
+    static BUFFER: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    BUFFER
+        .get_or_init(|| {
+            let buffer = LogBuffer::default();
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_writer(buffer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+            buffer
+        })
+        .clone()
+}
+
+#[test]
+fn logs_carry_terminal_branch_event_attempt_and_code_but_no_payload() {
+    let buffer = captured_logs();
+    let w = World::new();
+    w.admin(
+        EntityKey::new("incidents", "inc-1"),
+        f(json!({"state": "open"})),
+    );
+    let net = w.net("tlog");
+    let engine = w.open(MemoryStore::new(), net.clone(), "tlog");
+    block_on(engine.sync_now()).unwrap();
+    block_on(engine.patch(
+        "rooms",
+        "room-1",
+        f(json!({"guest": "Zoë Guestname", "status": "clean"})),
+    ))
+    .unwrap();
+    for _ in 0..3 {
+        net.then(Step::Fail(TransportError::Server {
+            status: 503,
+            message: "down".into(),
+        }));
+        block_on(engine.push()).unwrap();
+        w.env.advance(5_000);
+    }
+    block_on(engine.patch(
+        "incidents",
+        "inc-1",
+        f(json!({"state": "Zoë called twice"})),
+    ))
+    .unwrap();
+    w.admin(
+        EntityKey::new("incidents", "inc-1"),
+        f(json!({"state": "escalated"})),
+    );
+    block_on(engine.sync_now()).unwrap();
+    let dead_op = block_on(engine.dead_letters())[0].mutation.op_id.clone();
+
+    let all = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let logs: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains("\"terminal_id\":\"tlog\""))
+        .collect();
+    let dead_line = logs
+        .iter()
+        .find(|l| l.contains("dead-letter"))
+        .expect("a dead letter is logged");
+    for needle in [
+        "\"branch_id\":\"b1\"",
+        &format!("\"event_id\":\"{dead_op}\""),
+        "\"sync_attempt\":3",
+        "\"error_code\":\"RETRIES_EXHAUSTED\"",
+    ] {
+        assert!(
+            dead_line.contains(needle),
+            "{needle} missing from {dead_line}"
+        );
+    }
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("\"error_code\":\"CONFLICT\"")),
+        "conflicts are logged"
+    );
+    assert!(
+        !all.contains("Zoë") && !all.contains("Guestname"),
+        "payload data leaked into logs"
+    );
+}

@@ -114,3 +114,11 @@ fn replay_one() {
 fn regression_seed_48_snapshot_after_reconcile_keeps_deleted_entity() {
     run_seed(48, 120);
 }
+
+/// Regression: an engine that reloaded its caches after another tab's commit
+/// kept its own, older HLC, so its next mutation was stamped before the other
+/// tab's and FIFO per entity broke on the server.
+#[test]
+fn regression_seed_7_second_tab_reload_keeps_the_clock() {
+    run_seed(7, 120);
+}

@@ -43,12 +43,12 @@ impl ServiceError {
             ErrorCode::SyncUnauthorized => 401,
             ErrorCode::SyncForbidden => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::EventDuplicate
-            | ErrorCode::EventInFlight
-            | ErrorCode::Conflict
-            | ErrorCode::AlreadyExists => 409,
+            ErrorCode::EventInFlight | ErrorCode::Conflict | ErrorCode::AlreadyExists => 409,
             ErrorCode::ManifestTooLarge | ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::PolicyViolation | ErrorCode::SchemaUnsupported => 422,
+            // The IETF Idempotency-Key draft: a key reused with another payload.
+            ErrorCode::EventDuplicate
+            | ErrorCode::PolicyViolation
+            | ErrorCode::SchemaUnsupported => 422,
             ErrorCode::SyncRateLimited => 429,
             ErrorCode::CursorUnknown => 410,
             _ => 500,
@@ -84,7 +84,8 @@ mod tests {
         assert_eq!(status(ErrorCode::EventInvalid), 400);
         assert_eq!(status(ErrorCode::SyncUnauthorized), 401);
         assert_eq!(status(ErrorCode::SyncForbidden), 403);
-        assert_eq!(status(ErrorCode::EventDuplicate), 409);
+        assert_eq!(status(ErrorCode::EventDuplicate), 422);
+        assert_eq!(status(ErrorCode::EventInFlight), 409);
         assert_eq!(status(ErrorCode::ManifestTooLarge), 413);
         assert_eq!(status(ErrorCode::PayloadTooLarge), 413);
         assert_eq!(status(ErrorCode::PolicyViolation), 422);

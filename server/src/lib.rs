@@ -59,8 +59,11 @@
 #![warn(missing_docs)]
 
 mod admin;
+pub mod auth;
+pub mod client;
 mod context;
 mod error;
+pub mod http;
 pub mod memory;
 mod metrics;
 mod policy;
@@ -68,6 +71,7 @@ mod push;
 pub mod reconcile;
 mod service;
 pub mod storage;
+pub mod store;
 
 pub use context::TerminalContext;
 pub use error::ServiceError;
@@ -79,3 +83,11 @@ pub use storage::{
     AuditEntry, Change, EntitiesAt, LedgerEntry, Partition, ServerStore, StorageError, StoreTx,
     StoredEntity,
 };
+pub use store::{Backend, PgStore, SqliteStore, SqliteSync};
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -119,6 +119,7 @@ fn meta() -> SyncMeta {
         next_seq: 10,
         next_audit_seq: 11,
         verify_pending: true,
+        generation: 12,
     }
 }
 

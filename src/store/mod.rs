@@ -248,6 +248,10 @@ pub struct SyncMeta {
     /// deleted before it, which the local store may still hold).
     #[serde(default)]
     pub verify_pending: bool,
+    /// Bumped by every commit of an engine: another engine on the same
+    /// store (another tab) sees that its caches are stale.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// One write of a [`WriteBatch`].

@@ -7,17 +7,70 @@ use tidesync::{
     Mutation, MutationKind, OpId, PushRequest, PROTOCOL_VERSION,
 };
 use tidesync_server::{
-    MemoryStore, Partition, ServerStore, StoredEntity, SyncService, TerminalContext,
+    Backend, Partition, PgStore, ServerStore, SqliteStore, StoredEntity, SyncService,
+    TerminalContext,
 };
 
-pub type Service = SyncService<MemoryStore>;
+/// Which backend a test binary runs the suite on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Memory,
+    Sqlite,
+    Postgres,
+}
+
+pub type Service = SyncService<Backend>;
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The PostgreSQL URL of the test database. Required: a PostgreSQL test
+/// binary without it fails (scripts/test-server.sh starts a server and sets it).
+pub fn pg_url() -> String {
+    std::env::var("TIDESYNC_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!(
+            "TIDESYNC_TEST_PG_URL is not set: the PostgreSQL suite needs a database \
+             (scripts/test-server.sh starts one)"
+        )
+    })
+}
+
+/// A new, empty store of `kind` (its files or schema go away when dropped).
+pub fn store_of(kind: Kind) -> Backend {
+    match kind {
+        Kind::Memory => Backend::memory(),
+        Kind::Sqlite => {
+            let path = std::env::temp_dir().join(format!("{}.db", unique("tidesync_test")));
+            Backend::Sqlite(SqliteStore::temporary(path).expect("open SQLite"))
+        }
+        Kind::Postgres => Backend::Postgres(
+            PgStore::temporary(&pg_url(), &unique("ts_test")).expect("open PostgreSQL"),
+        ),
+    }
+}
+
+/// A new, empty store of the binary's backend.
+pub fn store() -> Backend {
+    store_of(crate::BACKEND)
+}
 
 pub fn service() -> Service {
-    SyncService::new(MemoryStore::new()).with_clock(|| 1_000)
+    SyncService::new(store()).with_clock(|| 1_000)
 }
 
 pub fn service_with(config: tidesync_server::ServiceConfig) -> Service {
-    SyncService::with_config(MemoryStore::new(), config).with_clock(|| 1_000)
+    SyncService::with_config(store(), config).with_clock(|| 1_000)
 }
 
 pub fn ctx(branch: &str, terminal: &str) -> TerminalContext {

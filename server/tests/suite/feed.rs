@@ -1,10 +1,8 @@
 //! Changes and snapshot: paging, cursors, branch scoping.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tidesync::{
     ChangesRequest, Cursor, EntityKey, EntityState, ErrorCode, MutationKind::*, SnapshotRequest,

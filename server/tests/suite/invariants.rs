@@ -1,11 +1,9 @@
 //! Property test: random pushes (new ops, replays, rebased resends, reused op
 //! ids with other payloads, stale bases) keep the server's invariants.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::json;

@@ -1,8 +1,6 @@
 //! Push: idempotency ledger, conflicts, policies, scoping, validation, batches, audit.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tidesync::{AckResult, Cursor, ErrorCode, MutationKind::*, PROTOCOL_VERSION};
 use tidesync_server::{ServerPolicy, ServerStore};

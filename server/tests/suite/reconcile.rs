@@ -1,8 +1,6 @@
 //! Reconcile: digests, plans, limits, scoping.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tidesync::digest::bucket_of;
 use tidesync::{Cursor, ErrorCode, ManifestEntry, MutationKind::*, ReconcileRequest};

@@ -1,11 +1,9 @@
 //! Several threads pushing into one partition through one shared service.
 
-mod common;
-
 use std::sync::Arc;
 use std::thread;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tidesync::{AckResult, Cursor, EntityKey, MutationKind};
 use tidesync_server::ServerStore;

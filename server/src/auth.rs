@@ -1,0 +1,174 @@
+//! Terminal credentials: random API keys bound to one terminal of one branch
+//! of one tenant, stored only as SHA-256 hashes.
+//!
+//! A key looks like `ts_<key id>_<secret>`: `ts_` marks it as a tidesync
+//! key (so secret scanners can find leaked ones), the key id (16 hex
+//! characters) names it in logs and in `revoke-key`, and the secret is 32
+//! random bytes in base64url. The server keeps `SHA-256(key)` and the
+//! binding; the key itself is shown once, when issued. A key is valid until
+//! it is revoked or, if it has one, until its expiry.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::context::TerminalContext;
+use crate::storage::StorageError;
+
+/// A stored credential (never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    /// The public id of the key (safe to log).
+    pub key_id: String,
+    /// SHA-256 of the whole key, hex.
+    pub key_hash: String,
+    /// What the key grants.
+    pub context: TerminalContext,
+    /// When it was issued (ms since the Unix epoch).
+    pub created_at_ms: u64,
+    /// When it stops being valid, if ever.
+    pub expires_at_ms: Option<u64>,
+    /// When it was revoked, if it was.
+    pub revoked_at_ms: Option<u64>,
+}
+
+/// Why a presented key is refused (all are 401 `SYNC_UNAUTHORIZED`; the
+/// reason goes to the log, the client gets one generic message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// Not a key this server issued.
+    Invalid,
+    /// Past its expiry.
+    Expired,
+    /// Revoked.
+    Revoked,
+}
+
+impl AuthFailure {
+    /// A short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Invalid => "invalid",
+            AuthFailure::Expired => "expired",
+            AuthFailure::Revoked => "revoked",
+        }
+    }
+}
+
+/// Where credentials are kept (the same database as the data).
+pub trait CredentialStore {
+    /// Stores a new credential.
+    fn put_credential(&self, credential: &Credential) -> Result<(), StorageError>;
+    /// The credential with this key hash.
+    fn credential(&self, key_hash: &str) -> Result<Option<Credential>, StorageError>;
+    /// Marks the key `key_id` revoked at `at_ms`; false if no such live key.
+    fn revoke_credential(&self, key_id: &str, at_ms: u64) -> Result<bool, StorageError>;
+    /// Revokes every live key of a terminal; returns how many.
+    fn revoke_terminal(&self, context: &TerminalContext, at_ms: u64) -> Result<u64, StorageError>;
+}
+
+/// SHA-256 of a presented key, hex.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Makes a new key for `context`: the key (show it once) and the credential
+/// to store.
+pub fn new_key(
+    context: TerminalContext,
+    now_ms: u64,
+    expires_at_ms: Option<u64>,
+) -> Result<(String, Credential), getrandom::Error> {
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut id)?;
+    getrandom::fill(&mut secret)?;
+    let key_id = hex::encode(id);
+    let key = format!(
+        "ts_{key_id}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    let credential = Credential {
+        key_id,
+        key_hash: hash_key(&key),
+        context,
+        created_at_ms: now_ms,
+        expires_at_ms,
+        revoked_at_ms: None,
+    };
+    Ok((key, credential))
+}
+
+/// Checks a presented key against the store.
+pub fn verify(
+    store: &impl CredentialStore,
+    key: Option<&str>,
+    now_ms: u64,
+) -> Result<Result<Credential, AuthFailure>, StorageError> {
+    let Some(key) = key else {
+        return Ok(Err(AuthFailure::Missing));
+    };
+    // Cheap shape check first: no database query for garbage.
+    if !key.starts_with("ts_") || key.len() > 128 {
+        return Ok(Err(AuthFailure::Invalid));
+    }
+    let Some(c) = store.credential(&hash_key(key))? else {
+        return Ok(Err(AuthFailure::Invalid));
+    };
+    if c.revoked_at_ms.is_some() {
+        return Ok(Err(AuthFailure::Revoked));
+    }
+    if c.expires_at_ms.is_some_and(|e| now_ms >= e) {
+        return Ok(Err(AuthFailure::Expired));
+    }
+    Ok(Ok(c))
+}
+
+/// Parses a duration like `90d`, `12h`, `30m`, `45s` into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?}: add a unit (s, m, h or d)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: not a number"))?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m, h or d")),
+    };
+    n.checked_mul(unit_ms)
+        .ok_or_else(|| format!("{s:?}: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_only_their_hash_is_kept() {
+        let ctx = TerminalContext::new("t", "b", "till-1");
+        let (k1, c1) = new_key(ctx.clone(), 5, None).unwrap();
+        let (k2, _) = new_key(ctx, 5, None).unwrap();
+        assert_ne!(k1, k2);
+        assert!(k1.starts_with(&format!("ts_{}_", c1.key_id)));
+        assert_eq!(k1.len(), 3 + 16 + 1 + 43);
+        assert_eq!(c1.key_hash, hash_key(&k1));
+        assert!(!serde_json::to_string(&c1).unwrap().contains(&k1[20..]));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("90d").unwrap(), 90 * 86_400_000);
+        assert_eq!(parse_duration_ms("2h").unwrap(), 7_200_000);
+        assert_eq!(parse_duration_ms("1500ms").unwrap(), 1500);
+        assert!(parse_duration_ms("12").is_err());
+        assert!(parse_duration_ms("x1d").is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! [`HttpTransport`]: the core's [`Transport`] over HTTP (reqwest), for
+//! native terminals, tests and benchmarks.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{header, StatusCode};
+use serde::de::DeserializeOwned;
+use tidesync::{
+    ChangesPage, ChangesRequest, ErrorBody, ErrorCode, PushRequest, PushResponse, ReconcileRequest,
+    ReconcileResponse, SnapshotPage, SnapshotRequest, Transport, TransportError,
+};
+
+use crate::http::BRANCH_HEADER;
+
+/// A sync server reached over HTTP with one terminal's key.
+#[derive(Clone, Debug)]
+pub struct HttpTransport {
+    base: String,
+    key: String,
+    branch: String,
+    client: reqwest::Client,
+}
+
+impl HttpTransport {
+    /// A transport to `base_url` (e.g. `http://127.0.0.1:8080`) presenting
+    /// `key` for `branch`. Requests time out after 30 s.
+    pub fn new(
+        base_url: impl Into<String>,
+        key: impl Into<String>,
+        branch: impl Into<String>,
+    ) -> Self {
+        Self::with_timeout(base_url, key, branch, Duration::from_secs(30))
+    }
+
+    /// As [`HttpTransport::new`] with a request timeout.
+    pub fn with_timeout(
+        base_url: impl Into<String>,
+        key: impl Into<String>,
+        branch: impl Into<String>,
+        timeout: Duration,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("a client without TLS always builds");
+        HttpTransport {
+            base: base_url.into().trim_end_matches('/').to_owned(),
+            key: key.into(),
+            branch: branch.into(),
+            client,
+        }
+    }
+
+    /// Points the transport at another server (e.g. after a restart on a new port).
+    pub fn set_base_url(&mut self, base_url: impl Into<String>) {
+        self.base = base_url.into().trim_end_matches('/').to_owned();
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header(BRANCH_HEADER, &self.branch)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, TransportError> {
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                TransportError::Timeout
+            } else if e.is_connect() {
+                TransportError::Unreachable(e.to_string())
+            } else {
+                // Sent, but the connection broke: it may have been processed.
+                TransportError::Server {
+                    status: 0,
+                    message: e.to_string(),
+                }
+            }
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp.json().await.map_err(|e| {
+                if e.is_timeout() {
+                    TransportError::Timeout
+                } else {
+                    TransportError::Server {
+                        status: 0,
+                        message: format!("unreadable response: {e}"),
+                    }
+                }
+            });
+        }
+        let retry_after_ms = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| s * 1000);
+        let body: Option<ErrorBody> = resp.json().await.ok();
+        let (code, message) = match body {
+            Some(b) => (Some(b.code), b.message),
+            None => (None, format!("HTTP {status}")),
+        };
+        Err(match status {
+            StatusCode::TOO_MANY_REQUESTS => TransportError::RateLimited {
+                retry_after_ms: retry_after_ms.unwrap_or(1000),
+            },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => TransportError::Unauthorized {
+                code: code.unwrap_or(if status == StatusCode::FORBIDDEN {
+                    ErrorCode::SyncForbidden
+                } else {
+                    ErrorCode::SyncUnauthorized
+                }),
+                message,
+            },
+            s if s.is_client_error() && code.is_some() => TransportError::Refused {
+                code: code.unwrap_or(ErrorCode::Internal),
+                message,
+            },
+            s => TransportError::Server {
+                status: s.as_u16(),
+                message,
+            },
+        })
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn push(&self, request: PushRequest) -> Result<PushResponse, TransportError> {
+        self.send(
+            self.request(reqwest::Method::POST, "/v1/mutations")
+                .json(&request),
+        )
+        .await
+    }
+
+    async fn changes(&self, request: ChangesRequest) -> Result<ChangesPage, TransportError> {
+        let q = [
+            ("since", request.since.0),
+            ("limit", u64::from(request.limit)),
+        ];
+        self.send(self.request(reqwest::Method::GET, "/v1/changes").query(&q))
+            .await
+    }
+
+    async fn snapshot(&self, request: SnapshotRequest) -> Result<SnapshotPage, TransportError> {
+        let mut q: Vec<(&str, String)> = vec![("limit", request.limit.to_string())];
+        if let Some(after) = request.after {
+            q.push(("after_collection", after.collection));
+            q.push(("after_id", after.id));
+        }
+        self.send(self.request(reqwest::Method::GET, "/v1/snapshot").query(&q))
+            .await
+    }
+
+    async fn reconcile(
+        &self,
+        request: ReconcileRequest,
+    ) -> Result<ReconcileResponse, TransportError> {
+        self.send(
+            self.request(reqwest::Method::POST, "/v1/reconcile")
+                .json(&request),
+        )
+        .await
+    }
+}

@@ -1,0 +1,369 @@
+//! `tidesync-server`: the reference sync server. `--help` lists every
+//! option; each can also be set by the environment variable shown.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use tidesync::{EntityKey, Fields, Hlc};
+use tidesync_server::auth::{self, CredentialStore};
+use tidesync_server::http::{self, AppState, HttpConfig};
+use tidesync_server::{
+    Backend, Partition, ServerPolicy, ServiceConfig, SqliteSync, SyncService, TerminalContext,
+};
+
+/// The tidesync reference sync server (PROTOCOL.md documents the HTTP API).
+#[derive(Debug, Parser)]
+#[command(name = "tidesync-server", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// (`serve` options, when no subcommand is given.)
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Args)]
+struct DbArgs {
+    /// Where data lives: a SQLite file path (created and migrated on start;
+    /// `sqlite:` prefix optional), a `postgres://user:pass@host:port/db` URL,
+    /// or `memory:` (not persistent).
+    #[arg(
+        long,
+        env = "TIDESYNC_DATABASE",
+        default_value = "./data/tidesync.db",
+        global = true
+    )]
+    database: String,
+    /// SQLite durability: `full` makes every acknowledged mutation survive a
+    /// power loss; `normal` is faster and may lose the last commits on power
+    /// loss (never on a process crash).
+    #[arg(long, env = "TIDESYNC_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSync::Full, global = true)]
+    sqlite_synchronous: SqliteSync,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the sync API (the default).
+    Serve(ServeArgs),
+    /// Create or migrate the database, then exit.
+    Migrate,
+    /// Issue an API key for one terminal; prints it once (only its hash is kept).
+    IssueKey {
+        /// Tenant the key is bound to.
+        #[arg(long)]
+        tenant: String,
+        /// Branch the key is bound to.
+        #[arg(long)]
+        branch: String,
+        /// Terminal the key is bound to.
+        #[arg(long)]
+        terminal: String,
+        /// Validity, e.g. `90d`, `12h`, `30m` (default: until revoked).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Print only the key (for scripts).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Revoke a key by its id (the hex part after `ts_`), or every key of a terminal.
+    RevokeKey {
+        /// The key id to revoke.
+        #[arg(long, conflicts_with_all = ["tenant", "branch", "terminal"])]
+        key_id: Option<String>,
+        /// With --branch and --terminal: revoke all keys of that terminal.
+        #[arg(long, requires_all = ["branch", "terminal"])]
+        tenant: Option<String>,
+        /// See --tenant.
+        #[arg(long)]
+        branch: Option<String>,
+        /// See --tenant.
+        #[arg(long)]
+        terminal: Option<String>,
+    },
+    /// Load the demo data set (a hotel branch's rooms and a read-only catalog).
+    SeedDemo {
+        /// Tenant to load into.
+        #[arg(long, default_value = "demo")]
+        tenant: String,
+        /// Branch to load into.
+        #[arg(long, default_value = "hotel-1")]
+        branch: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TIDESYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Largest request body in bytes (after decompression); larger is 413
+    /// PAYLOAD_TOO_LARGE.
+    #[arg(long, env = "TIDESYNC_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Most mutations in one push (more: 413 PAYLOAD_TOO_LARGE).
+    #[arg(long, env = "TIDESYNC_MAX_BATCH", default_value_t = 500)]
+    max_batch: usize,
+    /// Largest changes page; larger limits are clamped.
+    #[arg(long, env = "TIDESYNC_MAX_CHANGES_PAGE", default_value_t = 1000)]
+    max_changes_page: u32,
+    /// Largest snapshot page; larger limits are clamped.
+    #[arg(long, env = "TIDESYNC_MAX_SNAPSHOT_PAGE", default_value_t = 1000)]
+    max_snapshot_page: u32,
+    /// Page size when a request gives no limit.
+    #[arg(long, env = "TIDESYNC_DEFAULT_PAGE", default_value_t = 500)]
+    default_page: u32,
+    /// Most manifest entries in one reconcile (more: 413 MANIFEST_TOO_LARGE).
+    #[arg(long, env = "TIDESYNC_MAX_MANIFEST", default_value_t = 10_000)]
+    max_manifest: usize,
+    /// Requests per second per terminal, on average (token bucket refill);
+    /// 0 disables rate limiting.
+    #[arg(long, env = "TIDESYNC_RATE_LIMIT", default_value_t = 50.0)]
+    rate_limit: f64,
+    /// Burst size per terminal (token bucket capacity).
+    #[arg(long, env = "TIDESYNC_RATE_BURST", default_value_t = 100.0)]
+    rate_burst: f64,
+    /// Storage calls running at once (blocking workers; also bounds the
+    /// database connections).
+    #[arg(long, env = "TIDESYNC_STORAGE_WORKERS", default_value_t = 16)]
+    storage_workers: usize,
+    /// Collections that are append-only for terminals (comma separated).
+    #[arg(long, env = "TIDESYNC_APPEND_ONLY", value_delimiter = ',')]
+    append_only: Vec<String>,
+    /// Collections that terminals cannot write (cloud-owned; comma separated).
+    #[arg(long, env = "TIDESYNC_READ_ONLY", value_delimiter = ',')]
+    read_only: Vec<String>,
+    /// Log format: one JSON object per line, or text for a terminal.
+    #[arg(long, env = "TIDESYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+    /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or
+    /// `tidesync_server=debug`.
+    #[arg(long, env = "TIDESYNC_LOG", default_value = "info")]
+    log: String,
+}
+
+fn init_logs(args: &ServeArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn open(db: &DbArgs) -> Result<Backend, String> {
+    Backend::open(&db.database, db.sqlite_synchronous)
+        .map_err(|e| format!("cannot open the database: {e}"))
+}
+
+fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
+    init_logs(&args);
+    let backend = open(db)?;
+    let mut config = ServiceConfig {
+        max_batch: args.max_batch,
+        max_changes_page: args.max_changes_page,
+        max_snapshot_page: args.max_snapshot_page,
+        max_manifest: args.max_manifest,
+        ..ServiceConfig::default()
+    };
+    for c in &args.append_only {
+        config.policies.insert(c.clone(), ServerPolicy::AppendOnly);
+    }
+    for c in &args.read_only {
+        config.policies.insert(c.clone(), ServerPolicy::ReadOnly);
+    }
+    let kind = backend.kind();
+    let service = SyncService::with_config(backend, config);
+    let app = AppState::new(
+        service,
+        HttpConfig {
+            max_body_bytes: args.max_body_bytes,
+            rate_per_sec: args.rate_limit,
+            burst: args.rate_burst,
+            storage_workers: args.storage_workers,
+            default_page: args.default_page,
+        },
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(args.storage_workers.max(1) + 4)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        tracing::info!(listen = %args.listen, backend = kind, "tidesync-server ready");
+        http::serve(listener, app, http::shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        None => serve(&cli.db, cli.serve),
+        Some(Command::Serve(args)) => serve(&cli.db, args),
+        Some(Command::Migrate) => {
+            let backend = open(&cli.db)?;
+            println!("database is up to date ({})", backend.kind());
+            Ok(())
+        }
+        Some(Command::IssueKey {
+            tenant,
+            branch,
+            terminal,
+            expires_in,
+            quiet,
+        }) => {
+            let backend = open(&cli.db)?;
+            let now = tidesync_server::now_ms();
+            let expires = expires_in
+                .map(|s| auth::parse_duration_ms(&s).map(|d| now + d))
+                .transpose()?;
+            let ctx = TerminalContext::new(tenant, branch, terminal);
+            let (key, credential) =
+                auth::new_key(ctx, now, expires).map_err(|e| format!("no randomness: {e}"))?;
+            backend
+                .put_credential(&credential)
+                .map_err(|e| format!("cannot store the credential: {e}"))?;
+            if quiet {
+                println!("{key}");
+            } else {
+                println!("key id:  {}", credential.key_id);
+                println!("key:     {key}");
+                println!("(shown once; the server keeps only its SHA-256)");
+            }
+            Ok(())
+        }
+        Some(Command::RevokeKey {
+            key_id,
+            tenant,
+            branch,
+            terminal,
+        }) => {
+            let backend = open(&cli.db)?;
+            let now = tidesync_server::now_ms();
+            match (key_id, tenant, branch, terminal) {
+                (Some(id), ..) => {
+                    let id = id.trim_start_matches("ts_");
+                    if backend
+                        .revoke_credential(id, now)
+                        .map_err(|e| e.to_string())?
+                    {
+                        println!("revoked key {id}");
+                        Ok(())
+                    } else {
+                        Err(format!("no live key with id {id}"))
+                    }
+                }
+                (None, Some(t), Some(b), Some(term)) => {
+                    let n = backend
+                        .revoke_terminal(&TerminalContext::new(t, b, term), now)
+                        .map_err(|e| e.to_string())?;
+                    println!("revoked {n} key(s)");
+                    Ok(())
+                }
+                _ => Err("give --key-id, or --tenant, --branch and --terminal".into()),
+            }
+        }
+        Some(Command::SeedDemo { tenant, branch }) => {
+            let backend = open(&cli.db)?;
+            let service = SyncService::new(backend);
+            let p = Partition::new(tenant, branch);
+            let n = seed_demo(&service, &p)?;
+            println!("loaded {n} demo entities into {p}");
+            Ok(())
+        }
+    }
+}
+
+fn obj(v: serde_json::Value) -> Fields {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// A hotel branch: 3 floors of rooms with housekeeping statuses, and a
+/// catalog (minibar and services). Loads nothing if rooms already exist.
+fn seed_demo(service: &SyncService<Backend>, p: &Partition) -> Result<usize, String> {
+    let ctx = TerminalContext::new(&p.tenant, &p.branch, "seed");
+    let existing = service
+        .snapshot(
+            &ctx,
+            tidesync::SnapshotRequest {
+                after: None,
+                limit: 1,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    if !existing.entities.is_empty() {
+        return Ok(0);
+    }
+    let statuses = ["clean", "dirty", "inspected", "out_of_order", "occupied"];
+    let kinds = ["single", "double", "twin", "suite"];
+    let mut entities = Vec::new();
+    for floor in 1..=3u32 {
+        for n in 1..=10u32 {
+            let room = floor * 100 + n;
+            let i = (room as usize) * 7;
+            entities.push((
+                EntityKey::new("rooms", room.to_string()),
+                obj(json!({
+                    "number": room.to_string(),
+                    "floor": floor,
+                    "kind": kinds[i % kinds.len()],
+                    "status": statuses[i % statuses.len()],
+                    "rate_cents": 8900 + 1000 * (i % 4),
+                })),
+            ));
+        }
+    }
+    for (id, name, price) in [
+        ("water", "Still water 0.5 l", 250),
+        ("cola", "Cola 0.33 l", 350),
+        ("chips", "Salted chips", 400),
+        ("breakfast", "Breakfast buffet", 1800),
+        ("late-checkout", "Late checkout (until 14:00)", 2500),
+    ] {
+        entities.push((
+            EntityKey::new("catalog", id),
+            obj(json!({"name": name, "price_cents": price, "currency": "EUR"})),
+        ));
+    }
+    let hlc = Hlc {
+        wall_ms: tidesync_server::now_ms(),
+        counter: 0,
+        node: 0,
+    };
+    service
+        .seed(p, hlc, entities)
+        .map(|v| v.len())
+        .map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tidesync-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

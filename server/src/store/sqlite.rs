@@ -1,0 +1,619 @@
+//! The embedded SQLite backend (the default): one database file in WAL
+//! mode, schema from `migrations/sqlite/`.
+//!
+//! Write transactions start with `BEGIN IMMEDIATE`, which takes the
+//! database's write lock up front: writers are serialised, so cursors are
+//! handed out in commit order (the cursor contract of [`crate::storage`]).
+//! Reads run in deferred transactions, which in WAL mode see one consistent
+//! snapshot and never block the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tidesync::{Cursor, EntityKey, EntityState, OpId};
+
+use super::migrate::{self, Migration};
+use super::pool::Pool;
+use crate::auth::{Credential, CredentialStore};
+use crate::context::TerminalContext;
+use crate::storage::{
+    AuditEntry, Change, EntitiesAt, LedgerEntry, Partition, ServerStore, StorageError, StoreTx,
+    StoredEntity,
+};
+
+/// How hard SQLite syncs to disk at commit (`PRAGMA synchronous`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// Every commit is durable when acknowledged (fsync of the WAL).
+    #[default]
+    Full,
+    /// Faster; the last commits before a power loss (not a crash of the
+    /// process) may be lost. The database is never corrupted.
+    Normal,
+}
+
+/// SQLite server storage.
+pub struct SqliteStore {
+    path: PathBuf,
+    pool: Pool<Connection>,
+    fail_commits: AtomicBool,
+    remove_on_drop: bool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StorageError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.code == rusqlite::ErrorCode::ConstraintViolation {
+            return StorageError::Constraint(e.to_string());
+        }
+    }
+    StorageError::backend(e)
+}
+
+fn corrupt(e: serde_json::Error) -> StorageError {
+    StorageError::Corrupt(e.to_string())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("serialising protocol types cannot fail")
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn open_connection(path: &Path, sync: SqliteSync) -> Result<Connection, StorageError> {
+    let conn = Connection::open(path).map_err(backend)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(backend)?;
+    let sync = match sync {
+        SqliteSync::Full => "FULL",
+        SqliteSync::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+    ))
+    .map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, known: &[Migration]) -> Result<(), StorageError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+             checksum TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
+    )
+    .map_err(backend)?;
+    let applied: Vec<(i64, String)> = {
+        let mut st = tx
+            .prepare("SELECT version, checksum FROM schema_migrations ORDER BY version")
+            .map_err(backend)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)?
+    };
+    tx.commit().map_err(backend)?;
+    for m in migrate::pending(known, &applied)? {
+        // Each step in its own transaction.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let again: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [m.version],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        if again.is_some() {
+            continue; // another process applied it meanwhile
+        }
+        tx.execute_batch(m.sql).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![m.version, m.name, m.checksum(), i(crate::now_ms())],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: impl AsRef<Path>, sync: SqliteSync) -> Result<Self, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        let mut first = open_connection(&path, sync)?;
+        migrate(&mut first, migrate::SQLITE)?;
+        let p = path.clone();
+        let pool = Pool::new(32, move || open_connection(&p, sync));
+        pool.with(|_| true, |_| Ok(()))?;
+        Ok(SqliteStore {
+            path,
+            pool,
+            fail_commits: AtomicBool::new(false),
+            remove_on_drop: false,
+        })
+    }
+
+    /// A store on a new file at `path` (an existing file is replaced) that
+    /// deletes its files when dropped. For tests and benchmarks.
+    pub fn temporary(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref();
+        remove_files(path);
+        let mut store = Self::open(path, SqliteSync::Normal)?;
+        store.remove_on_drop = true;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fault injection for tests: while `on`, every write transaction is
+    /// rolled back at commit and fails with [`StorageError::Backend`].
+    pub fn fail_commits(&self, on: bool) {
+        self.fail_commits.store(on, Ordering::SeqCst);
+    }
+
+    fn conn<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        self.pool.with(|c| c.is_autocommit(), f)
+    }
+
+    /// The migration versions applied to the database.
+    pub fn schema_versions(&self) -> Result<Vec<i64>, StorageError> {
+        self.conn(|c| {
+            let mut st = c
+                .prepare("SELECT version FROM schema_migrations ORDER BY version")
+                .map_err(backend)?;
+            let rows = st.query_map([], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+}
+
+fn remove_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            remove_files(&self.path);
+        }
+    }
+}
+
+struct SqliteTx<'a> {
+    partition: &'a Partition,
+    tx: &'a rusqlite::Transaction<'a>,
+    wrote: bool,
+}
+
+fn entity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64)> {
+    Ok((r.get(0)?, r.get(1)?))
+}
+
+fn stored((state, cursor): (String, i64)) -> Result<StoredEntity, StorageError> {
+    Ok(StoredEntity {
+        state: serde_json::from_str(&state).map_err(corrupt)?,
+        cursor: Cursor(u(cursor)),
+    })
+}
+
+impl StoreTx for SqliteTx<'_> {
+    fn partition(&self) -> &Partition {
+        self.partition
+    }
+
+    fn entity(&mut self, key: &EntityKey) -> Result<Option<StoredEntity>, StorageError> {
+        let p = self.partition;
+        let row = self
+            .tx
+            .prepare_cached(
+                "SELECT state, cursor FROM entities
+                 WHERE tenant = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4",
+            )
+            .map_err(backend)?
+            .query_row(
+                params![p.tenant, p.branch, key.collection, key.id],
+                entity_row,
+            )
+            .optional()
+            .map_err(backend)?;
+        row.map(stored).transpose()
+    }
+
+    fn ledger(
+        &mut self,
+        terminal: &str,
+        op_id: &OpId,
+    ) -> Result<Option<LedgerEntry>, StorageError> {
+        self.tx
+            .prepare_cached(
+                "SELECT fingerprint, collection, entity_id, version, cursor FROM ledger
+                 WHERE tenant = ?1 AND terminal = ?2 AND op_id = ?3",
+            )
+            .map_err(backend)?
+            .query_row(params![self.partition.tenant, terminal, op_id.0], |r| {
+                Ok(LedgerEntry {
+                    fingerprint: r.get(0)?,
+                    key: EntityKey::new(r.get::<_, String>(1)?, r.get::<_, String>(2)?),
+                    version: u(r.get(3)?),
+                    cursor: Cursor(u(r.get(4)?)),
+                })
+            })
+            .optional()
+            .map_err(backend)
+    }
+
+    fn append_change(&mut self, state: &EntityState) -> Result<Cursor, StorageError> {
+        let p = self.partition;
+        self.wrote = true;
+        let head: i64 = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO partitions (tenant, branch, head) VALUES (?1, ?2, 1)
+                 ON CONFLICT (tenant, branch) DO UPDATE SET head = head + 1
+                 RETURNING head",
+            )
+            .map_err(backend)?
+            .query_row(params![p.tenant, p.branch], |r| r.get(0))
+            .map_err(backend)?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO changes (tenant, branch, cursor, state) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(backend)?
+            .execute(params![p.tenant, p.branch, head, to_json(state)])
+            .map_err(backend)?;
+        Ok(Cursor(u(head)))
+    }
+
+    fn put_entity(&mut self, entity: &StoredEntity) -> Result<(), StorageError> {
+        let p = self.partition;
+        let s = &entity.state;
+        self.wrote = true;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO entities (tenant, branch, collection, id, version, deleted, cursor, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (tenant, branch, collection, id) DO UPDATE SET
+                   version = excluded.version, deleted = excluded.deleted,
+                   cursor = excluded.cursor, state = excluded.state",
+            )
+            .map_err(backend)?
+            .execute(params![
+                p.tenant,
+                p.branch,
+                s.collection,
+                s.id,
+                i(s.version),
+                s.deleted,
+                i(entity.cursor.0),
+                to_json(s)
+            ])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn put_ledger(
+        &mut self,
+        terminal: &str,
+        op_id: &OpId,
+        entry: &LedgerEntry,
+    ) -> Result<(), StorageError> {
+        self.wrote = true;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO ledger (tenant, terminal, op_id, fingerprint, collection, entity_id, version, cursor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(backend)?
+            .execute(params![
+                self.partition.tenant,
+                terminal,
+                op_id.0,
+                entry.fingerprint,
+                entry.key.collection,
+                entry.key.id,
+                i(entry.version),
+                i(entry.cursor.0)
+            ])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn put_audit(&mut self, entry: &AuditEntry) -> Result<(), StorageError> {
+        let p = self.partition;
+        self.wrote = true;
+        self.tx
+            .prepare_cached("INSERT INTO audit (tenant, branch, entry) VALUES (?1, ?2, ?3)")
+            .map_err(backend)?
+            .execute(params![p.tenant, p.branch, to_json(entry)])
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+fn read_head(tx: &rusqlite::Transaction<'_>, p: &Partition) -> Result<Cursor, StorageError> {
+    let head: Option<i64> = tx
+        .prepare_cached("SELECT head FROM partitions WHERE tenant = ?1 AND branch = ?2")
+        .map_err(backend)?
+        .query_row(params![p.tenant, p.branch], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    Ok(Cursor(head.map_or(0, u)))
+}
+
+fn states(
+    st: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<EntityState>, StorageError> {
+    let rows = st
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(backend)?;
+    rows.map(|r| {
+        r.map_err(backend)
+            .and_then(|s| serde_json::from_str(&s).map_err(corrupt))
+    })
+    .collect()
+}
+
+impl ServerStore for SqliteStore {
+    fn transaction<R, F>(&self, partition: &Partition, mut work: F) -> Result<R, StorageError>
+    where
+        F: FnMut(&mut dyn StoreTx) -> Result<R, StorageError>,
+    {
+        self.conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut stx = SqliteTx {
+                partition,
+                tx: &tx,
+                wrote: false,
+            };
+            let out = work(&mut stx)?; // dropping `tx` rolls back
+            if stx.wrote && self.fail_commits.load(Ordering::SeqCst) {
+                return Err(StorageError::backend("injected commit failure"));
+            }
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+    }
+
+    fn changes(
+        &self,
+        partition: &Partition,
+        since: Cursor,
+        limit: usize,
+    ) -> Result<Vec<Change>, StorageError> {
+        self.conn(|conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT cursor, state FROM changes
+                     WHERE tenant = ?1 AND branch = ?2 AND cursor > ?3
+                     ORDER BY cursor LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(
+                    params![
+                        partition.tenant,
+                        partition.branch,
+                        i(since.0),
+                        i(limit as u64)
+                    ],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )
+                .map_err(backend)?;
+            rows.map(|r| {
+                let (cursor, state) = r.map_err(backend)?;
+                Ok(Change {
+                    cursor: Cursor(u(cursor)),
+                    state: serde_json::from_str(&state).map_err(corrupt)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn snapshot(
+        &self,
+        partition: &Partition,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<EntitiesAt, StorageError> {
+        self.conn(|conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let head = read_head(&tx, partition)?;
+            let (c, id) = after.map_or(("", ""), |k| (k.collection.as_str(), k.id.as_str()));
+            let entities = {
+                let mut st = tx
+                    .prepare_cached(
+                        "SELECT state FROM entities
+                         WHERE tenant = ?1 AND branch = ?2 AND deleted = 0
+                           AND (?3 = 0 OR (collection, id) > (?4, ?5))
+                         ORDER BY collection, id LIMIT ?6",
+                    )
+                    .map_err(backend)?;
+                states(
+                    &mut st,
+                    params![
+                        partition.tenant,
+                        partition.branch,
+                        after.is_some(),
+                        c,
+                        id,
+                        i(limit as u64)
+                    ],
+                )?
+            };
+            tx.commit().map_err(backend)?;
+            Ok(EntitiesAt { entities, head })
+        })
+    }
+
+    fn live_entities(
+        &self,
+        partition: &Partition,
+        collection: &str,
+    ) -> Result<EntitiesAt, StorageError> {
+        self.conn(|conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let head = read_head(&tx, partition)?;
+            let entities = {
+                let mut st = tx
+                    .prepare_cached(
+                        "SELECT state FROM entities
+                         WHERE tenant = ?1 AND branch = ?2 AND collection = ?3 AND deleted = 0",
+                    )
+                    .map_err(backend)?;
+                states(
+                    &mut st,
+                    params![partition.tenant, partition.branch, collection],
+                )?
+            };
+            tx.commit().map_err(backend)?;
+            Ok(EntitiesAt { entities, head })
+        })
+    }
+
+    fn head(&self, partition: &Partition) -> Result<Cursor, StorageError> {
+        self.conn(|conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let head = read_head(&tx, partition)?;
+            tx.commit().map_err(backend)?;
+            Ok(head)
+        })
+    }
+
+    fn audit(&self, partition: &Partition) -> Result<Vec<AuditEntry>, StorageError> {
+        self.conn(|conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT entry FROM audit WHERE tenant = ?1 AND branch = ?2 ORDER BY seq",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![partition.tenant, partition.branch], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(backend)?;
+            rows.map(|r| {
+                r.map_err(backend)
+                    .and_then(|s| serde_json::from_str(&s).map_err(corrupt))
+            })
+            .collect()
+        })
+    }
+}
+
+fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credential> {
+    Ok(Credential {
+        key_hash: r.get(0)?,
+        key_id: r.get(1)?,
+        context: TerminalContext::new(
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ),
+        created_at_ms: u(r.get(5)?),
+        expires_at_ms: r.get::<_, Option<i64>>(6)?.map(u),
+        revoked_at_ms: r.get::<_, Option<i64>>(7)?.map(u),
+    })
+}
+
+impl CredentialStore for SqliteStore {
+    fn put_credential(&self, c: &Credential) -> Result<(), StorageError> {
+        self.conn(|conn| {
+            conn.execute(
+                "INSERT INTO credentials (key_hash, key_id, tenant, branch, terminal,
+                     created_at_ms, expires_at_ms, revoked_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    c.key_hash,
+                    c.key_id,
+                    c.context.tenant,
+                    c.context.branch,
+                    c.context.terminal,
+                    i(c.created_at_ms),
+                    c.expires_at_ms.map(i),
+                    c.revoked_at_ms.map(i)
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn credential(&self, key_hash: &str) -> Result<Option<Credential>, StorageError> {
+        self.conn(|conn| {
+            conn.prepare_cached(
+                "SELECT key_hash, key_id, tenant, branch, terminal, created_at_ms,
+                        expires_at_ms, revoked_at_ms
+                 FROM credentials WHERE key_hash = ?1",
+            )
+            .map_err(backend)?
+            .query_row([key_hash], credential_row)
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn revoke_credential(&self, key_id: &str, at_ms: u64) -> Result<bool, StorageError> {
+        self.conn(|conn| {
+            let n = conn
+                .execute(
+                    "UPDATE credentials SET revoked_at_ms = ?2
+                     WHERE key_id = ?1 AND revoked_at_ms IS NULL",
+                    params![key_id, i(at_ms)],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn revoke_terminal(&self, ctx: &TerminalContext, at_ms: u64) -> Result<u64, StorageError> {
+        self.conn(|conn| {
+            let n = conn
+                .execute(
+                    "UPDATE credentials SET revoked_at_ms = ?4
+                     WHERE tenant = ?1 AND branch = ?2 AND terminal = ?3
+                       AND revoked_at_ms IS NULL",
+                    params![ctx.tenant, ctx.branch, ctx.terminal, i(at_ms)],
+                )
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+    }
+}

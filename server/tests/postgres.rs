@@ -1,0 +1,130 @@
+//! The service test suite on PostgreSQL, plus the cursor test with two
+//! server instances. Needs `TIDESYNC_TEST_PG_URL` and the `pg-tests`
+//! feature (scripts/test-server.sh provides both); without the URL every
+//! test here fails.
+
+mod common;
+mod suite;
+
+const BACKEND: common::Kind = common::Kind::Postgres;
+
+mod pg_only {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+
+    use serde_json::json;
+    use tidesync::{AckResult, ChangesRequest, Cursor, MutationKind};
+    use tidesync_server::{Backend, PgStore, SyncService, TerminalContext};
+
+    use crate::common::*;
+
+    /// Two server instances (each with its own connection pool) on one
+    /// database, writers on both, readers on both paging the change feed
+    /// while the writes land: every reader must see every change exactly
+    /// once, in cursor order, with no gap. A sequence-numbered log fails
+    /// this (a late commit falls behind a cursor already passed).
+    #[test]
+    fn the_cursor_never_skips_a_late_commit_across_two_instances() {
+        let url = pg_url();
+        let schema = format!("ts_cursor_{}", std::process::id());
+        let a = Arc::new(SyncService::new(Backend::Postgres(
+            PgStore::temporary(&url, &schema).unwrap(),
+        )));
+        let b = Arc::new(SyncService::new(Backend::Postgres(
+            PgStore::open_in_schema(&url, Some(&schema)).unwrap(),
+        )));
+        const WRITERS: u64 = 6;
+        const PER_WRITER: u64 = 60;
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = [&a, &b, &a, &b]
+            .into_iter()
+            .enumerate()
+            .map(|(r, s)| {
+                let s = Arc::clone(s);
+                let done = Arc::clone(&done);
+                thread::spawn(move || {
+                    let c = TerminalContext::new("acme", "b1", format!("reader{r}"));
+                    let mut seen: Vec<(Cursor, String)> = Vec::new();
+                    let mut since = Cursor(0);
+                    loop {
+                        let finished = done.load(Ordering::SeqCst);
+                        let page = s
+                            .changes(
+                                &c,
+                                ChangesRequest {
+                                    since,
+                                    limit: 3 + r as u32,
+                                },
+                            )
+                            .unwrap();
+                        let mut cursor = since;
+                        for ch in &page.changes {
+                            cursor = Cursor(cursor.0 + 1);
+                            seen.push((cursor, ch.id.clone()));
+                        }
+                        assert_eq!(page.next, cursor, "the page's cursors have no gap");
+                        since = page.next;
+                        if finished && !page.has_more {
+                            return seen;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let s = Arc::clone(if w % 2 == 0 { &a } else { &b });
+                thread::spawn(move || {
+                    let c = TerminalContext::new("acme", "b1", format!("w{w}"));
+                    for i in 0..PER_WRITER {
+                        let m = mutation(
+                            &c,
+                            op(w * 10_000 + i + 1),
+                            MutationKind::Create,
+                            "rooms",
+                            &format!("w{w}-{i}"),
+                            Some(json!({"i": i})),
+                            0,
+                        );
+                        assert!(matches!(push1(&s, &c, m), AckResult::Applied { .. }));
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        let total = WRITERS * PER_WRITER;
+        for r in readers {
+            let seen = r.join().unwrap();
+            assert_eq!(seen.len() as u64, total, "every change, once");
+            let ids: BTreeSet<_> = seen.iter().map(|(_, id)| id.clone()).collect();
+            assert_eq!(ids.len() as u64, total, "no change twice");
+        }
+        // Both instances agree on the log.
+        let c = TerminalContext::new("acme", "b1", "check");
+        assert_eq!(all_changes(&a, &c).len() as u64, total);
+        assert_eq!(all_changes(&b, &c).len() as u64, total);
+        assert_eq!(a.head(&c).unwrap(), Cursor(total));
+        assert_eq!(b.head(&c).unwrap(), Cursor(total));
+    }
+
+    #[test]
+    fn a_database_newer_than_the_code_is_refused() {
+        let url = pg_url();
+        let schema = format!("ts_newer_{}", std::process::id());
+        let store = PgStore::temporary(&url, &schema).unwrap();
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute(&format!(
+            "INSERT INTO \"{schema}\".schema_migrations (version, name, checksum, applied_at_ms) \
+             VALUES (999, '0999_future.sql', 'x', 0)"
+        ))
+        .unwrap();
+        let err = PgStore::open_in_schema(&url, Some(&schema)).unwrap_err();
+        assert!(err.to_string().contains("newer than this server"), "{err}");
+        drop(store);
+    }
+}
