@@ -363,3 +363,57 @@ async fn the_counter_reservation_is_stored_with_the_values() {
     let s = IdbStore::open(&name, passphrase("p")).await.unwrap();
     assert!(s.key_uses_for_tests().unwrap() >= uses);
 }
+
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function spy_transactions() {
+  const orig = IDBDatabase.prototype.transaction;
+  const seen = [];
+  IDBDatabase.prototype.transaction = function (stores, mode, options) {
+    seen.push({ stores: [].concat(stores).join(','), mode: mode || 'readonly', durability: (options && options.durability) || 'default' });
+    return orig.call(this, stores, mode, options);
+  };
+  return { seen: () => JSON.stringify(seen), restore: () => { IDBDatabase.prototype.transaction = orig; } };
+}
+"#)]
+extern "C" {
+    type TxSpy;
+    fn spy_transactions() -> TxSpy;
+    #[wasm_bindgen(method, structural)]
+    fn seen(this: &TxSpy) -> String;
+    #[wasm_bindgen(method, structural)]
+    fn restore(this: &TxSpy);
+}
+
+#[wasm_bindgen_test]
+async fn a_commit_is_one_strict_readwrite_transaction_over_every_store_it_touches() {
+    let s = fresh(passphrase("p")).await;
+    let spy = spy_transactions();
+    let mut entry = crate::store::conformance::sample_outbox_entry(1);
+    entry.mutation.entity_id = "a".into();
+    let result = s
+        .commit(WriteBatch {
+            ops: vec![
+                WriteOp::PutEntity(secret_record("a")),
+                WriteOp::PutOutbox(entry),
+                WriteOp::AppendAudit(AuditEntry {
+                    seq: 1,
+                    at_ms: 1,
+                    op_id: None,
+                    key: EntityKey::new("guests", "a"),
+                    event: AuditEvent::Queued,
+                }),
+                WriteOp::DeleteConflict(EntityKey::new("guests", "a")),
+            ],
+        })
+        .await;
+    let seen: Vec<serde_json::Value> = serde_json::from_str(&spy.seen()).unwrap();
+    spy.restore();
+    result.unwrap();
+    let writes: Vec<_> = seen.iter().filter(|t| t["mode"] == "readwrite").collect();
+    assert_eq!(writes.len(), 1, "one transaction per batch: {seen:?}");
+    assert_eq!(writes[0]["durability"], "strict");
+    let stores = writes[0]["stores"].as_str().unwrap();
+    for s in ["entities", "outbox", "audit", "conflicts"] {
+        assert!(stores.contains(s), "{s} in {stores}");
+    }
+}

@@ -209,3 +209,31 @@ test('errors reach JS with a stable code', async () => {
     await browser.close();
   }
 });
+
+test('a full disk is QUOTA_EXCEEDED, shown in the status, and drops nothing', async () => {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tidesync-quota-'));
+  const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: ARGS, headless: true });
+  try {
+    const page = await openPage(ctx);
+    const cdp = await ctx.newCDPSession(page);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: web.url, quotaSize: 2 * 1024 * 1024 });
+    const r = await page.evaluate(async (opts) => {
+      const db = await TideSync.open({ ...opts, key: { hostKey: new Uint8Array(32).fill(3) }, autoSync: false });
+      const blob = () => { const b = new Uint8Array(12 * 1024); crypto.getRandomValues(b); return btoa(String.fromCharCode(...b)); };
+      let ok = 0, code = null;
+      for (let i = 0; i < 600 && !code; i++) {
+        try { await db.create('scans', { page: blob() }, `p${i}`); ok++; } catch (e) { code = e.code; }
+      }
+      const out = { ok, code, outbox: (await db.outbox()).length, status: await db.status() };
+      db.close();
+      return out;
+    }, options('e2e-quota'));
+    assert.equal(r.code, 'QUOTA_EXCEEDED', `after ${r.ok} writes`);
+    assert.ok(r.ok > 0);
+    assert.equal(r.outbox, r.ok, 'every accepted write is still queued; the refused one left nothing');
+    assert.equal(r.status.last_error?.[0], 'QUOTA_EXCEEDED', 'the status shows it');
+  } finally {
+    await ctx.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+});
