@@ -939,7 +939,18 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     /// our own commit.
     async fn lock_fresh(&self) -> Result<futures::lock::MutexGuard<'_, State>, EngineError> {
         let mut st = self.state.lock().await;
-        let stored = self.store.load_meta().await?;
+        let stored = match self.store.load_meta().await {
+            Ok(m) => m,
+            Err(e) => {
+                // A store that cannot be read (evicted, closed, corrupt) is
+                // an error the pill shows, not only a failed call.
+                let err = EngineError::from(e);
+                st.last_error = Some((err.code, err.message.clone()));
+                let ev = self.status_event(&mut st);
+                self.emit(ev.into_iter().collect());
+                return Err(err);
+            }
+        };
         if stored.as_ref().map(|m| m.generation) != Some(st.meta.generation) {
             self.reload(&mut st).await;
         }

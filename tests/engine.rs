@@ -1084,3 +1084,21 @@ fn logs_carry_terminal_branch_event_attempt_and_code_but_no_payload() {
         "payload data leaked into logs"
     );
 }
+
+#[test]
+fn a_store_that_cannot_be_read_shows_as_an_error_status() {
+    let w = World::new();
+    let store = FailingStore::new(MemoryStore::new());
+    let engine = w.open(store.clone(), w.net("t1"), "t1");
+    block_on(engine.sync_now()).unwrap();
+    store.fail_reads(true);
+    let err = block_on(engine.patch("rooms", "room-1", f(json!({"status": "clean"})))).unwrap_err();
+    assert_eq!(err.code, ErrorCode::StorageFailed);
+    let status = block_on(engine.status());
+    assert_eq!(status.phase, Phase::Error);
+    assert_eq!(status.code(), Some(ErrorCode::StorageFailed));
+    store.fail_reads(false);
+    block_on(engine.patch("rooms", "room-1", f(json!({"status": "clean"})))).unwrap();
+    block_on(engine.sync_now()).unwrap();
+    assert_eq!(block_on(engine.status()).phase, Phase::Idle);
+}

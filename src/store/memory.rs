@@ -124,6 +124,7 @@ pub struct FailingStore<S> {
 
 #[derive(Debug, Default)]
 struct FailPlan {
+    reads_fail: bool,
     commits: u64,
     fail_at: Option<u64>,
     fail_every: Option<u64>,
@@ -157,6 +158,27 @@ impl<S> FailingStore<S> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.fail_at = None;
         s.fail_every = None;
+        s.reads_fail = false;
+    }
+
+    /// While `on`, every read fails as if the database had been deleted.
+    pub fn fail_reads(&self, on: bool) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reads_fail = on;
+    }
+
+    fn read_check(&self) -> Result<(), StoreError> {
+        if self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reads_fail
+        {
+            return Err(StoreError::Gone("injected: the database vanished".into()));
+        }
+        Ok(())
     }
 
     /// Commits attempted so far.
@@ -174,27 +196,35 @@ impl<S> FailingStore<S> {
 #[cfg_attr(not(target_family = "wasm"), async_trait)]
 impl<S: Store> Store for FailingStore<S> {
     async fn load_meta(&self) -> Result<Option<SyncMeta>, StoreError> {
+        self.read_check()?;
         self.inner.load_meta().await
     }
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
+        self.read_check()?;
         self.inner.get(key).await
     }
     async fn get_many(&self, keys: &[EntityKey]) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        self.read_check()?;
         self.inner.get_many(keys).await
     }
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
+        self.read_check()?;
         self.inner.scan(collection).await
     }
     async fn collections(&self) -> Result<Vec<String>, StoreError> {
+        self.read_check()?;
         self.inner.collections().await
     }
     async fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.read_check()?;
         self.inner.outbox().await
     }
     async fn conflicts(&self) -> Result<Vec<ConflictRecord>, StoreError> {
+        self.read_check()?;
         self.inner.conflicts().await
     }
     async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read_check()?;
         self.inner.audit(after, limit).await
     }
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
