@@ -75,7 +75,7 @@ async fn run(backend: Backend, terminals: usize, batches: usize, batch: usize) -
             None,
         )
         .unwrap();
-        app.service.store().put_credential(&c).unwrap();
+        tokio::task::block_in_place(|| app.service.store().put_credential(&c)).unwrap();
         keys.push(key);
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -18,6 +18,7 @@ use crate::metrics::{bump, Metrics, Recorder};
 use crate::policy::ServerPolicy;
 use crate::push::push_in_tx;
 use crate::reconcile;
+use crate::rules::CollectionRules;
 use crate::storage::{Partition, ServerStore, StorageError};
 
 /// Server time in milliseconds since the Unix epoch (injectable for tests).
@@ -38,6 +39,8 @@ pub struct ServiceConfig {
     pub max_manifest: usize,
     /// Policy per collection; collections not listed are [`ServerPolicy::Versioned`].
     pub policies: BTreeMap<String, ServerPolicy>,
+    /// Payload rules per collection; collections not listed accept any fields.
+    pub rules: BTreeMap<String, CollectionRules>,
 }
 
 impl Default for ServiceConfig {
@@ -49,6 +52,7 @@ impl Default for ServiceConfig {
             max_snapshot_page: 1000,
             max_manifest: 10_000,
             policies: BTreeMap::new(),
+            rules: BTreeMap::new(),
         }
     }
 }
@@ -214,6 +218,11 @@ impl<S: ServerStore> SyncService<S> {
                     m.branch_id
                 ),
             );
+        }
+        if let Some(rules) = self.config.rules.get(&m.collection) {
+            if let Err(message) = rules.check(m.kind, m.payload.as_ref()) {
+                return reject(ErrorCode::EventInvalid, message);
+            }
         }
         let policy = self.policy(&m.collection);
         let now = self.now_ms();
