@@ -720,3 +720,26 @@ fn payload_rules_of_a_collection_are_enforced_naming_the_field() {
     let other = mutation(&c, op(5), Create, "notes", "n1", Some(json!({"x": 1})), 0);
     assert_eq!(push1(&s, &c, other), applied(1, 2));
 }
+
+#[test]
+fn a_storage_failure_keeps_nothing_of_the_batch() {
+    let s = service();
+    let c = ctx("b1", "t1");
+    let batch = vec![
+        mutation(&c, op(1), Create, "rooms", "a", Some(json!({})), 0),
+        mutation(&c, op(2), Create, "rooms", "b", Some(json!({})), 0),
+    ];
+    s.store().fail_commits(true);
+    assert!(s.push(&c, request(batch.clone())).is_err());
+    s.store().fail_commits(false);
+    assert!(stored(&s, &c.partition(), "rooms", "a").is_none());
+    assert_eq!(s.store().head(&c.partition()).unwrap(), Cursor(0));
+    assert_eq!(
+        s.metrics().applied,
+        0,
+        "acks are counted only once committed"
+    );
+    let resp = s.push(&c, request(batch)).unwrap();
+    assert_eq!(resp.acks[0].result, applied(1, 1));
+    assert_eq!(resp.acks[1].result, applied(1, 2));
+}
