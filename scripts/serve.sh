@@ -23,6 +23,8 @@ mkdir -p "$DATA"
 export TIDESYNC_DATABASE="${TIDESYNC_DATABASE:-$DATA/tidesync.db}"
 export TIDESYNC_LISTEN="${TIDESYNC_LISTEN:-127.0.0.1:8080}"
 export TIDESYNC_READ_ONLY="${TIDESYNC_READ_ONLY:-catalog}"
+export TIDESYNC_APPEND_ONLY="${TIDESYNC_APPEND_ONLY:-sales}"
+export TIDESYNC_RULES="${TIDESYNC_RULES:-server/rules/hotel.json}"
 
 "$BIN" migrate
 "$BIN" seed-demo --tenant demo --branch hotel-1

@@ -75,7 +75,7 @@ async fn run(backend: Backend, terminals: usize, batches: usize, batch: usize) -
             None,
         )
         .unwrap();
-        app.service.store().put_credential(&c).unwrap();
+        tokio::task::block_in_place(|| app.service.store().put_credential(&c)).unwrap();
         keys.push(key);
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -122,8 +122,10 @@ async fn run(backend: Backend, terminals: usize, batches: usize, batch: usize) -
                         .send()
                         .await
                         .unwrap();
-                    assert_eq!(resp.status(), 200);
-                    let r: PushResponse = resp.json().await.unwrap();
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap();
+                    assert_eq!(status, 200, "{text}");
+                    let r: PushResponse = serde_json::from_str(&text).unwrap();
                     assert!(r
                         .acks
                         .iter()
@@ -170,6 +172,10 @@ async fn run(backend: Backend, terminals: usize, batches: usize, batch: usize) -
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter("error")
+        .with_writer(std::io::stderr)
+        .init();
     let terminals = env_or("BENCH_TERMINALS", 4);
     let batches = env_or("BENCH_BATCHES", 50);
     let batch = env_or("BENCH_BATCH", 100);
@@ -188,10 +194,12 @@ fn main() {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
         let store = SqliteStore::open(&path, sync).unwrap();
-        rows.push((
-            name.to_owned(),
-            rt.block_on(run(Backend::Sqlite(store), terminals, batches, batch)),
-        ));
+        let f = rt.block_on(run(Backend::Sqlite(store), terminals, batches, batch));
+        eprintln!(
+            "{name}: {:.0} mutations/s, {:.0} changes/s",
+            f.ingest_per_s, f.pull_per_s
+        );
+        rows.push((name.to_owned(), f));
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }

@@ -69,6 +69,7 @@ mod metrics;
 mod policy;
 mod push;
 pub mod reconcile;
+pub mod rules;
 mod service;
 pub mod storage;
 pub mod store;

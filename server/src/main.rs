@@ -142,6 +142,10 @@ struct ServeArgs {
     /// Collections that terminals cannot write (cloud-owned; comma separated).
     #[arg(long, env = "TIDESYNC_READ_ONLY", value_delimiter = ',')]
     read_only: Vec<String>,
+    /// A JSON file of per-collection payload rules (see PROTOCOL.md,
+    /// "Payload rules"); e.g. server/rules/hotel.json.
+    #[arg(long, env = "TIDESYNC_RULES")]
+    rules: Option<std::path::PathBuf>,
     /// Log format: one JSON object per line, or text for a terminal.
     #[arg(long, env = "TIDESYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -182,6 +186,12 @@ fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
         max_manifest: args.max_manifest,
         ..ServiceConfig::default()
     };
+    if let Some(path) = &args.rules {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the rules file {}: {e}", path.display()))?;
+        config.rules = tidesync_server::rules::parse_rules(&text)
+            .map_err(|e| format!("rules file {}: {e}", path.display()))?;
+    }
     for c in &args.append_only {
         config.policies.insert(c.clone(), ServerPolicy::AppendOnly);
     }

@@ -18,7 +18,8 @@ use crate::metrics::{bump, Metrics, Recorder};
 use crate::policy::ServerPolicy;
 use crate::push::push_in_tx;
 use crate::reconcile;
-use crate::storage::{Partition, ServerStore, StorageError};
+use crate::rules::CollectionRules;
+use crate::storage::{ServerStore, StorageError};
 
 /// Server time in milliseconds since the Unix epoch (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -38,6 +39,8 @@ pub struct ServiceConfig {
     pub max_manifest: usize,
     /// Policy per collection; collections not listed are [`ServerPolicy::Versioned`].
     pub policies: BTreeMap<String, ServerPolicy>,
+    /// Payload rules per collection; collections not listed accept any fields.
+    pub rules: BTreeMap<String, CollectionRules>,
 }
 
 impl Default for ServiceConfig {
@@ -49,6 +52,7 @@ impl Default for ServiceConfig {
             max_snapshot_page: 1000,
             max_manifest: 10_000,
             policies: BTreeMap::new(),
+            rules: BTreeMap::new(),
         }
     }
 }
@@ -143,13 +147,14 @@ impl<S: ServerStore> SyncService<S> {
 
     /// `POST /v1/mutations`: one ack per mutation, in request order.
     ///
-    /// Each mutation is decided and recorded in its own transaction, so a
-    /// rejected or conflicting mutation never affects the others. Whole-request
+    /// Each mutation is decided on its own, so a rejected or conflicting
+    /// mutation never affects the others; the whole batch is recorded in one
+    /// transaction (entity, change, ledger and audit rows of every applied
+    /// mutation commit together). Whole-request
     /// errors: a protocol version other than [`PROTOCOL_VERSION`]
     /// (`EVENT_INVALID`), more than `max_batch` mutations
-    /// (`PAYLOAD_TOO_LARGE`), and a storage failure (`STORAGE_FAILED`): the
-    /// mutations before the failing one stay applied, and a retry of the
-    /// batch answers them as duplicates.
+    /// (`PAYLOAD_TOO_LARGE`), and a storage failure (`STORAGE_FAILED`):
+    /// nothing of the batch is kept, and a retry decides it anew.
     pub fn push(
         &self,
         ctx: &TerminalContext,
@@ -174,26 +179,48 @@ impl<S: ServerStore> SyncService<S> {
                 ),
             ));
         }
-        let partition = ctx.partition();
-        let mut acks = Vec::with_capacity(req.mutations.len());
-        for m in &req.mutations {
-            let result = self.push_one(ctx, &partition, m)?;
-            self.metrics.ack(&result);
-            acks.push(MutationAck {
-                op_id: m.op_id.clone(),
-                result,
-            });
-        }
+        // The checks that need no storage, then every remaining decision in
+        // ONE transaction: one commit (one fsync) per batch, and a storage
+        // failure leaves nothing of the batch behind.
+        let prechecked: Vec<Option<AckResult>> = req
+            .mutations
+            .iter()
+            .map(|m| self.precheck(ctx, m))
+            .collect();
+        let results = if prechecked.iter().all(Option::is_some) {
+            prechecked.into_iter().flatten().collect()
+        } else {
+            let now = self.now_ms();
+            self.storage(self.store.transaction(&ctx.partition(), |tx| {
+                req.mutations
+                    .iter()
+                    .zip(&prechecked)
+                    .map(|(m, pre)| match pre {
+                        Some(result) => Ok(result.clone()),
+                        None => push_in_tx(tx, &ctx.terminal, m, self.policy(&m.collection), now),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            }))?
+        };
+        let acks = req
+            .mutations
+            .into_iter()
+            .zip(results)
+            .map(|(m, result)| {
+                self.metrics.ack(&result);
+                MutationAck {
+                    op_id: m.op_id,
+                    result,
+                }
+            })
+            .collect();
         Ok(PushResponse { acks })
     }
 
-    fn push_one(
-        &self,
-        ctx: &TerminalContext,
-        partition: &Partition,
-        m: &Mutation,
-    ) -> Result<AckResult, ServiceError> {
-        let reject = |code, message| Ok(AckResult::Rejected { code, message });
+    /// The verdict on a mutation that needs no storage: a rejection, or
+    /// `None` if it must be decided against the stored state.
+    fn precheck(&self, ctx: &TerminalContext, m: &Mutation) -> Option<AckResult> {
+        let reject = |code, message| Some(AckResult::Rejected { code, message });
         if let Err(e) = validate_mutation(m, &self.config.limits) {
             return reject(e.code, e.message);
         }
@@ -215,11 +242,12 @@ impl<S: ServerStore> SyncService<S> {
                 ),
             );
         }
-        let policy = self.policy(&m.collection);
-        let now = self.now_ms();
-        self.storage(self.store.transaction(partition, |tx| {
-            push_in_tx(tx, &ctx.terminal, m, policy, now)
-        }))
+        if let Some(rules) = self.config.rules.get(&m.collection) {
+            if let Err(message) = rules.check(m.kind, m.payload.as_ref()) {
+                return reject(ErrorCode::EventInvalid, message);
+            }
+        }
+        None
     }
 
     /// `GET /v1/changes`: the changes after `since`, in cursor order.

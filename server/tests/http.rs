@@ -551,3 +551,43 @@ async fn shutdown_finishes_the_batch_in_progress() {
     assert_eq!(r.acks.len(), 400);
     assert_eq!(app.service.metrics().applied, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_concurrency_is_bounded_by_the_worker_count() {
+    let s = start(HttpConfig {
+        storage_workers: 2,
+        ..relaxed()
+    })
+    .await;
+    let keys: Vec<String> = (0..8).map(|t| s.key("b1", &format!("t{t}"))).collect();
+    let sends = keys.iter().enumerate().map(|(t, key)| {
+        let terminal = format!("t{t}");
+        let body = push_body(
+            (0..40)
+                .map(|i| {
+                    let n = t as u64 * 1000 + i;
+                    mutation("b1", &terminal, n, &format!("r{n}"), room(n))
+                })
+                .collect(),
+        );
+        client()
+            .post(s.url("/v1/mutations"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    });
+    for r in futures::future::join_all(sends).await {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    let max = s
+        .app
+        .stats
+        .storage_busy_max
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&max),
+        "at most 2 storage calls at once, saw {max}"
+    );
+    assert_eq!(s.app.service.metrics().applied, 320);
+    s.shutdown().await;
+}

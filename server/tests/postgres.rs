@@ -4,6 +4,7 @@
 //! test here fails.
 
 mod common;
+mod http_common;
 mod suite;
 
 const BACKEND: common::Kind = common::Kind::Postgres;
@@ -127,4 +128,17 @@ mod pg_only {
         assert!(err.to_string().contains("newer than this server"), "{err}");
         drop(store);
     }
+}
+
+/// The engine end to end over HTTP with the server on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_offline_writes_flush_exactly_once_over_http() {
+    let schema = format!("ts_e2e_{}", std::process::id());
+    let store = http_common::blocking(|| {
+        tidesync_server::PgStore::temporary(&common::pg_url(), &schema).unwrap()
+    });
+    http_common::offline_writes_flush_exactly_once(tidesync_server::SyncService::new(
+        tidesync_server::Backend::Postgres(store),
+    ))
+    .await;
 }

@@ -113,9 +113,10 @@ impl AppState {
             .map_err(|_| ServiceError::new(ErrorCode::Internal, "server is shutting down"))?;
         let app = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            app.stats.storage_busy.fetch_add(1, Ordering::Relaxed);
+            let busy = app.stats.storage_busy.fetch_add(1, Ordering::SeqCst) + 1;
+            app.stats.storage_busy_max.fetch_max(busy, Ordering::SeqCst);
             let out = f(&app);
-            app.stats.storage_busy.fetch_sub(1, Ordering::Relaxed);
+            app.stats.storage_busy.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
             out
         })

@@ -47,6 +47,8 @@ pub struct HttpStats {
     pub in_flight_refused: AtomicU64,
     /// Storage calls running now.
     pub storage_busy: AtomicU64,
+    /// The most storage calls that ever ran at once (≤ `storage_workers`).
+    pub storage_busy_max: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -47,4 +47,9 @@ impl<C> Pool<C> {
         }
         out
     }
+
+    /// Takes every idle connection out of the pool.
+    pub(crate) fn drain(&self) -> Vec<C> {
+        std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }

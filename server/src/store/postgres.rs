@@ -264,11 +264,21 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        if self.drop_schema {
-            if let (Ok(mut c), Some(s)) = (connect(&self.url, None), &self.schema) {
-                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE"));
+        // The sync `postgres` client blocks on a runtime of its own when it
+        // closes, which panics on a thread that drives a tokio runtime (the
+        // last owner of a store may be one). Close on a plain thread.
+        let conns = self.pool.drain();
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let drop_schema = self.drop_schema;
+        let closer = std::thread::spawn(move || {
+            drop(conns);
+            if let (true, Some(s)) = (drop_schema, schema) {
+                if let Ok(mut c) = connect(&url, None) {
+                    let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE"));
+                }
             }
-        }
+        });
+        let _ = closer.join();
     }
 }
 

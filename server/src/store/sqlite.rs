@@ -75,16 +75,22 @@ fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn open_connection(path: &Path, sync: SqliteSync) -> Result<Connection, StorageError> {
+fn open_connection(path: &Path, sync: SqliteSync, first: bool) -> Result<Connection, StorageError> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(backend)?;
+    if first {
+        // WAL is a property of the file: set once, before the pool opens
+        // other connections (changing it needs the database to itself).
+        conn.execute_batch("PRAGMA journal_mode = WAL;")
+            .map_err(backend)?;
+    }
     let sync = match sync {
         SqliteSync::Full => "FULL",
         SqliteSync::Normal => "NORMAL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
     ))
     .map_err(backend)?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -143,10 +149,10 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: impl AsRef<Path>, sync: SqliteSync) -> Result<Self, StorageError> {
         let path = path.as_ref().to_path_buf();
-        let mut first = open_connection(&path, sync)?;
+        let mut first = open_connection(&path, sync, true)?;
         migrate(&mut first, migrate::SQLITE)?;
         let p = path.clone();
-        let pool = Pool::new(32, move || open_connection(&p, sync));
+        let pool = Pool::new(32, move || open_connection(&p, sync, false));
         pool.with(|_| true, |_| Ok(()))?;
         Ok(SqliteStore {
             path,

@@ -657,3 +657,89 @@ fn every_applied_mutation_is_audited() {
     assert_eq!(audit[1].op_id, Some(op(3)));
     assert!(!audit[1].originated_offline);
 }
+
+#[test]
+fn payload_rules_of_a_collection_are_enforced_naming_the_field() {
+    let config = tidesync_server::ServiceConfig {
+        rules: tidesync_server::rules::parse_rules(
+            r#"{"rooms": {"fields": {"status": {"type": "string", "required": true,
+                                                "enum": ["clean", "dirty"]}}}}"#,
+        )
+        .unwrap(),
+        ..Default::default()
+    };
+    let s = service_with(config);
+    let c = ctx("b1", "t1");
+    let missing = mutation(
+        &c,
+        op(1),
+        Create,
+        "rooms",
+        "r1",
+        Some(json!({"floor": 1})),
+        0,
+    );
+    let ack = push1(&s, &c, missing);
+    assert_eq!(rejected_code(&ack), Some(ErrorCode::EventInvalid));
+    assert_eq!(rejected_message(&ack), "payload.status: is required");
+    let bad = mutation(
+        &c,
+        op(2),
+        Create,
+        "rooms",
+        "r1",
+        Some(json!({"status": "burnt"})),
+        0,
+    );
+    assert!(rejected_message(&push1(&s, &c, bad)).starts_with("payload.status: must be one of"));
+    assert_eq!(s.head(&c).unwrap(), Cursor(0), "nothing stored");
+    let good = mutation(
+        &c,
+        op(3),
+        Create,
+        "rooms",
+        "r1",
+        Some(json!({"status": "clean"})),
+        0,
+    );
+    assert_eq!(push1(&s, &c, good), applied(1, 1));
+    let removal = mutation(
+        &c,
+        op(4),
+        Patch,
+        "rooms",
+        "r1",
+        Some(json!({"status": null})),
+        1,
+    );
+    assert_eq!(
+        rejected_message(&push1(&s, &c, removal)),
+        "payload.status: is required and cannot be removed"
+    );
+    // Other collections are free.
+    let other = mutation(&c, op(5), Create, "notes", "n1", Some(json!({"x": 1})), 0);
+    assert_eq!(push1(&s, &c, other), applied(1, 2));
+}
+
+#[test]
+fn a_storage_failure_keeps_nothing_of_the_batch() {
+    let s = service();
+    let c = ctx("b1", "t1");
+    let batch = vec![
+        mutation(&c, op(1), Create, "rooms", "a", Some(json!({})), 0),
+        mutation(&c, op(2), Create, "rooms", "b", Some(json!({})), 0),
+    ];
+    s.store().fail_commits(true);
+    assert!(s.push(&c, request(batch.clone())).is_err());
+    s.store().fail_commits(false);
+    assert!(stored(&s, &c.partition(), "rooms", "a").is_none());
+    assert_eq!(s.store().head(&c.partition()).unwrap(), Cursor(0));
+    assert_eq!(
+        s.metrics().applied,
+        0,
+        "acks are counted only once committed"
+    );
+    let resp = s.push(&c, request(batch)).unwrap();
+    assert_eq!(resp.acks[0].result, applied(1, 1));
+    assert_eq!(resp.acks[1].result, applied(1, 2));
+}
