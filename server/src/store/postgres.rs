@@ -59,7 +59,6 @@ struct Stmts {
     set_head: Statement,
     entity: Statement,
     ledger: Statement,
-    entities_many: Statement,
     ledger_many: Statement,
     insert_changes: Statement,
     upsert_entities: Statement,
@@ -99,10 +98,6 @@ fn prepare(mut client: Client) -> Result<PgConn, StorageError> {
                    WHERE tenant = $1 AND branch = $2 AND collection = $3 AND id = $4")?,
         ledger: p("SELECT fingerprint, collection, entity_id, version, cursor FROM ledger
                    WHERE tenant = $1 AND terminal = $2 AND op_id = $3")?,
-        entities_many: p("SELECT e.collection, e.id, e.state, e.cursor FROM entities e
-                          JOIN unnest($3::text[], $4::text[]) AS k(c, i)
-                            ON e.collection = k.c COLLATE \"C\" AND e.id = k.i COLLATE \"C\"
-                          WHERE e.tenant = $1 AND e.branch = $2")?,
         ledger_many: p("SELECT op_id, fingerprint, collection, entity_id, version, cursor FROM ledger
                         WHERE tenant = $1 AND terminal = $2 AND op_id = ANY($3::text[])")?,
         insert_changes: p("INSERT INTO changes (tenant, branch, cursor, state)
@@ -522,31 +517,10 @@ impl StoreTx for PgTx<'_, '_> {
                     .or_insert_with(|| found.remove(op.as_str()));
             }
         }
-        if !keys.is_empty() {
-            let cs: Vec<&str> = keys.iter().map(|k| k.collection.as_str()).collect();
-            let is: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
-            let rows = self
-                .tx
-                .query(&self.st.entities_many, &[&p.tenant, &p.branch, &cs, &is])
-                .map_err(backend)?;
-            let mut found: HashMap<EntityKey, StoredEntity> = HashMap::new();
-            for r in &rows {
-                let key = EntityKey::new(r.get::<_, String>(0), r.get::<_, String>(1));
-                let state = serde_json::from_str(r.get::<_, &str>(2)).map_err(corrupt)?;
-                found.insert(
-                    key,
-                    StoredEntity {
-                        state,
-                        cursor: Cursor(u(r.get(3))),
-                    },
-                );
-            }
-            for key in keys {
-                self.entities
-                    .entry(key.clone())
-                    .or_insert_with(|| found.remove(key));
-            }
-        }
+        // Entities are read one by one (and cached): a join of the
+        // partition's entities with an unnest of keys planned a scan of the
+        // whole partition per batch and made ingest slower, not faster.
+        let _ = keys;
         Ok(())
     }
 }
