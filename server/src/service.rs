@@ -191,7 +191,17 @@ impl<S: ServerStore> SyncService<S> {
             prechecked.into_iter().flatten().collect()
         } else {
             let now = self.now_ms();
+            let pending: Vec<&Mutation> = req
+                .mutations
+                .iter()
+                .zip(&prechecked)
+                .filter(|(_, pre)| pre.is_none())
+                .map(|(m, _)| m)
+                .collect();
+            let op_ids: Vec<_> = pending.iter().map(|m| m.op_id.clone()).collect();
+            let keys: Vec<_> = pending.iter().map(|m| m.key()).collect();
             self.storage(self.store.transaction(&ctx.partition(), |tx| {
+                tx.prefetch(&ctx.terminal, &op_ids, &keys)?;
                 req.mutations
                     .iter()
                     .zip(&prechecked)

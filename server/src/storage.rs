@@ -195,6 +195,20 @@ pub trait StoreTx {
 
     /// Appends an audit row.
     fn put_audit(&mut self, entry: &AuditEntry) -> Result<(), StorageError>;
+
+    /// A hint that the transaction is about to read the ledger entries of
+    /// `op_ids` (of `terminal`) and the entities `keys`: a backend with
+    /// costly round trips may load them all at once. The default does
+    /// nothing; reads must return the same answers either way.
+    fn prefetch(
+        &mut self,
+        terminal: &str,
+        op_ids: &[OpId],
+        keys: &[EntityKey],
+    ) -> Result<(), StorageError> {
+        let _ = (terminal, op_ids, keys);
+        Ok(())
+    }
 }
 
 /// Server-side storage: per-partition entities, change log and audit trail,

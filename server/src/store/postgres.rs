@@ -13,6 +13,7 @@
 //! back (the head row is only updated on success). Reads of a page and of
 //! the head run in one `REPEATABLE READ` snapshot.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use postgres::error::SqlState;
@@ -58,10 +59,11 @@ struct Stmts {
     set_head: Statement,
     entity: Statement,
     ledger: Statement,
-    insert_change: Statement,
-    put_entity: Statement,
-    put_ledger: Statement,
-    put_audit: Statement,
+    ledger_many: Statement,
+    insert_changes: Statement,
+    upsert_entities: Statement,
+    insert_ledger: Statement,
+    insert_audit: Statement,
     head: Statement,
     changes: Statement,
     snapshot_first: Statement,
@@ -96,21 +98,28 @@ fn prepare(mut client: Client) -> Result<PgConn, StorageError> {
                    WHERE tenant = $1 AND branch = $2 AND collection = $3 AND id = $4")?,
         ledger: p("SELECT fingerprint, collection, entity_id, version, cursor FROM ledger
                    WHERE tenant = $1 AND terminal = $2 AND op_id = $3")?,
-        insert_change: p(
-            "INSERT INTO changes (tenant, branch, cursor, state) VALUES ($1, $2, $3, $4)",
-        )?,
-        put_entity: p(
+        ledger_many: p("SELECT op_id, fingerprint, collection, entity_id, version, cursor FROM ledger
+                        WHERE tenant = $1 AND terminal = $2 AND op_id = ANY($3::text[])")?,
+        insert_changes: p("INSERT INTO changes (tenant, branch, cursor, state)
+                           SELECT $1, $2, c, s FROM unnest($3::bigint[], $4::text[]) AS t(c, s)")?,
+        upsert_entities: p(
             "INSERT INTO entities (tenant, branch, collection, id, version, deleted, cursor, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             SELECT $1, $2, c, i, v, d, cu, s
+             FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])
+               AS t(c, i, v, d, cu, s)
              ON CONFLICT (tenant, branch, collection, id) DO UPDATE SET
                version = excluded.version, deleted = excluded.deleted,
                cursor = excluded.cursor, state = excluded.state",
         )?,
-        put_ledger: p(
+        insert_ledger: p(
             "INSERT INTO ledger (tenant, terminal, op_id, fingerprint, collection, entity_id, version, cursor)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             SELECT $1, t, o, f, c, e, v, cu
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
+               AS x(t, o, f, c, e, v, cu)",
         )?,
-        put_audit: p("INSERT INTO audit (tenant, branch, entry) VALUES ($1, $2, $3)")?,
+        insert_audit: p("INSERT INTO audit (tenant, branch, entry)
+                         SELECT $1, $2, e FROM unnest($3::text[]) WITH ORDINALITY AS t(e, n)
+                         ORDER BY n")?,
         head: p("SELECT head FROM partitions WHERE tenant = $1 AND branch = $2")?,
         changes: p("SELECT cursor, state FROM changes
                     WHERE tenant = $1 AND branch = $2 AND cursor > $3
@@ -282,12 +291,116 @@ impl Drop for PgStore {
     }
 }
 
+/// A write transaction. Reads go to the database once per key and are
+/// cached (with the transaction's own writes); writes are buffered and sent
+/// in four bulk statements at commit: a batch of 100 mutations costs a
+/// handful of round trips, not six per mutation.
 struct PgTx<'a, 't> {
     partition: &'a Partition,
     tx: &'a mut postgres::Transaction<'t>,
     st: &'a Stmts,
     head: i64,
     wrote: bool,
+    entities: HashMap<EntityKey, Option<StoredEntity>>,
+    ledger: HashMap<(String, OpId), Option<LedgerEntry>>,
+    dirty: BTreeMap<EntityKey, StoredEntity>,
+    new_ledger: Vec<(String, OpId, LedgerEntry)>,
+    changes: Vec<(i64, String)>,
+    audit: Vec<String>,
+}
+
+fn ledger_row(r: &postgres::Row, offset: usize) -> LedgerEntry {
+    LedgerEntry {
+        fingerprint: r.get(offset),
+        key: EntityKey::new(
+            r.get::<_, String>(offset + 1),
+            r.get::<_, String>(offset + 2),
+        ),
+        version: u(r.get(offset + 3)),
+        cursor: Cursor(u(r.get(offset + 4))),
+    }
+}
+
+impl PgTx<'_, '_> {
+    /// Sends the buffered writes (one column vector per bulk-insert column).
+    #[allow(clippy::type_complexity)]
+    fn flush(&mut self) -> Result<(), StorageError> {
+        let p = self.partition;
+        if !self.changes.is_empty() {
+            let (cursors, states): (Vec<i64>, Vec<String>) =
+                std::mem::take(&mut self.changes).into_iter().unzip();
+            self.tx
+                .execute(
+                    &self.st.insert_changes,
+                    &[&p.tenant, &p.branch, &cursors, &states],
+                )
+                .map_err(backend)?;
+        }
+        if !self.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty);
+            let mut cols: (
+                Vec<String>,
+                Vec<String>,
+                Vec<i64>,
+                Vec<i64>,
+                Vec<i64>,
+                Vec<String>,
+            ) = Default::default();
+            for e in dirty.values() {
+                let s = &e.state;
+                cols.0.push(s.collection.clone());
+                cols.1.push(s.id.clone());
+                cols.2.push(i(s.version));
+                cols.3.push(i64::from(s.deleted));
+                cols.4.push(i(e.cursor.0));
+                cols.5.push(to_json(s));
+            }
+            self.tx
+                .execute(
+                    &self.st.upsert_entities,
+                    &[
+                        &p.tenant, &p.branch, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5,
+                    ],
+                )
+                .map_err(backend)?;
+        }
+        if !self.new_ledger.is_empty() {
+            let rows = std::mem::take(&mut self.new_ledger);
+            let mut cols: (
+                Vec<String>,
+                Vec<String>,
+                Vec<String>,
+                Vec<String>,
+                Vec<String>,
+                Vec<i64>,
+                Vec<i64>,
+            ) = Default::default();
+            for (terminal, op, e) in rows {
+                cols.0.push(terminal);
+                cols.1.push(op.0);
+                cols.2.push(e.fingerprint);
+                cols.3.push(e.key.collection);
+                cols.4.push(e.key.id);
+                cols.5.push(i(e.version));
+                cols.6.push(i(e.cursor.0));
+            }
+            self.tx
+                .execute(
+                    &self.st.insert_ledger,
+                    &[
+                        &p.tenant, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6,
+                    ],
+                )
+                .map_err(backend)?;
+        }
+        if !self.audit.is_empty() {
+            let entries = std::mem::take(&mut self.audit);
+            self.tx
+                .execute(&self.st.insert_audit, &[&p.tenant, &p.branch, &entries])
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
 }
 
 impl StoreTx for PgTx<'_, '_> {
@@ -296,6 +409,9 @@ impl StoreTx for PgTx<'_, '_> {
     }
 
     fn entity(&mut self, key: &EntityKey) -> Result<Option<StoredEntity>, StorageError> {
+        if let Some(cached) = self.entities.get(key) {
+            return Ok(cached.clone());
+        }
         let p = self.partition;
         let row = self
             .tx
@@ -304,13 +420,16 @@ impl StoreTx for PgTx<'_, '_> {
                 &[&p.tenant, &p.branch, &key.collection, &key.id],
             )
             .map_err(backend)?;
-        row.map(|r| {
-            Ok(StoredEntity {
-                state: serde_json::from_str(r.get::<_, &str>(0)).map_err(corrupt)?,
-                cursor: Cursor(u(r.get(1))),
+        let found = row
+            .map(|r| {
+                Ok::<_, StorageError>(StoredEntity {
+                    state: serde_json::from_str(r.get::<_, &str>(0)).map_err(corrupt)?,
+                    cursor: Cursor(u(r.get(1))),
+                })
             })
-        })
-        .transpose()
+            .transpose()?;
+        self.entities.insert(key.clone(), found.clone());
+        Ok(found)
     }
 
     fn ledger(
@@ -318,6 +437,10 @@ impl StoreTx for PgTx<'_, '_> {
         terminal: &str,
         op_id: &OpId,
     ) -> Result<Option<LedgerEntry>, StorageError> {
+        let k = (terminal.to_owned(), op_id.clone());
+        if let Some(cached) = self.ledger.get(&k) {
+            return Ok(cached.clone());
+        }
         let row = self
             .tx
             .query_opt(
@@ -325,46 +448,23 @@ impl StoreTx for PgTx<'_, '_> {
                 &[&self.partition.tenant, &terminal, &op_id.0],
             )
             .map_err(backend)?;
-        Ok(row.map(|r| LedgerEntry {
-            fingerprint: r.get(0),
-            key: EntityKey::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-            version: u(r.get(3)),
-            cursor: Cursor(u(r.get(4))),
-        }))
+        let found = row.map(|r| ledger_row(&r, 0));
+        self.ledger.insert(k, found.clone());
+        Ok(found)
     }
 
     fn append_change(&mut self, state: &EntityState) -> Result<Cursor, StorageError> {
-        let p = self.partition;
         self.head += 1;
         self.wrote = true;
-        self.tx
-            .execute(
-                &self.st.insert_change,
-                &[&p.tenant, &p.branch, &self.head, &to_json(state)],
-            )
-            .map_err(backend)?;
+        self.changes.push((self.head, to_json(state)));
         Ok(Cursor(u(self.head)))
     }
 
     fn put_entity(&mut self, entity: &StoredEntity) -> Result<(), StorageError> {
-        let p = self.partition;
-        let s = &entity.state;
         self.wrote = true;
-        self.tx
-            .execute(
-                &self.st.put_entity,
-                &[
-                    &p.tenant,
-                    &p.branch,
-                    &s.collection,
-                    &s.id,
-                    &i(s.version),
-                    &i64::from(s.deleted),
-                    &i(entity.cursor.0),
-                    &to_json(s),
-                ],
-            )
-            .map_err(backend)?;
+        let key = entity.state.key();
+        self.entities.insert(key.clone(), Some(entity.clone()));
+        self.dirty.insert(key, entity.clone());
         Ok(())
     }
 
@@ -374,31 +474,53 @@ impl StoreTx for PgTx<'_, '_> {
         op_id: &OpId,
         entry: &LedgerEntry,
     ) -> Result<(), StorageError> {
+        if self.ledger(terminal, op_id)?.is_some() {
+            return Err(StorageError::Constraint(format!(
+                "ledger already holds op {op_id} of terminal {terminal}"
+            )));
+        }
         self.wrote = true;
-        self.tx
-            .execute(
-                &self.st.put_ledger,
-                &[
-                    &self.partition.tenant,
-                    &terminal,
-                    &op_id.0,
-                    &entry.fingerprint,
-                    &entry.key.collection,
-                    &entry.key.id,
-                    &i(entry.version),
-                    &i(entry.cursor.0),
-                ],
-            )
-            .map_err(backend)?;
+        self.ledger
+            .insert((terminal.to_owned(), op_id.clone()), Some(entry.clone()));
+        self.new_ledger
+            .push((terminal.to_owned(), op_id.clone(), entry.clone()));
         Ok(())
     }
 
     fn put_audit(&mut self, entry: &AuditEntry) -> Result<(), StorageError> {
-        let p = self.partition;
         self.wrote = true;
-        self.tx
-            .execute(&self.st.put_audit, &[&p.tenant, &p.branch, &to_json(entry)])
-            .map_err(backend)?;
+        self.audit.push(to_json(entry));
+        Ok(())
+    }
+
+    fn prefetch(
+        &mut self,
+        terminal: &str,
+        op_ids: &[OpId],
+        keys: &[EntityKey],
+    ) -> Result<(), StorageError> {
+        let p = self.partition;
+        let ops: Vec<&str> = op_ids.iter().map(OpId::as_str).collect();
+        if !ops.is_empty() {
+            let rows = self
+                .tx
+                .query(&self.st.ledger_many, &[&p.tenant, &terminal, &ops])
+                .map_err(backend)?;
+            let mut found: HashMap<String, LedgerEntry> = rows
+                .iter()
+                .map(|r| (r.get::<_, String>(0), ledger_row(r, 1)))
+                .collect();
+            for op in op_ids {
+                let k = (terminal.to_owned(), op.clone());
+                self.ledger
+                    .entry(k)
+                    .or_insert_with(|| found.remove(op.as_str()));
+            }
+        }
+        // Entities are read one by one (and cached): a join of the
+        // partition's entities with an unnest of keys planned a scan of the
+        // whole partition per batch and made ingest slower, not faster.
+        let _ = keys;
         Ok(())
     }
 }
@@ -443,8 +565,15 @@ impl ServerStore for PgStore {
                 st,
                 head: start,
                 wrote: false,
+                entities: HashMap::new(),
+                ledger: HashMap::new(),
+                dirty: BTreeMap::new(),
+                new_ledger: Vec::new(),
+                changes: Vec::new(),
+                audit: Vec::new(),
             };
             let out = work(&mut ptx)?; // dropping `tx` rolls back
+            ptx.flush()?;
             let (head, wrote) = (ptx.head, ptx.wrote);
             if head != start {
                 tx.execute(&st.set_head, &[&partition.tenant, &partition.branch, &head])
