@@ -5,34 +5,9 @@ use serde_json::json;
 use std::sync::Arc;
 use tidesync::env::SystemEnv;
 use tidesync::*;
-use tidesync_server::{MemoryStore as ServerStore, SyncService, TerminalContext};
-
-/// A transport that hands requests to a server in the same process. Real apps
-/// use the browser's fetch transport or the native HTTP one.
-struct InProcess(Arc<SyncService<ServerStore>>, TerminalContext);
-
-fn refused(e: tidesync_server::ServiceError) -> TransportError {
-    TransportError::Refused {
-        code: e.code,
-        message: e.message,
-    }
-}
-
-#[async_trait::async_trait]
-impl Transport for InProcess {
-    async fn push(&self, r: PushRequest) -> Result<PushResponse, TransportError> {
-        self.0.push(&self.1, r).map_err(refused)
-    }
-    async fn changes(&self, r: ChangesRequest) -> Result<ChangesPage, TransportError> {
-        self.0.changes(&self.1, r).map_err(refused)
-    }
-    async fn snapshot(&self, r: SnapshotRequest) -> Result<SnapshotPage, TransportError> {
-        self.0.snapshot(&self.1, r).map_err(refused)
-    }
-    async fn reconcile(&self, r: ReconcileRequest) -> Result<ReconcileResponse, TransportError> {
-        self.0.reconcile(&self.1, r).map_err(refused)
-    }
-}
+use tidesync_server::{
+    InProcessTransport, MemoryStore as ServerStore, SyncService, TerminalContext,
+};
 
 fn fields(v: serde_json::Value) -> Fields {
     v.as_object().cloned().unwrap()
@@ -40,7 +15,8 @@ fn fields(v: serde_json::Value) -> Fields {
 
 fn main() -> Result<(), EngineError> {
     let server = Arc::new(SyncService::new(ServerStore::new()));
-    let transport = InProcess(
+    // Real apps use the browser's fetch transport or the native HTTP one.
+    let transport = InProcessTransport::new(
         server.clone(),
         TerminalContext::new("hotel", "lobby", "desk-1"),
     );

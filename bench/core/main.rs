@@ -15,40 +15,20 @@ use tidesync::env::SimEnv;
 use tidesync::store::{EntityRecord, LocalEntity, WriteBatch, WriteOp};
 use tidesync::*;
 use tidesync_server::storage::Partition;
-use tidesync_server::{MemoryStore as ServerMemory, SyncService, TerminalContext};
-
-struct InProcess(Arc<SyncService<ServerMemory>>, TerminalContext);
-
-fn refused(e: tidesync_server::ServiceError) -> TransportError {
-    TransportError::Refused {
-        code: e.code,
-        message: e.message,
-    }
-}
-
-#[async_trait::async_trait]
-impl Transport for InProcess {
-    async fn push(&self, r: PushRequest) -> Result<PushResponse, TransportError> {
-        self.0.push(&self.1, r).map_err(refused)
-    }
-    async fn changes(&self, r: ChangesRequest) -> Result<ChangesPage, TransportError> {
-        self.0.changes(&self.1, r).map_err(refused)
-    }
-    async fn snapshot(&self, r: SnapshotRequest) -> Result<SnapshotPage, TransportError> {
-        self.0.snapshot(&self.1, r).map_err(refused)
-    }
-    async fn reconcile(&self, r: ReconcileRequest) -> Result<ReconcileResponse, TransportError> {
-        self.0.reconcile(&self.1, r).map_err(refused)
-    }
-}
+use tidesync_server::{
+    InProcessTransport, MemoryStore as ServerMemory, SyncService, TerminalContext,
+};
 
 fn fields(v: serde_json::Value) -> Fields {
     v.as_object().cloned().unwrap()
 }
 
-fn world() -> (Arc<SyncService<ServerMemory>>, InProcess) {
+fn world() -> (
+    Arc<SyncService<ServerMemory>>,
+    InProcessTransport<ServerMemory>,
+) {
     let server = Arc::new(SyncService::new(ServerMemory::new()));
-    let t = InProcess(server.clone(), TerminalContext::new("hotel", "b1", "t1"));
+    let t = InProcessTransport::new(server.clone(), TerminalContext::new("hotel", "b1", "t1"));
     (server, t)
 }
 

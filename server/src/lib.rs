@@ -64,6 +64,7 @@ pub mod client;
 mod context;
 mod error;
 pub mod http;
+pub mod in_process;
 pub mod memory;
 mod metrics;
 mod policy;
@@ -76,6 +77,7 @@ pub mod store;
 
 pub use context::TerminalContext;
 pub use error::ServiceError;
+pub use in_process::InProcessTransport;
 pub use memory::MemoryStore;
 pub use metrics::Metrics;
 pub use policy::ServerPolicy;

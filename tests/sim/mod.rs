@@ -141,23 +141,7 @@ pub struct SimTransport<S: SimServer> {
 }
 
 fn service_error(e: ServiceError) -> TransportError {
-    match e.http_status() {
-        401 | 403 => TransportError::Unauthorized {
-            code: e.code,
-            message: e.message,
-        },
-        429 => TransportError::RateLimited {
-            retry_after_ms: 1000,
-        },
-        s if s >= 500 => TransportError::Server {
-            status: s,
-            message: e.message,
-        },
-        _ => TransportError::Refused {
-            code: e.code,
-            message: e.message,
-        },
-    }
+    e.into()
 }
 
 enum Fate {
