@@ -692,12 +692,16 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         id: Option<&str>,
         fields: Fields,
     ) -> Result<LocalEntity, EngineError> {
-        let id = match id {
-            Some(id) => id.to_string(),
-            None => self.new_ulid(self.env.now_ms()).0,
-        };
+        let id = self.id_or_new(id);
         self.local_write(collection, &id, MutationKind::Create, Some(fields))
             .await
+    }
+
+    fn id_or_new(&self, id: Option<&str>) -> String {
+        match id {
+            Some(id) => id.to_string(),
+            None => self.new_ulid(self.env.now_ms()).0,
+        }
     }
 
     /// Applies a JSON merge patch to an entity.
@@ -724,10 +728,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         id: Option<&str>,
         fields: Fields,
     ) -> Result<LocalEntity, EngineError> {
-        let id = match id {
-            Some(id) => id.to_string(),
-            None => self.new_ulid(self.env.now_ms()).0,
-        };
+        let id = self.id_or_new(id);
         self.local_write(collection, &id, MutationKind::Append, Some(fields))
             .await
     }

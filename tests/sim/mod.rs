@@ -164,7 +164,21 @@ impl<S: SimServer> SimTransport<S> {
         }
     }
 
-    fn fate(&self, is_push: bool) -> Fate {
+    /// The error the network answers with instead of delivering, if any.
+    fn fail_before_delivery(&self) -> Option<TransportError> {
+        match self.fate() {
+            Fate::Unreachable => Some(TransportError::Unreachable("partitioned".into())),
+            Fate::DropRequest => Some(TransportError::Timeout),
+            Fate::ServerError => Some(TransportError::Server {
+                status: 503,
+                message: "unavailable".into(),
+            }),
+            Fate::RateLimited(ms) => Some(TransportError::RateLimited { retry_after_ms: ms }),
+            Fate::Deliver => None,
+        }
+    }
+
+    fn fate(&self) -> Fate {
         let mut net = self.net.lock().unwrap();
         if net.step < net.partitioned_until {
             net.stats.unreachable += 1;
@@ -186,7 +200,6 @@ impl<S: SimServer> SimTransport<S> {
             Fate::RateLimited(_) => net.stats.rate_limited += 1,
             _ => {}
         }
-        let _ = is_push;
         fate
     }
 }
@@ -194,19 +207,8 @@ impl<S: SimServer> SimTransport<S> {
 #[async_trait::async_trait]
 impl<S: SimServer> Transport for SimTransport<S> {
     async fn push(&self, request: PushRequest) -> Result<PushResponse, TransportError> {
-        match self.fate(true) {
-            Fate::Unreachable => return Err(TransportError::Unreachable("partitioned".into())),
-            Fate::DropRequest => return Err(TransportError::Timeout),
-            Fate::ServerError => {
-                return Err(TransportError::Server {
-                    status: 503,
-                    message: "unavailable".into(),
-                })
-            }
-            Fate::RateLimited(ms) => {
-                return Err(TransportError::RateLimited { retry_after_ms: ms })
-            }
-            Fate::Deliver => {}
+        if let Some(e) = self.fail_before_delivery() {
+            return Err(e);
         }
         let (delay, duplicate, drop_response) = {
             let mut net = self.net.lock().unwrap();
@@ -239,42 +241,30 @@ impl<S: SimServer> Transport for SimTransport<S> {
     }
 
     async fn changes(&self, request: ChangesRequest) -> Result<ChangesPage, TransportError> {
-        match self.fate(false) {
-            Fate::Unreachable => Err(TransportError::Unreachable("partitioned".into())),
-            Fate::DropRequest => Err(TransportError::Timeout),
-            Fate::ServerError => Err(TransportError::Server {
-                status: 502,
-                message: "bad gateway".into(),
-            }),
-            Fate::RateLimited(ms) => Err(TransportError::RateLimited { retry_after_ms: ms }),
-            Fate::Deliver => match &self.http {
-                Some(h) => h.changes(request).await,
-                None => self
-                    .server
-                    .service()
-                    .changes(&self.ctx, request)
-                    .map_err(service_error),
-            },
+        if let Some(e) = self.fail_before_delivery() {
+            return Err(e);
+        }
+        match &self.http {
+            Some(h) => h.changes(request).await,
+            None => self
+                .server
+                .service()
+                .changes(&self.ctx, request)
+                .map_err(service_error),
         }
     }
 
     async fn snapshot(&self, request: SnapshotRequest) -> Result<SnapshotPage, TransportError> {
-        match self.fate(false) {
-            Fate::Unreachable => Err(TransportError::Unreachable("partitioned".into())),
-            Fate::DropRequest => Err(TransportError::Timeout),
-            Fate::ServerError => Err(TransportError::Server {
-                status: 500,
-                message: "boom".into(),
-            }),
-            Fate::RateLimited(ms) => Err(TransportError::RateLimited { retry_after_ms: ms }),
-            Fate::Deliver => match &self.http {
-                Some(h) => h.snapshot(request).await,
-                None => self
-                    .server
-                    .service()
-                    .snapshot(&self.ctx, request)
-                    .map_err(service_error),
-            },
+        if let Some(e) = self.fail_before_delivery() {
+            return Err(e);
+        }
+        match &self.http {
+            Some(h) => h.snapshot(request).await,
+            None => self
+                .server
+                .service()
+                .snapshot(&self.ctx, request)
+                .map_err(service_error),
         }
     }
 
@@ -282,22 +272,16 @@ impl<S: SimServer> Transport for SimTransport<S> {
         &self,
         request: ReconcileRequest,
     ) -> Result<ReconcileResponse, TransportError> {
-        match self.fate(false) {
-            Fate::Unreachable => Err(TransportError::Unreachable("partitioned".into())),
-            Fate::DropRequest => Err(TransportError::Timeout),
-            Fate::ServerError => Err(TransportError::Server {
-                status: 500,
-                message: "boom".into(),
-            }),
-            Fate::RateLimited(ms) => Err(TransportError::RateLimited { retry_after_ms: ms }),
-            Fate::Deliver => match &self.http {
-                Some(h) => h.reconcile(request).await,
-                None => self
-                    .server
-                    .service()
-                    .reconcile(&self.ctx, request)
-                    .map_err(service_error),
-            },
+        if let Some(e) = self.fail_before_delivery() {
+            return Err(e);
+        }
+        match &self.http {
+            Some(h) => h.reconcile(request).await,
+            None => self
+                .server
+                .service()
+                .reconcile(&self.ctx, request)
+                .map_err(service_error),
         }
     }
 }
