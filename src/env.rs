@@ -60,6 +60,15 @@ impl Environment for SimEnv {
     }
 }
 
+/// Milliseconds since the Unix epoch from the system clock (native hosts;
+/// the browser reads `Date.now()`). The one clock helper of the workspace.
+#[cfg(not(target_family = "wasm"))]
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The real clock and OS-seeded randomness, for native hosts.
 #[cfg(not(target_family = "wasm"))]
 #[derive(Debug)]
@@ -83,10 +92,7 @@ impl Default for SystemEnv {
 #[cfg(not(target_family = "wasm"))]
 impl Environment for SystemEnv {
     fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        unix_now_ms()
     }
     fn random_u64(&self) -> u64 {
         let mut s = self.state.load(Ordering::SeqCst);

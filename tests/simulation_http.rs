@@ -104,10 +104,7 @@ fn run_over_http(backend: Backend, label: &str) {
 }
 
 fn now_ms_wall() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
+    u128::from(tidesync::env::unix_now_ms())
 }
 
 #[test]

@@ -4,14 +4,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::{header, StatusCode};
+use reqwest::header;
 use serde::de::DeserializeOwned;
+use tidesync::transport::http::{self, BRANCH_HEADER};
 use tidesync::{
-    ChangesPage, ChangesRequest, ErrorBody, ErrorCode, PushRequest, PushResponse, ReconcileRequest,
-    ReconcileResponse, SnapshotPage, SnapshotRequest, Transport, TransportError,
+    ChangesPage, ChangesRequest, PushRequest, PushResponse, ReconcileRequest, ReconcileResponse,
+    SnapshotPage, SnapshotRequest, Transport, TransportError,
 };
-
-use crate::http::BRANCH_HEADER;
 
 /// A sync server reached over HTTP with one terminal's key.
 #[derive(Clone, Debug)]
@@ -88,45 +87,21 @@ impl HttpTransport {
                 if e.is_timeout() {
                     TransportError::Timeout
                 } else {
-                    TransportError::Server {
-                        status: 0,
-                        message: format!("unreadable response: {e}"),
-                    }
+                    http::unreadable(e)
                 }
             });
         }
-        let retry_after_ms = resp
+        let retry_after = resp
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| s * 1000);
-        let body: Option<ErrorBody> = resp.json().await.ok();
-        let (code, message) = match body {
-            Some(b) => (Some(b.code), b.message),
-            None => (None, format!("HTTP {status}")),
-        };
-        Err(match status {
-            StatusCode::TOO_MANY_REQUESTS => TransportError::RateLimited {
-                retry_after_ms: retry_after_ms.unwrap_or(1000),
-            },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => TransportError::Unauthorized {
-                code: code.unwrap_or(if status == StatusCode::FORBIDDEN {
-                    ErrorCode::SyncForbidden
-                } else {
-                    ErrorCode::SyncUnauthorized
-                }),
-                message,
-            },
-            s if s.is_client_error() && code.is_some() => TransportError::Refused {
-                code: code.unwrap_or(ErrorCode::Internal),
-                message,
-            },
-            s => TransportError::Server {
-                status: s.as_u16(),
-                message,
-            },
-        })
+            .map(str::to_owned);
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(http::error_for_status(
+            status.as_u16(),
+            retry_after.as_deref(),
+            &body,
+        ))
     }
 }
 
@@ -134,7 +109,7 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     async fn push(&self, request: PushRequest) -> Result<PushResponse, TransportError> {
         self.send(
-            self.request(reqwest::Method::POST, "/v1/mutations")
+            self.request(reqwest::Method::POST, http::PUSH_PATH)
                 .json(&request),
         )
         .await
@@ -145,8 +120,11 @@ impl Transport for HttpTransport {
             ("since", request.since.0),
             ("limit", u64::from(request.limit)),
         ];
-        self.send(self.request(reqwest::Method::GET, "/v1/changes").query(&q))
-            .await
+        self.send(
+            self.request(reqwest::Method::GET, http::CHANGES_PATH)
+                .query(&q),
+        )
+        .await
     }
 
     async fn snapshot(&self, request: SnapshotRequest) -> Result<SnapshotPage, TransportError> {
@@ -155,8 +133,11 @@ impl Transport for HttpTransport {
             q.push(("after_collection", after.collection));
             q.push(("after_id", after.id));
         }
-        self.send(self.request(reqwest::Method::GET, "/v1/snapshot").query(&q))
-            .await
+        self.send(
+            self.request(reqwest::Method::GET, http::SNAPSHOT_PATH)
+                .query(&q),
+        )
+        .await
     }
 
     async fn reconcile(
@@ -164,7 +145,7 @@ impl Transport for HttpTransport {
         request: ReconcileRequest,
     ) -> Result<ReconcileResponse, TransportError> {
         self.send(
-            self.request(reqwest::Method::POST, "/v1/reconcile")
+            self.request(reqwest::Method::POST, http::RECONCILE_PATH)
                 .json(&request),
         )
         .await

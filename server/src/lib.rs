@@ -88,9 +88,6 @@ pub use storage::{
 };
 pub use store::{Backend, PgStore, SqliteStore, SqliteSync};
 
-/// Milliseconds since the Unix epoch, from the system clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+/// Milliseconds since the Unix epoch, from the system clock (the core's
+/// one clock helper).
+pub use tidesync::env::unix_now_ms as now_ms;

@@ -2,8 +2,8 @@
 //! speaking the reference server's HTTP protocol (PROTOCOL.md): a bearer key,
 //! the terminal's branch in `x-tidesync-branch`, JSON bodies.
 
-use crate::error_code::{ErrorBody, ErrorCode};
 use crate::protocol::*;
+use crate::transport::http::{self, BRANCH_HEADER};
 use crate::transport::{Transport, TransportError};
 use async_trait::async_trait;
 use js_sys::{Promise, Reflect};
@@ -13,9 +13,6 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Headers, RequestInit, Response};
-
-/// The branch header the reference server reads.
-pub const BRANCH_HEADER: &str = "x-tidesync-branch";
 
 #[wasm_bindgen]
 extern "C" {
@@ -63,7 +60,7 @@ impl FetchTransport {
     pub async fn probe(&self) -> bool {
         let init = RequestInit::new();
         init.set_method("GET");
-        let url = format!("{}/health", self.base);
+        let url = format!("{}{}", self.base, http::HEALTH_PATH);
         match JsFuture::from(fetch_with_init(&url, &init)).await {
             Ok(r) => r.unchecked_into::<Response>().ok(),
             Err(_) => false,
@@ -138,10 +135,7 @@ impl FetchTransport {
         };
         let status = resp.status();
         if resp.ok() {
-            return serde_json::from_str(&text).map_err(|e| TransportError::Server {
-                status: 0,
-                message: format!("unreadable response: {e}"),
-            });
+            return serde_json::from_str(&text).map_err(http::unreadable);
         }
         Err(error_for(status, &resp.headers(), &text))
     }
@@ -158,41 +152,10 @@ fn unreachable(e: JsValue) -> TransportError {
     TransportError::Unreachable(describe(&e))
 }
 
-/// Maps a non-2xx answer onto a [`TransportError`] (pure; tested natively
-/// through [`error_for_status`]).
+/// Maps a non-2xx answer onto a [`TransportError`] (the shared mapping).
 fn error_for(status: u16, headers: &Headers, body: &str) -> TransportError {
     let retry_after = headers.get("retry-after").ok().flatten();
-    error_for_status(status, retry_after.as_deref(), body)
-}
-
-/// The error for an HTTP status, its `Retry-After` header and its body.
-pub fn error_for_status(status: u16, retry_after: Option<&str>, body: &str) -> TransportError {
-    let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
-    let (code, message) = match parsed {
-        Some(b) => (Some(b.code), b.message),
-        None => (None, format!("HTTP {status}")),
-    };
-    match status {
-        429 => TransportError::RateLimited {
-            retry_after_ms: retry_after
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| s * 1000)
-                .unwrap_or(1000),
-        },
-        401 | 403 => TransportError::Unauthorized {
-            code: code.unwrap_or(if status == 403 {
-                ErrorCode::SyncForbidden
-            } else {
-                ErrorCode::SyncUnauthorized
-            }),
-            message,
-        },
-        400..=499 if code.is_some() => TransportError::Refused {
-            code: code.unwrap_or(ErrorCode::Internal),
-            message,
-        },
-        s => TransportError::Server { status: s, message },
-    }
+    http::error_for_status(status, retry_after.as_deref(), body.as_bytes())
 }
 
 fn query(pairs: &[(&str, String)]) -> String {
@@ -213,7 +176,7 @@ fn query(pairs: &[(&str, String)]) -> String {
 #[async_trait(?Send)]
 impl Transport for FetchTransport {
     async fn push(&self, request: PushRequest) -> Result<PushResponse, TransportError> {
-        self.send("POST", "/v1/mutations", Some(&request)).await
+        self.send("POST", http::PUSH_PATH, Some(&request)).await
     }
 
     async fn changes(&self, request: ChangesRequest) -> Result<ChangesPage, TransportError> {
@@ -221,7 +184,7 @@ impl Transport for FetchTransport {
             ("since", request.since.0.to_string()),
             ("limit", request.limit.to_string()),
         ]);
-        self.send("GET", &format!("/v1/changes?{q}"), None::<&()>)
+        self.send("GET", &format!("{}?{q}", http::CHANGES_PATH), None::<&()>)
             .await
     }
 
@@ -233,7 +196,7 @@ impl Transport for FetchTransport {
         }
         self.send(
             "GET",
-            &format!("/v1/snapshot?{}", query(&pairs)),
+            &format!("{}?{}", http::SNAPSHOT_PATH, query(&pairs)),
             None::<&()>,
         )
         .await
@@ -243,6 +206,7 @@ impl Transport for FetchTransport {
         &self,
         request: ReconcileRequest,
     ) -> Result<ReconcileResponse, TransportError> {
-        self.send("POST", "/v1/reconcile", Some(&request)).await
+        self.send("POST", http::RECONCILE_PATH, Some(&request))
+            .await
     }
 }

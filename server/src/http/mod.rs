@@ -40,9 +40,10 @@ use crate::service::SyncService;
 use crate::storage::{Partition, ServerStore};
 use crate::store::Backend;
 
+use tidesync::transport::http;
 /// The header a client may send to name the branch it means to sync; a
 /// branch other than its credential's is refused with 403.
-pub const BRANCH_HEADER: &str = "x-tidesync-branch";
+pub use tidesync::transport::http::BRANCH_HEADER;
 
 /// Limits of the HTTP layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -193,11 +194,11 @@ fn ok<T: serde::Serialize>(value: T, log: LogFields) -> Response {
 /// The routes, with compression, request decompression and logging.
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
-        .route("/v1/mutations", post(push))
-        .route("/v1/changes", get(changes))
-        .route("/v1/snapshot", get(snapshot))
-        .route("/v1/reconcile", post(reconcile))
-        .route("/health", get(health))
+        .route(http::PUSH_PATH, post(push))
+        .route(http::CHANGES_PATH, get(changes))
+        .route(http::SNAPSHOT_PATH, get(snapshot))
+        .route(http::RECONCILE_PATH, post(reconcile))
+        .route(http::HEALTH_PATH, get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))

@@ -79,3 +79,5 @@ pub trait Transport: SendOutsideWasm + SyncOutsideWasm {
         request: ReconcileRequest,
     ) -> Result<ReconcileResponse, TransportError>;
 }
+
+pub mod http;
