@@ -1,102 +1,127 @@
 //! Stable error codes, shared by the wire protocol, the JS bindings and logs.
+//!
+//! The list is written once, in [`error_codes!`]: the enum, its wire form,
+//! [`ErrorCode::ALL`] and each code's meaning come from it. The TypeScript
+//! union in `src/web/tidesync.d.ts` and the table in PROTOCOL.md are checked
+//! against [`ErrorCode::ALL`] by tests.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A stable, machine-readable error code. The string form (`SYNC_UNAUTHORIZED`)
-/// is part of the public API: it never changes meaning once released.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[non_exhaustive]
-pub enum ErrorCode {
+/// Where a code can come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The server sends it, and the client may also report it.
+    Server,
+    /// Only the client reports it (its store, its arguments, its network).
+    Client,
+}
+
+macro_rules! error_codes {
+    ($( $(#[doc = $doc:literal])+ $name:ident = $wire:literal, $origin:ident; )+) => {
+        /// A stable, machine-readable error code. The string form
+        /// (`SYNC_UNAUTHORIZED`) is part of the public API: it never changes
+        /// meaning once released.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $( $(#[doc = $doc])+ $name, )+
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$name),+];
+
+            /// The wire form, e.g. `"SYNC_UNAUTHORIZED"`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$name => $wire,)+ }
+            }
+
+            /// The code of a wire form.
+            pub fn parse(wire: &str) -> Option<ErrorCode> {
+                match wire { $($wire => Some(ErrorCode::$name),)+ _ => None }
+            }
+
+            /// What the code means (its doc comment).
+            pub fn meaning(self) -> &'static str {
+                match self { $(ErrorCode::$name => concat!($($doc),+).trim_ascii(),)+ }
+            }
+
+            /// Who reports it.
+            pub fn origin(self) -> Origin {
+                match self { $(ErrorCode::$name => Origin::$origin,)+ }
+            }
+        }
+    };
+}
+
+error_codes! {
     /// Missing, invalid, expired or revoked credentials.
-    SyncUnauthorized,
+    SyncUnauthorized = "SYNC_UNAUTHORIZED", Server;
     /// Valid credentials that do not grant access to this branch or tenant.
-    SyncForbidden,
+    SyncForbidden = "SYNC_FORBIDDEN", Server;
     /// Too many requests; retry after the `Retry-After` delay.
-    SyncRateLimited,
+    SyncRateLimited = "SYNC_RATE_LIMITED", Server;
     /// The server could not be reached (client side only).
-    SyncOffline,
+    SyncOffline = "SYNC_OFFLINE", Client;
     /// The server answered with a 5xx or an unreadable response.
-    SyncServerError,
+    SyncServerError = "SYNC_SERVER_ERROR", Server;
     /// A snapshot page could not be produced or applied.
-    SnapshotFailed,
+    SnapshotFailed = "SNAPSHOT_FAILED", Server;
     /// A changes page could not be produced or applied.
-    DeltaFailed,
-    /// The server does not know the client's cursor (its change log was
-    /// reset or restored): the client takes a new snapshot.
-    CursorUnknown,
+    DeltaFailed = "DELTA_FAILED", Server;
+    /// The server does not know the client's cursor (its change log was reset or restored): the client takes a new snapshot.
+    CursorUnknown = "CURSOR_UNKNOWN", Server;
     /// A reconcile run failed.
-    ReconcileFailed,
+    ReconcileFailed = "RECONCILE_FAILED", Server;
     /// A reconcile manifest exceeds the server's limit.
-    ManifestTooLarge,
+    ManifestTooLarge = "MANIFEST_TOO_LARGE", Server;
     /// A request body exceeds the server's limit.
-    PayloadTooLarge,
+    PayloadTooLarge = "PAYLOAD_TOO_LARGE", Server;
     /// A mutation or request failed validation; the message names the field.
-    EventInvalid,
+    EventInvalid = "EVENT_INVALID", Server;
     /// The same op id was sent with a different payload.
-    EventDuplicate,
+    EventDuplicate = "EVENT_DUPLICATE", Server;
     /// The same op id is being processed by a concurrent request.
-    EventInFlight,
+    EventInFlight = "EVENT_IN_FLIGHT", Server;
     /// The storage layer failed; nothing was committed.
-    StorageFailed,
+    StorageFailed = "STORAGE_FAILED", Server;
     /// The mutation's base version is not the server's current version.
-    Conflict,
+    Conflict = "CONFLICT", Server;
     /// The entity does not exist (or is deleted) where the mutation needs it.
-    NotFound,
+    NotFound = "NOT_FOUND", Server;
     /// The entity already exists where the mutation creates it.
-    AlreadyExists,
+    AlreadyExists = "ALREADY_EXISTS", Server;
     /// The collection's policy forbids this kind of mutation.
-    PolicyViolation,
+    PolicyViolation = "POLICY_VIOLATION", Server;
     /// The mutation's schema version is not supported.
-    SchemaUnsupported,
+    SchemaUnsupported = "SCHEMA_UNSUPPORTED", Server;
     /// The local snapshot is older than the staleness limit.
-    OfflinePrimerStale,
+    OfflinePrimerStale = "OFFLINE_PRIMER_STALE", Client;
     /// A mutation exhausted its delivery attempts.
-    RetriesExhausted,
+    RetriesExhausted = "RETRIES_EXHAUSTED", Client;
     /// The local store holds a record the code cannot read.
-    StoreCorrupt,
+    StoreCorrupt = "STORE_CORRUPT", Client;
     /// The local store refused a write for lack of space.
-    QuotaExceeded,
+    QuotaExceeded = "QUOTA_EXCEEDED", Client;
     /// A local operation is not allowed in the entity's current state.
-    InvalidState,
+    InvalidState = "INVALID_STATE", Client;
+    /// The local database was deleted, evicted or closed underneath the engine.
+    StoreGone = "STORE_GONE", Client;
+    /// The key or passphrase does not open this store; nothing changed.
+    StoreWrongKey = "STORE_WRONG_KEY", Client;
+    /// An encrypted store opened without a key, or with another kind of key.
+    StoreKeyMismatch = "STORE_KEY_MISMATCH", Client;
+    /// An argument of a client call is malformed; the message names it.
+    BadArgument = "BAD_ARGUMENT", Client;
+    /// No tab holds the engine (the leading tab closed or does not answer).
+    LeaderUnavailable = "LEADER_UNAVAILABLE", Client;
     /// An unexpected internal error.
-    Internal,
+    Internal = "INTERNAL", Server;
 }
 
 impl ErrorCode {
-    /// The wire form, e.g. `"SYNC_UNAUTHORIZED"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::SyncUnauthorized => "SYNC_UNAUTHORIZED",
-            ErrorCode::SyncForbidden => "SYNC_FORBIDDEN",
-            ErrorCode::SyncRateLimited => "SYNC_RATE_LIMITED",
-            ErrorCode::SyncOffline => "SYNC_OFFLINE",
-            ErrorCode::SyncServerError => "SYNC_SERVER_ERROR",
-            ErrorCode::SnapshotFailed => "SNAPSHOT_FAILED",
-            ErrorCode::DeltaFailed => "DELTA_FAILED",
-            ErrorCode::CursorUnknown => "CURSOR_UNKNOWN",
-            ErrorCode::ReconcileFailed => "RECONCILE_FAILED",
-            ErrorCode::ManifestTooLarge => "MANIFEST_TOO_LARGE",
-            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            ErrorCode::EventInvalid => "EVENT_INVALID",
-            ErrorCode::EventDuplicate => "EVENT_DUPLICATE",
-            ErrorCode::EventInFlight => "EVENT_IN_FLIGHT",
-            ErrorCode::StorageFailed => "STORAGE_FAILED",
-            ErrorCode::Conflict => "CONFLICT",
-            ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::AlreadyExists => "ALREADY_EXISTS",
-            ErrorCode::PolicyViolation => "POLICY_VIOLATION",
-            ErrorCode::SchemaUnsupported => "SCHEMA_UNSUPPORTED",
-            ErrorCode::OfflinePrimerStale => "OFFLINE_PRIMER_STALE",
-            ErrorCode::RetriesExhausted => "RETRIES_EXHAUSTED",
-            ErrorCode::StoreCorrupt => "STORE_CORRUPT",
-            ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
-            ErrorCode::InvalidState => "INVALID_STATE",
-            ErrorCode::Internal => "INTERNAL",
-        }
-    }
-
     /// Whether a mutation rejected with this code goes to the dead-letter
     /// queue at once (a validation failure will not pass on a retry).
     pub fn is_permanent(self) -> bool {
@@ -134,15 +159,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wire_form_matches_as_str() {
-        for code in [
-            ErrorCode::SyncUnauthorized,
-            ErrorCode::ManifestTooLarge,
-            ErrorCode::OfflinePrimerStale,
-            ErrorCode::EventDuplicate,
-        ] {
+    fn wire_form_matches_as_str_and_parses_back() {
+        for &code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+            assert!(!code.meaning().is_empty(), "{code} has a meaning");
         }
+        assert_eq!(ErrorCode::parse("NO_SUCH_CODE"), None);
+        let mut wires: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        wires.sort_unstable();
+        wires.dedup();
+        assert_eq!(wires.len(), ErrorCode::ALL.len(), "wire forms are unique");
     }
 }

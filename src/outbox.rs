@@ -1,7 +1,10 @@
 //! The in-memory index of the durable outbox: entries by sequence number and
-//! each entity's chain of pending mutations in FIFO order.
+//! each entity's chain of pending mutations in FIFO order; and the delivery
+//! bookkeeping of one entry: a failed attempt, a dead letter, a retry.
 
+use crate::error_code::ErrorCode;
 use crate::protocol::EntityKey;
+use crate::retry::RetryPolicy;
 use crate::store::{ConflictRecord, OutboxEntry, OutboxState};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -126,4 +129,81 @@ impl Outbox {
             .map(|e| e.next_attempt_at)
             .min()
     }
+}
+
+/// One failed delivery of an entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Why.
+    pub code: ErrorCode,
+    /// Detail; never payload data.
+    pub message: String,
+    /// The server's `Retry-After`, in ms (0: none).
+    pub retry_after_ms: u64,
+    /// It counts toward the attempt cap (a rate limit does not: the server
+    /// never looked at the mutation).
+    pub counts: bool,
+}
+
+/// What a failed delivery leads to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Try again at this time (ms).
+    RetryAt(u64),
+    /// The attempts are used up: move it to the dead-letter queue.
+    Exhausted {
+        /// `RETRIES_EXHAUSTED`.
+        code: ErrorCode,
+        /// The attempts and the last failure.
+        message: String,
+    },
+}
+
+/// Records a failed delivery on `e`: counts the attempt, and either
+/// schedules the next one (exponential backoff with full jitter, drawing
+/// `random` only then, at least the server's `Retry-After`) or says the attempts are
+/// used up. `e` is not moved to the dead-letter queue here (see
+/// [`mark_dead_letter`]).
+pub fn record_failure(
+    e: &mut OutboxEntry,
+    policy: &RetryPolicy,
+    failure: &Failure,
+    random: impl FnOnce() -> u64,
+    now: u64,
+) -> Delivery {
+    if failure.counts {
+        e.attempts += 1;
+    }
+    e.sent = true;
+    if failure.counts && e.attempts >= policy.max_attempts {
+        return Delivery::Exhausted {
+            code: ErrorCode::RetriesExhausted,
+            message: format!(
+                "{} attempts failed; last: {}: {}",
+                e.attempts, failure.code, failure.message
+            ),
+        };
+    }
+    e.next_attempt_at =
+        now + policy.backoff_ms(e.attempts.max(1), random(), failure.retry_after_ms);
+    e.last_error = Some((failure.code, failure.message.clone()));
+    Delivery::RetryAt(e.next_attempt_at)
+}
+
+/// Moves `e` to the dead-letter queue with `code`: it blocks its own entity
+/// (nothing else) until a person retries or discards it.
+pub fn mark_dead_letter(e: &mut OutboxEntry, code: ErrorCode, message: String, now: u64) {
+    e.state = OutboxState::DeadLetter {
+        code,
+        message: message.clone(),
+        at_ms: now,
+    };
+    e.last_error = Some((code, message));
+}
+
+/// Puts a dead letter back in the queue, due at `now`, attempts reset.
+pub fn reset_for_retry(e: &mut OutboxEntry, now: u64) {
+    e.state = OutboxState::Pending;
+    e.attempts = 0;
+    e.next_attempt_at = now;
 }

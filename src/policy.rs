@@ -43,6 +43,18 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::Rebase => "rebase",
+            Decision::SupersedeHead => "supersede-head",
+            Decision::SupersedeAll => "supersede-all",
+            Decision::Manual { .. } => "manual",
+        }
+    }
+}
+
 /// Decides what happens to the local `chain` (oldest first, non-empty),
 /// built on `base`, now that the server is at `server`.
 pub fn decide(

@@ -340,6 +340,91 @@ pub async fn large_batch_round_trips<S: Store>(store: S) {
     assert_eq!(all[999], record("sales", "s00999", 999));
 }
 
+/// Everything a store holds, read back through the trait.
+#[derive(Debug, PartialEq)]
+struct Contents {
+    meta: Option<SyncMeta>,
+    entities: Vec<EntityRecord>,
+    outbox: Vec<OutboxEntry>,
+    conflicts: Vec<ConflictRecord>,
+    audit: Vec<AuditEntry>,
+}
+
+async fn contents<S: Store>(store: &S) -> Contents {
+    let mut entities = Vec::new();
+    for c in store.collections().await.unwrap() {
+        entities.extend(store.scan(&c).await.unwrap());
+    }
+    Contents {
+        meta: store.load_meta().await.unwrap(),
+        entities,
+        outbox: store.outbox().await.unwrap(),
+        conflicts: store.conflicts().await.unwrap(),
+        audit: store.audit(0, usize::MAX).await.unwrap(),
+    }
+}
+
+/// A commit that fails part-way leaves nothing of its batch: whichever
+/// write it failed at, every record kind reads back as it was before, and
+/// the store goes on working (the same batch then commits whole).
+pub async fn a_failed_commit_leaves_nothing<S: Store + InjectFaults>(store: S) {
+    let conflict = |id: &str, at: u64| ConflictRecord {
+        key: EntityKey::new("rooms", id),
+        base: None,
+        local: None,
+        server: Some(state("rooms", id, at)),
+        mutations: vec![mutation(id, at)],
+        fields: vec!["status".into()],
+        detected_at: at,
+    };
+    commit(
+        &store,
+        vec![
+            WriteOp::PutEntity(record("rooms", "r1", 1)),
+            WriteOp::PutEntity(record("rooms", "r2", 1)),
+            WriteOp::PutOutbox(outbox_entry(1)),
+            WriteOp::PutConflict(conflict("c1", 1)),
+            WriteOp::AppendAudit(audit(1)),
+            WriteOp::PutMeta(meta()),
+        ],
+    )
+    .await;
+    let before = contents(&store).await;
+    let mut meta2 = meta();
+    meta2.generation += 1;
+    meta2.cursor = Some(Cursor(43));
+    let batch = vec![
+        WriteOp::PutEntity(record("rooms", "r1", 2)),
+        WriteOp::PutEntity(record("sales", "s1", 1)),
+        WriteOp::DeleteEntity(EntityKey::new("rooms", "r2")),
+        WriteOp::PutOutbox(outbox_entry(2)),
+        WriteOp::DeleteOutbox(1),
+        WriteOp::PutConflict(conflict("c2", 2)),
+        WriteOp::DeleteConflict(EntityKey::new("rooms", "c1")),
+        WriteOp::AppendAudit(audit(2)),
+        WriteOp::PutMeta(meta2),
+    ];
+    for after in [0, 1, 4, batch.len() - 1, batch.len()] {
+        store.fail_next_commit_after(after);
+        let result = store.commit(WriteBatch { ops: batch.clone() }).await;
+        assert!(
+            result.is_err(),
+            "the commit armed to fail after {after} writes failed"
+        );
+        assert_eq!(
+            contents(&store).await,
+            before,
+            "a commit that failed after {after} writes left nothing"
+        );
+    }
+    commit(&store, batch).await;
+    let after = contents(&store).await;
+    assert_eq!(after.outbox, vec![outbox_entry(2)]);
+    assert_eq!(after.conflicts, vec![conflict("c2", 2)]);
+    assert_eq!(after.entities.len(), 2);
+    assert_eq!(after.meta.and_then(|m| m.cursor), Some(Cursor(43)));
+}
+
 /// Generates one test per scenario for a backend. `$make` is an expression
 /// that evaluates to a future yielding a fresh, empty store.
 #[macro_export]
@@ -359,7 +444,8 @@ macro_rules! store_conformance_tests {
             scan_is_per_collection_and_ordered,
             audit_pages_by_seq,
             conflicts_are_keyed_by_entity,
-            large_batch_round_trips
+            large_batch_round_trips,
+            a_failed_commit_leaves_nothing
         );
     };
     (@cases $make:expr; $($case:ident),*) => {

@@ -5,19 +5,73 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default, Clone)]
-struct Inner {
+struct Tables {
     meta: Option<SyncMeta>,
     entities: BTreeMap<EntityKey, EntityRecord>,
     outbox: BTreeMap<u64, OutboxEntry>,
     conflicts: BTreeMap<EntityKey, ConflictRecord>,
     audit: BTreeMap<u64, AuditEntry>,
+    /// Armed by [`InjectFaults`]: the next commit fails after this many writes.
+    fail_after: Option<usize>,
+}
+
+/// What one write replaced, to undo it.
+enum Undo {
+    Entity(EntityKey, Option<EntityRecord>),
+    Outbox(u64, Option<OutboxEntry>),
+    Conflict(EntityKey, Option<ConflictRecord>),
+    Audit(u64, Option<AuditEntry>),
+    Meta(Option<SyncMeta>),
+}
+
+impl Tables {
+    fn apply(&mut self, op: WriteOp) -> Undo {
+        match op {
+            WriteOp::PutEntity(r) => {
+                let k = r.key.clone();
+                Undo::Entity(k.clone(), self.entities.insert(k, r))
+            }
+            WriteOp::DeleteEntity(k) => {
+                let old = self.entities.remove(&k);
+                Undo::Entity(k, old)
+            }
+            WriteOp::PutOutbox(e) => Undo::Outbox(e.seq, self.outbox.insert(e.seq, e)),
+            WriteOp::DeleteOutbox(seq) => Undo::Outbox(seq, self.outbox.remove(&seq)),
+            WriteOp::PutConflict(c) => {
+                let k = c.key.clone();
+                Undo::Conflict(k.clone(), self.conflicts.insert(k, c))
+            }
+            WriteOp::DeleteConflict(k) => {
+                let old = self.conflicts.remove(&k);
+                Undo::Conflict(k, old)
+            }
+            WriteOp::AppendAudit(a) => Undo::Audit(a.seq, self.audit.insert(a.seq, a)),
+            WriteOp::PutMeta(m) => Undo::Meta(self.meta.replace(m)),
+        }
+    }
+
+    fn undo(&mut self, u: Undo) {
+        fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, k: K, old: Option<V>) {
+            match old {
+                Some(v) => map.insert(k, v),
+                None => map.remove(&k),
+            };
+        }
+        match u {
+            Undo::Entity(k, old) => restore(&mut self.entities, k, old),
+            Undo::Outbox(k, old) => restore(&mut self.outbox, k, old),
+            Undo::Conflict(k, old) => restore(&mut self.conflicts, k, old),
+            Undo::Audit(k, old) => restore(&mut self.audit, k, old),
+            Undo::Meta(old) => self.meta = old,
+        }
+    }
 }
 
 /// An in-memory store. Clones share the same data, so a test can drop an
 /// engine and open a new one on the same store to model a restart.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Mutex<Tables>>,
 }
 
 impl MemoryStore {
@@ -26,7 +80,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -83,33 +137,31 @@ impl Store for MemoryStore {
 
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        for op in batch.ops {
-            match op {
-                WriteOp::PutEntity(r) => {
-                    inner.entities.insert(r.key.clone(), r);
+        let fail_after = inner.fail_after.take();
+        let mut undo = Vec::with_capacity(batch.ops.len());
+        for (i, op) in batch.ops.into_iter().enumerate() {
+            if fail_after == Some(i) {
+                // Nothing of a failed batch stays: undo what was applied.
+                while let Some(u) = undo.pop() {
+                    inner.undo(u);
                 }
-                WriteOp::DeleteEntity(k) => {
-                    inner.entities.remove(&k);
-                }
-                WriteOp::PutOutbox(e) => {
-                    inner.outbox.insert(e.seq, e);
-                }
-                WriteOp::DeleteOutbox(seq) => {
-                    inner.outbox.remove(&seq);
-                }
-                WriteOp::PutConflict(c) => {
-                    inner.conflicts.insert(c.key.clone(), c);
-                }
-                WriteOp::DeleteConflict(k) => {
-                    inner.conflicts.remove(&k);
-                }
-                WriteOp::AppendAudit(a) => {
-                    inner.audit.insert(a.seq, a);
-                }
-                WriteOp::PutMeta(m) => inner.meta = Some(m),
+                return Err(StoreError::Backend("injected commit failure".into()));
             }
+            undo.push(inner.apply(op));
+        }
+        if fail_after.is_some_and(|n| n >= undo.len()) {
+            while let Some(u) = undo.pop() {
+                inner.undo(u);
+            }
+            return Err(StoreError::Backend("injected commit failure".into()));
         }
         Ok(())
+    }
+}
+
+impl InjectFaults for MemoryStore {
+    fn fail_next_commit_after(&self, ops: usize) {
+        self.lock().fail_after = Some(ops);
     }
 }
 
@@ -195,6 +247,10 @@ impl<S> FailingStore<S> {
 #[cfg_attr(target_family = "wasm", async_trait(?Send))]
 #[cfg_attr(not(target_family = "wasm"), async_trait)]
 impl<S: Store> Store for FailingStore<S> {
+    fn health(&self) -> Result<(), StoreError> {
+        self.read_check()?;
+        self.inner.health()
+    }
     async fn load_meta(&self) -> Result<Option<SyncMeta>, StoreError> {
         self.read_check()?;
         self.inner.load_meta().await

@@ -299,7 +299,7 @@ impl WriteBatch {
 }
 
 /// A store error. Backends keep their own error type and convert into this.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The backend failed; nothing of the batch was committed.
@@ -314,17 +314,38 @@ pub enum StoreError {
     /// The store was closed, deleted or evicted underneath the engine.
     #[error("store is gone: {0}")]
     Gone(String),
+    /// The key or passphrase does not open this store; nothing changed.
+    #[error("the key does not open this store")]
+    WrongKey,
+    /// The store is encrypted and was opened without a key, or with another
+    /// kind of key (or the other way round).
+    #[error("key mismatch: {0}")]
+    KeyMismatch(String),
 }
 
 impl StoreError {
     /// The stable code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            StoreError::Backend(_) | StoreError::Gone(_) => ErrorCode::StorageFailed,
+            StoreError::Backend(_) => ErrorCode::StorageFailed,
+            StoreError::Gone(_) => ErrorCode::StoreGone,
+            StoreError::WrongKey => ErrorCode::StoreWrongKey,
+            StoreError::KeyMismatch(_) => ErrorCode::StoreKeyMismatch,
             StoreError::QuotaExceeded => ErrorCode::QuotaExceeded,
             StoreError::Corrupt(_) => ErrorCode::StoreCorrupt,
         }
     }
+}
+
+/// A backend that can fail a commit part-way, so the conformance suite can
+/// check that a failed commit leaves nothing behind
+/// ([`conformance::a_failed_commit_leaves_nothing`]). Each backend fails
+/// the way it would for real: IndexedDB aborts its transaction, SQLite rolls
+/// back, the memory store undoes what it applied.
+pub trait InjectFaults {
+    /// The next commit fails after it has applied (or issued) `ops` of its
+    /// writes. One-shot: later commits succeed.
+    fn fail_next_commit_after(&self, ops: usize);
 }
 
 /// Local persistent storage for one client.
@@ -354,6 +375,12 @@ pub trait Store: SendOutsideWasm + SyncOutsideWasm {
     }
     /// Every entity record of a collection, ordered by id.
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError>;
+    /// Whether the store can still be used, known without a read: `Err`
+    /// when the backend learnt that it was closed, deleted or evicted. The
+    /// status shows it as an error even when no call failed.
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The collections that have at least one entity record, sorted.
     async fn collections(&self) -> Result<Vec<String>, StoreError>;
     /// Every outbox entry, ordered by `seq`.

@@ -4,7 +4,7 @@
 //! unwraps it on later opens. A wrong key changes nothing.
 
 use super::idb;
-use super::store::{Codec, OpenError, KEYRING, META, VALUE_SCHEMA};
+use super::schema::{Codec, OpenError, KEYRING, META, VALUE_SCHEMA};
 use crate::crypto::{KdfParams, KeyEnvelope, StoreCipher, WrapKind};
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
 use std::cell::RefCell;

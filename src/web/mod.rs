@@ -1,13 +1,28 @@
 //! The browser adapter (compiled for wasm32 only): the IndexedDB store, the
 //! fetch transport, the browser environment, multi-tab coordination and the
 //! wasm-bindgen API that the npm package in `pkg/` exposes.
+//!
+//! - `api`: the JS surface (`TideSync`), argument conversion only;
+//! - `commands`: the commands a page sends and the one function running them;
+//! - `session`: leading or following, the engine's lifetime in this tab;
+//! - `tabs`: the Web Lock, the tab channel and its messages;
+//! - `listeners`: the page's callbacks; `navigator`: network and DOM helpers;
+//! - `sync_loop`: the leader's background sync;
+//! - `store`, `schema`, `keys`, `idb`: the encrypted IndexedDB store;
+//! - `transport`, `env`: fetch and the clock.
 
 pub mod api;
 mod bench;
+mod commands;
 pub mod env;
 mod idb;
 pub mod keys;
+mod listeners;
+mod navigator;
+pub mod schema;
+mod session;
 pub mod store;
+mod sync_loop;
 pub mod tabs;
 pub mod transport;
 

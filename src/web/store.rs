@@ -7,94 +7,35 @@
 //! object stores it touches, issues every put and delete, and awaits only
 //! the transaction's completion.
 //!
-//! ## Schema versions (IndexedDB database version)
-//! - 1: `entities` `[collection, id]`, `outbox` seq, `conflicts`
-//!   `[collection, id]`, `audit` seq, `meta` `"meta"`.
-//! - 2: adds `keyring` (key envelope, sealed key ring, WebCrypto KEK, mode).
-//!   A version-1 database (always plain) opens as a plain store.
+//! The object stores and versions are in [`super::schema`].
 
 use super::idb;
 use super::keys::{self, KeySource};
-use crate::crypto::{CipherError, StoreCipher};
+pub use super::schema::{upgrade, OpenError, ALL_STORES, DB_VERSION, VALUE_SCHEMA};
+use super::schema::{Codec, AUDIT, CONFLICTS, ENTITIES, KEYRING, META, OUTBOX};
 use crate::protocol::EntityKey;
 use crate::store::*;
 use async_trait::async_trait;
 use js_sys::{Array, Uint8Array};
 use serde::de::DeserializeOwned;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{IdbDatabase, IdbKeyRange, IdbTransaction};
 
-/// The IndexedDB schema version this build writes.
-pub const DB_VERSION: u32 = 2;
-/// Version of the record encoding, bound into every value's AAD.
-pub const VALUE_SCHEMA: u32 = 1;
-
-pub(crate) const ENTITIES: &str = "entities";
-pub(crate) const OUTBOX: &str = "outbox";
-pub(crate) const CONFLICTS: &str = "conflicts";
-pub(crate) const AUDIT: &str = "audit";
-pub(crate) const META: &str = "meta";
-pub(crate) const KEYRING: &str = "keyring";
-/// Every object store of the current schema.
-pub const ALL_STORES: [&str; 6] = [ENTITIES, OUTBOX, CONFLICTS, AUDIT, META, KEYRING];
-
-/// Creates the object stores of every version in `(old, target]`.
-pub fn upgrade(db: &IdbDatabase, old: u32, target: u32) -> Result<(), JsValue> {
-    if old < 1 && target >= 1 {
-        for s in [ENTITIES, OUTBOX, CONFLICTS, AUDIT, META] {
-            db.create_object_store(s)?;
-        }
-    }
-    if old < 2 && target >= 2 {
-        db.create_object_store(KEYRING)?;
-    }
-    Ok(())
-}
-
-/// Why a store could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// The key material does not open this store. Nothing was changed.
-    #[error("wrong key or passphrase for this store")]
-    WrongKey,
-    /// The store is encrypted and no key was given, or the other way round.
-    #[error("{0}")]
-    KeyMismatch(String),
-    /// Key setup failed.
-    #[error("key setup failed: {0}")]
-    Cipher(CipherError),
-    /// IndexedDB failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<CipherError> for OpenError {
-    fn from(e: CipherError) -> Self {
-        match e {
-            CipherError::WrongKey => OpenError::WrongKey,
-            e => OpenError::Cipher(e),
-        }
-    }
-}
-
-pub(crate) enum Codec {
-    Plain,
-    Sealed(RefCell<StoreCipher>),
-}
-
-struct Inner {
+struct Connection {
     name: String,
     db: IdbDatabase,
     codec: Codec,
     gone: Rc<Cell<bool>>,
+    /// Armed by [`InjectFaults`]: the next commit aborts its transaction
+    /// after issuing this many requests.
+    fail_after: Cell<Option<usize>>,
     _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
 
-impl Drop for Inner {
+impl Drop for Connection {
     fn drop(&mut self) {
         self.db.set_onclose(None);
         self.db.set_onversionchange(None);
@@ -105,7 +46,7 @@ impl Drop for Inner {
 /// An IndexedDB-backed [`Store`]. Clones share the connection.
 #[derive(Clone)]
 pub struct IdbStore {
-    inner: Rc<Inner>,
+    inner: Rc<Connection>,
 }
 
 impl std::fmt::Debug for IdbStore {
@@ -154,11 +95,12 @@ impl IdbStore {
             }
         };
         Ok(IdbStore {
-            inner: Rc::new(Inner {
+            inner: Rc::new(Connection {
                 name: name.to_string(),
                 db,
                 codec,
                 gone,
+                fail_after: Cell::new(None),
                 _listeners: listeners,
             }),
         })
@@ -355,6 +297,10 @@ impl IdbStore {
 
 #[async_trait(?Send)]
 impl Store for IdbStore {
+    fn health(&self) -> Result<(), StoreError> {
+        self.check()
+    }
+
     async fn load_meta(&self) -> Result<Option<SyncMeta>, StoreError> {
         self.get_one(META, &JsValue::from_str("meta"), "meta").await
     }
@@ -561,7 +507,13 @@ impl Store for IdbStore {
         let result = async {
             let tx = self.tx(&stores, true)?;
             let done = idb::completion(&tx);
-            for r in &reqs {
+            let fail_after = self.inner.fail_after.take();
+            for (i, r) in reqs.iter().enumerate() {
+                if fail_after == Some(i) {
+                    let _ = tx.abort();
+                    let _ = done.await;
+                    return Err(StoreError::Backend("injected commit failure".into()));
+                }
                 let issued = match r {
                     Req::Put(s, k, v) => tx.object_store(s).and_then(|os| os.put_with_key(v, k)),
                     Req::Delete(s, k) => tx.object_store(s).and_then(|os| os.delete(k)),
@@ -571,6 +523,12 @@ impl Store for IdbStore {
                     let _ = done.await;
                     return Err(idb::store_error(&e));
                 }
+            }
+            if fail_after.is_some() {
+                // Armed past the last request: abort before the commit lands.
+                let _ = tx.abort();
+                let _ = done.await;
+                return Err(StoreError::Backend("injected commit failure".into()));
             }
             done.await.map(|_| ()).map_err(|e| idb::store_error(&e))
         }
@@ -584,6 +542,12 @@ impl Store for IdbStore {
             self.inner.gone.set(true);
         }
         result
+    }
+}
+
+impl InjectFaults for IdbStore {
+    fn fail_next_commit_after(&self, ops: usize) {
+        self.inner.fail_after.set(Some(ops));
     }
 }
 

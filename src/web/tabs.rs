@@ -5,8 +5,11 @@
 //! Web Locks and BroadcastChannel are declared here with a small extern
 //! block (web-sys keeps `LockManager` behind its unstable APIs).
 
+use super::commands::{ApiError, Command};
+use futures::channel::oneshot;
 use js_sys::{Object, Promise, Reflect};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -142,5 +145,63 @@ impl TabChannel {
     pub fn close(&self) {
         self.channel.set_onmessage(None);
         self.channel.close();
+    }
+}
+
+/// Messages between the tabs of one database (JSON on the [`TabChannel`]).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub(crate) enum TabMessage {
+    /// A follower asks the leader to run a command.
+    Req {
+        id: u64,
+        from: String,
+        #[serde(rename = "op")]
+        command: Command,
+    },
+    /// The leader's answer.
+    Res {
+        id: u64,
+        to: String,
+        result: Result<serde_json::Value, ApiError>,
+    },
+    /// An engine event, from the leader.
+    Ev { event: crate::status::Event },
+}
+
+/// A follower's calls waiting for the leader's answer.
+#[derive(Debug, Default)]
+pub(crate) struct Rpc {
+    next: std::cell::Cell<u64>,
+    waiting: RefCell<HashMap<u64, oneshot::Sender<Result<serde_json::Value, ApiError>>>>,
+}
+
+impl Rpc {
+    /// A new call: its id and the receiver of its answer.
+    pub fn start(&self) -> (u64, oneshot::Receiver<Result<serde_json::Value, ApiError>>) {
+        let id = self.next.get() + 1;
+        self.next.set(id);
+        let (tx, rx) = oneshot::channel();
+        self.waiting.borrow_mut().insert(id, tx);
+        (id, rx)
+    }
+
+    /// The leader answered call `id`.
+    pub fn answer(&self, id: u64, result: Result<serde_json::Value, ApiError>) {
+        if let Some(tx) = self.waiting.borrow_mut().remove(&id) {
+            let _ = tx.send(result);
+        }
+    }
+
+    /// Call `id` gave up waiting.
+    pub fn forget(&self, id: u64) {
+        self.waiting.borrow_mut().remove(&id);
+    }
+
+    /// Fails every waiting call with `error`.
+    pub fn fail_all(&self, error: ApiError) {
+        for (_, tx) in self.waiting.borrow_mut().drain() {
+            let _ = tx.send(Err(error.clone()));
+        }
     }
 }

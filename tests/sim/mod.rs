@@ -566,7 +566,7 @@ impl<S: SimServer> Sim<S> {
                 c.engine = Some(e);
             }
             Err(e) => {
-                assert_eq!(e.code, ErrorCode::StorageFailed, "open failed: {e}");
+                assert_eq!(e.code(), ErrorCode::StorageFailed, "open failed: {e}");
                 c.engine = None;
             }
         }
@@ -620,7 +620,7 @@ impl<S: SimServer> Sim<S> {
                 self.log(format!("{} sync: {r:?}", self.clients[i].label));
                 match r {
                     Ok(_) => Ok(()),
-                    Err(e) if e.code == ErrorCode::StorageFailed => Ok(()),
+                    Err(e) if e.code() == ErrorCode::StorageFailed => Ok(()),
                     Err(e) => Err(self.fail(format!("sync_now failed: {e}"))),
                 }
             }
@@ -672,7 +672,7 @@ impl<S: SimServer> Sim<S> {
                 self.log(format!("{} reconcile: {r:?}", self.clients[i].label));
                 match r {
                     Ok(_) => Ok(()),
-                    Err(e) if e.code == ErrorCode::StorageFailed => Ok(()),
+                    Err(e) if e.code() == ErrorCode::StorageFailed => Ok(()),
                     Err(e) => Err(self.fail(format!("reconcile failed: {e}"))),
                 }
             }
@@ -827,14 +827,14 @@ impl<S: SimServer> Sim<S> {
             }
             Err(e)
                 if matches!(
-                    e.code,
+                    e.code(),
                     ErrorCode::NotFound
                         | ErrorCode::AlreadyExists
                         | ErrorCode::InvalidState
                         | ErrorCode::StorageFailed
                 ) =>
             {
-                self.log(format!("{name} {desc} refused: {}", e.code));
+                self.log(format!("{name} {desc} refused: {}", e.code()));
                 Ok(())
             }
             Err(e) => Err(self.fail(format!("{name} {desc}: unexpected error {e}"))),
@@ -911,7 +911,7 @@ impl<S: SimServer> Sim<S> {
             };
             match r {
                 Ok(()) => handled.0 += 1,
-                Err(e) if e.code == ErrorCode::StorageFailed => {}
+                Err(e) if e.code() == ErrorCode::StorageFailed => {}
                 Err(e) => return Err(self.fail(format!("{name} dead letter action: {e}"))),
             }
         }
@@ -925,7 +925,7 @@ impl<S: SimServer> Sim<S> {
             notes.push(format!("resolve {} with {choice:?}", c.key));
             match block_on(engine.resolve(&c.key, choice)) {
                 Ok(()) => handled.1 += 1,
-                Err(e) if matches!(e.code, ErrorCode::StorageFailed) => {}
+                Err(e) if matches!(e.code(), ErrorCode::StorageFailed) => {}
                 Err(e) => return Err(self.fail(format!("{name} resolve {}: {e}", c.key))),
             }
         }

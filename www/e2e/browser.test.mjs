@@ -204,7 +204,7 @@ test('errors reach JS with a stable code', async () => {
     assert.ok(typeof codes.patchMissing === 'string' && codes.patchMissing.length > 0, `patch of a missing entity: ${codes.patchMissing}`);
     assert.equal(codes.afterWipe, 0, 'wipe destroys the data and the key');
     assert.equal(codes.gone, 'STORE_GONE');
-    assert.equal(codes.goneStatus, 'STORAGE_FAILED', 'the status shows the storage error');
+    assert.equal(codes.goneStatus, 'STORE_GONE', 'the status shows the vanished database');
   } finally {
     await browser.close();
   }

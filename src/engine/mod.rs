@@ -1,0 +1,360 @@
+//! The sync engine: local writes with their outbox entries, push, pull,
+//! conflict handling, reconcile and status, generic over a [`Store`], a
+//! [`Transport`] and an [`Environment`].
+//!
+//! ## How a mutation travels
+//! 1. A local write builds the new local view, an outbox entry and an audit
+//!    entry and commits them in ONE store batch.
+//! 2. [`Engine::push`] sends the head of each entity's chain (FIFO per entity;
+//!    one entity's failure never holds back another) in batches sized by the
+//!    [`Throttle`]. Each ack is handled in one batch: `applied`/`duplicate`
+//!    remove the entry and advance the base; `conflict` hands the chain to the
+//!    collection's [`ConflictPolicy`]; `rejected` dead-letters it; transport
+//!    failures back off with full jitter (time offline never counts toward
+//!    the attempt cap).
+//! 3. [`Engine::pull`] takes a snapshot on first run, then the change feed
+//!    from the stored cursor; the cursor is committed in the same batch as the
+//!    changes it covers. A change that carries the op id of a chain's head is
+//!    that head's acknowledgement (the push answer was lost).
+//! 4. The local view of an entity is always its last server state with its
+//!    pending (or conflicted) mutations replayed on top, in order.
+//!
+//! ## Where things are
+//! - `config`: [`EngineConfig`];
+//! - `error`: [`EngineError`];
+//! - `state`: the cached state, a call's transaction, commit and reload;
+//! - `view`: [`compute_view`] and the reads;
+//! - `write`: local writes and a person's actions (retry, discard, resolve);
+//! - `push`, `pull`, `reconcile`, `migrate`: the sync steps.
+
+mod config;
+mod error;
+mod migrate;
+mod pull;
+mod push;
+mod reconcile;
+mod state;
+mod view;
+mod write;
+
+pub use config::EngineConfig;
+pub use error::EngineError;
+pub use view::compute_view;
+pub use write::Resolution;
+
+use crate::env::Environment;
+use crate::error_code::ErrorCode;
+use crate::hlc::{node_id, HlcClock};
+use crate::migrate::QueuedMigration;
+use crate::outbox::Outbox;
+use crate::policy::ConflictPolicy;
+use crate::protocol::*;
+use crate::status::{Event, Filter, Metrics, Status};
+use crate::store::*;
+use crate::throttle::{ConnectionHint, Throttle};
+use crate::transport::Transport;
+use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::lock::Mutex;
+use serde::{Deserialize, Serialize};
+use state::State;
+
+/// What one [`Engine::sync_now`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// Mutations sent (retries included).
+    pub sent: usize,
+    /// Acknowledged as applied or duplicate.
+    pub acknowledged: usize,
+    /// Conflicts met.
+    pub conflicts: usize,
+    /// Moved to the dead-letter queue.
+    pub dead_lettered: usize,
+    /// Server changes stored.
+    pub pulled: usize,
+    /// The first error met, if any (also in the status).
+    pub error: Option<ErrorCode>,
+}
+
+impl SyncReport {
+    /// Adds `other`'s counts to this report; the first error is kept.
+    pub fn absorb(&mut self, other: SyncReport) {
+        self.sent += other.sent;
+        self.acknowledged += other.acknowledged;
+        self.conflicts += other.conflicts;
+        self.dead_lettered += other.dead_lettered;
+        self.pulled += other.pulled;
+        if self.error.is_none() {
+            self.error = other.error;
+        }
+    }
+}
+
+/// A subscription to engine events; a stream of [`Event`].
+pub type Subscription = UnboundedReceiver<Event>;
+
+/// The sync engine of one client. See the module docs.
+pub struct Engine<S, T, E> {
+    store: S,
+    transport: T,
+    env: E,
+    config: EngineConfig,
+    state: Mutex<State>,
+    sync_lock: Mutex<()>,
+    subscribers: std::sync::Mutex<Vec<(Filter, UnboundedSender<Event>)>>,
+}
+impl<S, T, E> std::fmt::Debug for Engine<S, T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("client_id", &self.config.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
+    /// Opens an engine on a store, initialising it on first use. Queued
+    /// mutations, dead letters and conflicts from earlier sessions are picked
+    /// up as they were.
+    pub async fn open(
+        store: S,
+        transport: T,
+        env: E,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        Self::open_with_migrations(store, transport, env, config, Vec::new()).await
+    }
+
+    /// Like [`open`](Self::open), and carries queued mutations written at an
+    /// older schema version forward with `migrations` (see [`crate::migrate`]).
+    /// A version step without a migration keeps the payloads as they are.
+    pub async fn open_with_migrations(
+        store: S,
+        transport: T,
+        env: E,
+        config: EngineConfig,
+        migrations: Vec<Box<dyn QueuedMigration>>,
+    ) -> Result<Self, EngineError> {
+        let meta = match store.load_meta().await? {
+            Some(m) => {
+                if m.schema_version > config.schema_version {
+                    return Err(EngineError::rejected(
+                        ErrorCode::SchemaUnsupported,
+                        format!(
+                            "the store is at schema {} but this build knows {}",
+                            m.schema_version, config.schema_version
+                        ),
+                    ));
+                }
+                m
+            }
+            None => {
+                let m = SyncMeta {
+                    client_id: config.client_id.clone(),
+                    schema_version: config.schema_version,
+                    cursor: None,
+                    snapshot: SnapshotProgress::NotStarted,
+                    snapshot_at_ms: None,
+                    last_sync_at_ms: None,
+                    hlc: Default::default(),
+                    next_seq: 1,
+                    next_audit_seq: 1,
+                    verify_pending: false,
+                    generation: 0,
+                };
+                store
+                    .commit(WriteBatch {
+                        ops: vec![WriteOp::PutMeta(m.clone())],
+                    })
+                    .await?;
+                m
+            }
+        };
+        let outbox = Outbox::from_entries(store.outbox().await?);
+        let conflicts = store
+            .conflicts()
+            .await?
+            .into_iter()
+            .map(|c| (c.key.clone(), c))
+            .collect();
+        let clock = HlcClock::new(node_id(&meta.client_id), meta.hlc);
+        let state = State {
+            meta,
+            clock,
+            outbox,
+            conflicts,
+            online: true,
+            syncing: false,
+            last_error: None,
+            offline_until: 0,
+            paused_until: 0,
+            batch_cap: None,
+            metrics: Metrics::default(),
+            throttle: Throttle::new(config.throttle.clone()),
+            last_status: None,
+        };
+        let engine = Engine {
+            store,
+            transport,
+            env,
+            config,
+            state: Mutex::new(state),
+            sync_lock: Mutex::new(()),
+            subscribers: std::sync::Mutex::new(Vec::new()),
+        };
+        engine.migrate_queued(&migrations).await?;
+        Ok(engine)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The client id in use.
+    pub async fn client_id(&self) -> String {
+        self.state.lock().await.meta.client_id.clone()
+    }
+
+    /// The policy of a collection.
+    pub fn policy(&self, collection: &str) -> ConflictPolicy {
+        self.config
+            .policies
+            .get(collection)
+            .copied()
+            .unwrap_or(self.config.default_policy)
+    }
+
+    fn new_ulid(&self, now: u64) -> OpId {
+        let r = (u128::from(self.env.random_u64()) << 64) | u128::from(self.env.random_u64());
+        OpId::from_parts(now, r)
+    }
+
+    /// Events matching `filter`, from now on.
+    pub fn subscribe(&self, filter: Filter) -> Subscription {
+        let (tx, rx) = unbounded();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((filter, tx));
+        rx
+    }
+
+    fn emit(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|(_, tx)| !tx.is_closed());
+        for ev in events {
+            for (filter, tx) in subs.iter() {
+                if filter.matches(&ev) {
+                    let _ = tx.unbounded_send(ev.clone());
+                }
+            }
+        }
+    }
+
+    fn status_event(&self, st: &mut State) -> Option<Event> {
+        let status = st.status(
+            self.env.now_ms(),
+            self.config.stale_after_ms,
+            self.store.health(),
+        );
+        let mut cmp = status.clone();
+        cmp.drift_age_ms = None;
+        let changed = st.last_status.as_ref() != Some(&cmp);
+        st.last_status = Some(cmp);
+        changed.then_some(Event::Status { status })
+    }
+
+    /// The current status for the sync pill.
+    pub async fn status(&self) -> Status {
+        let st = self.lock_read().await;
+        st.status(
+            self.env.now_ms(),
+            self.config.stale_after_ms,
+            self.store.health(),
+        )
+    }
+
+    /// Counters since open.
+    pub async fn metrics(&self) -> Metrics {
+        self.state.lock().await.metrics.clone()
+    }
+
+    /// The sync state as stored.
+    pub async fn meta(&self) -> SyncMeta {
+        self.lock_read().await.meta.clone()
+    }
+
+    /// The host learnt the network went up or down (online/offline events).
+    pub async fn set_online(&self, online: bool) {
+        let mut st = self.state.lock().await;
+        st.online = online;
+        if online {
+            st.offline_until = 0;
+        }
+        let ev = self.status_event(&mut st);
+        drop(st);
+        self.emit(ev.into_iter().collect());
+    }
+
+    /// The host's connection hint (`navigator.connection`).
+    pub async fn set_connection_hint(&self, hint: ConnectionHint) {
+        self.state.lock().await.throttle.set_hint(hint);
+    }
+
+    /// Caps upload bandwidth (bytes per second), or lifts the cap.
+    pub async fn set_max_bytes_per_sec(&self, cap: Option<u64>) {
+        self.state.lock().await.throttle.set_max_bytes_per_sec(cap);
+    }
+
+    /// The host refreshed the credentials: resume at once.
+    pub async fn credentials_changed(&self) {
+        let mut st = self.state.lock().await;
+        st.paused_until = 0;
+        st.last_error = None;
+    }
+
+    /// When the engine next has something to do (ms), for the host's timer.
+    pub async fn next_wakeup(&self) -> Option<u64> {
+        let st = self.state.lock().await;
+        let due = st.outbox.next_due(&st.conflicts)?;
+        let mut t = due.max(st.paused_until).max(st.throttle.next_allowed_at());
+        if !st.online {
+            t = t.max(st.offline_until);
+        }
+        Some(t)
+    }
+
+    /// Pushes what is due, pulls, and pushes what the pull made due again.
+    /// Transport failures are absorbed into the status; only a store failure
+    /// is an `Err`.
+    pub async fn sync_now(&self) -> Result<SyncReport, EngineError> {
+        let _guard = self.sync_lock.lock().await;
+        self.set_syncing(true).await;
+        let result = async {
+            let mut report = self.push_rounds().await?;
+            let pulled = self.pull_locked().await?;
+            report.absorb(pulled);
+            let again = self.push_rounds().await?;
+            report.absorb(again);
+            Ok(report)
+        }
+        .await;
+        self.set_syncing(false).await;
+        result
+    }
+
+    async fn set_syncing(&self, on: bool) {
+        let mut st = self.state.lock().await;
+        st.syncing = on;
+        let ev = self.status_event(&mut st);
+        drop(st);
+        self.emit(ev.into_iter().collect());
+    }
+}

@@ -1,0 +1,311 @@
+//! Local writes, and what a person does with a dead letter or a conflict
+//! (retry, discard, resolve). Each is one store transaction: the new view,
+//! its outbox entry and its audit entry commit together.
+
+use super::state::{State, Txn};
+use super::view::compute_view;
+use super::{Engine, EngineError};
+use crate::env::Environment;
+use crate::error_code::ErrorCode;
+use crate::policy::ConflictPolicy;
+use crate::protocol::*;
+use crate::store::*;
+use crate::transport::Transport;
+use serde::{Deserialize, Serialize};
+
+/// How a person resolves a conflict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "choice", content = "fields", rename_all = "snake_case")]
+pub enum Resolution {
+    /// Keep the local intent: it is sent as a new mutation on the server's version.
+    Local,
+    /// Keep the server's state; the local mutations are dropped (audited).
+    Server,
+    /// Use these fields: sent as a new mutation on the server's version.
+    Edited(Fields),
+}
+
+impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
+    /// Creates an entity; `id` defaults to a new ULID.
+    pub async fn create(
+        &self,
+        collection: &str,
+        id: Option<&str>,
+        fields: Fields,
+    ) -> Result<LocalEntity, EngineError> {
+        let id = self.id_or_new(id);
+        self.local_write(collection, &id, MutationKind::Create, Some(fields))
+            .await
+    }
+
+    pub(super) fn id_or_new(&self, id: Option<&str>) -> String {
+        match id {
+            Some(id) => id.to_string(),
+            None => self.new_ulid(self.env.now_ms()).0,
+        }
+    }
+
+    /// Applies a JSON merge patch to an entity.
+    pub async fn patch(
+        &self,
+        collection: &str,
+        id: &str,
+        patch: Fields,
+    ) -> Result<LocalEntity, EngineError> {
+        self.local_write(collection, id, MutationKind::Patch, Some(patch))
+            .await
+    }
+
+    /// Deletes an entity.
+    pub async fn delete(&self, collection: &str, id: &str) -> Result<LocalEntity, EngineError> {
+        self.local_write(collection, id, MutationKind::Delete, None)
+            .await
+    }
+
+    /// Appends a record to an append-only collection; `id` defaults to a new ULID.
+    pub async fn append(
+        &self,
+        collection: &str,
+        id: Option<&str>,
+        fields: Fields,
+    ) -> Result<LocalEntity, EngineError> {
+        let id = self.id_or_new(id);
+        self.local_write(collection, &id, MutationKind::Append, Some(fields))
+            .await
+    }
+
+    /// A new mutation of this terminal, stamped and validated.
+    pub(super) fn new_mutation(
+        &self,
+        st: &mut State,
+        key: &EntityKey,
+        kind: MutationKind,
+        payload: Option<Fields>,
+        base_version: u64,
+        now: u64,
+    ) -> Result<Mutation, EngineError> {
+        let m = Mutation {
+            op_id: self.new_ulid(now),
+            client_id: st.meta.client_id.clone(),
+            terminal_id: self.config.terminal_id.clone(),
+            branch_id: self.config.branch_id.clone(),
+            collection: key.collection.clone(),
+            entity_id: key.id.clone(),
+            kind,
+            checksum: payload_checksum(&key.collection, &key.id, kind, payload.as_ref()),
+            payload,
+            base_version,
+            hlc: st.clock.tick(now),
+            schema_version: self.config.schema_version,
+            offline: !st.online,
+        };
+        validate_mutation(&m, &self.config.limits)?;
+        Ok(m)
+    }
+
+    /// Queues `m` at the end of the outbox, with its audit entry.
+    pub(super) fn enqueue(&self, st: &mut State, tx: &mut Txn, m: Mutation, now: u64) {
+        let seq = st.meta.next_seq;
+        st.meta.next_seq += 1;
+        tx.audit(Some(&m.op_id), &m.key(), AuditEvent::Queued);
+        st.put_entry(
+            tx,
+            OutboxEntry {
+                seq,
+                mutation: m,
+                state: OutboxState::Pending,
+                attempts: 0,
+                next_attempt_at: now,
+                sent: false,
+                last_error: None,
+                enqueued_at: now,
+            },
+        );
+    }
+
+    pub(super) async fn local_write(
+        &self,
+        collection: &str,
+        id: &str,
+        kind: MutationKind,
+        payload: Option<Fields>,
+    ) -> Result<LocalEntity, EngineError> {
+        let policy = self.policy(collection);
+        match (policy, kind) {
+            (ConflictPolicy::AppendOnly, MutationKind::Append) => {}
+            (ConflictPolicy::AppendOnly, _) => {
+                return Err(EngineError::rejected(
+                    ErrorCode::PolicyViolation,
+                    format!("{collection} is append-only: use append"),
+                ))
+            }
+            (_, MutationKind::Append) => {
+                return Err(EngineError::rejected(
+                    ErrorCode::PolicyViolation,
+                    format!("{collection} is not append-only: use create"),
+                ))
+            }
+            _ => {}
+        }
+        let key = EntityKey::new(collection, id);
+        let mut st = self.lock_fresh().await?;
+        if st.conflicts.contains_key(&key) {
+            return Err(EngineError::rejected(
+                ErrorCode::InvalidState,
+                format!("{key} has an open conflict: resolve it first"),
+            ));
+        }
+        let now = self.env.now_ms();
+        let mut m = self.new_mutation(&mut st, &key, kind, payload, 0, now)?;
+
+        let mut tx = Txn::default();
+        let mut rec = tx.record(&self.store, &key).await?;
+        let chain: Vec<Mutation> = st
+            .outbox
+            .chain(&key)
+            .iter()
+            .map(|e| e.mutation.clone())
+            .collect();
+        // The view the user is changing must accept the change.
+        let view = compute_view(&key, rec.server.as_ref(), &chain, false);
+        let view_state = view.as_ref().map(|v| EntityState {
+            collection: v.collection.clone(),
+            id: v.id.clone(),
+            version: v.server_version,
+            fields: v.fields.clone(),
+            deleted: v.deleted,
+            updated_at: v.updated_at,
+            last_op: None,
+        });
+        apply_mutation(view_state.as_ref(), &m, 0)?;
+
+        m.base_version = match chain.last() {
+            Some(prev) => prev.base_version,
+            None => rec.server.as_ref().map(|s| s.version).unwrap_or(0),
+        };
+        if rec.chain_base.is_none() {
+            rec.chain_base = Some(match &rec.server {
+                Some(s) => ChainBase::State(s.clone()),
+                None => ChainBase::Absent,
+            });
+        }
+        self.enqueue(&mut st, &mut tx, m, now);
+        tx.put_record(rec);
+        self.finish(&mut st, tx).await?;
+        st.metrics.queued += 1;
+        drop(st);
+        self.get_view(&key).await
+    }
+
+    /// Puts a dead letter back in the queue, due now, with its attempts reset.
+    pub async fn retry(&self, seq: u64) -> Result<(), EngineError> {
+        let mut st = self.lock_fresh().await?;
+        let mut e = st
+            .outbox
+            .get(seq)
+            .filter(|e| matches!(e.state, OutboxState::DeadLetter { .. }))
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::rejected(ErrorCode::NotFound, format!("no dead letter {seq}"))
+            })?;
+        let mut tx = Txn::default();
+        crate::outbox::reset_for_retry(&mut e, self.env.now_ms());
+        tx.audit(
+            Some(&e.mutation.op_id),
+            &e.mutation.key(),
+            AuditEvent::Retried,
+        );
+        st.put_entry(&mut tx, e);
+        self.finish(&mut st, tx).await.map(|_| ())
+    }
+
+    /// Drops a dead letter; the entity's view is replayed without it.
+    pub async fn discard(&self, seq: u64) -> Result<(), EngineError> {
+        let mut st = self.lock_fresh().await?;
+        let e = st
+            .outbox
+            .get(seq)
+            .filter(|e| matches!(e.state, OutboxState::DeadLetter { .. }))
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::rejected(ErrorCode::NotFound, format!("no dead letter {seq}"))
+            })?;
+        let mut tx = Txn::default();
+        let key = e.mutation.key();
+        let rec = tx.record(&self.store, &key).await?;
+        st.remove_entry(&mut tx, seq);
+        tx.put_record(rec);
+        tx.audit(Some(&e.mutation.op_id), &key, AuditEvent::Discarded);
+        self.finish(&mut st, tx).await.map(|_| ())
+    }
+
+    /// Resolves an open conflict. `Local` and `Edited` queue one new mutation
+    /// that turns the server's current state into the chosen one.
+    pub async fn resolve(
+        &self,
+        key: &EntityKey,
+        resolution: Resolution,
+    ) -> Result<(), EngineError> {
+        let mut st = self.lock_fresh().await?;
+        let conflict = st.conflicts.get(key).cloned().ok_or_else(|| {
+            EngineError::rejected(ErrorCode::NotFound, format!("no conflict on {key}"))
+        })?;
+        let mut tx = Txn::default();
+        let mut rec = tx.record(&self.store, key).await?;
+        let (choice, target): (&str, Option<Option<Fields>>) = match resolution {
+            Resolution::Local => (
+                "local",
+                Some(
+                    conflict
+                        .local
+                        .clone()
+                        .filter(|l| !l.deleted)
+                        .map(|l| l.fields),
+                ),
+            ),
+            Resolution::Server => ("server", None),
+            Resolution::Edited(f) => ("edited", Some(Some(f))),
+        };
+        let server = rec.server.clone().filter(|s| !s.deleted);
+        let now = self.env.now_ms();
+        let new = match target {
+            None => None,
+            Some(target) => match (&server, target) {
+                (Some(s), Some(t)) if s.fields == t => None,
+                (Some(s), Some(t)) => Some((MutationKind::Patch, Some(diff_patch(&s.fields, &t)))),
+                (Some(_), None) => Some((MutationKind::Delete, None)),
+                (None, Some(t)) => Some((MutationKind::Create, Some(t))),
+                (None, None) => None,
+            },
+        };
+        st.conflicts.remove(key);
+        tx.batch.push(WriteOp::DeleteConflict(key.clone()));
+        rec.chain_base = None;
+        if let Some((kind, payload)) = new {
+            let base_version = rec.server.as_ref().map(|s| s.version).unwrap_or(0);
+            let m = match self.new_mutation(&mut st, key, kind, payload, base_version, now) {
+                Ok(m) => m,
+                Err(e) => {
+                    st.conflicts.insert(key.clone(), conflict);
+                    return Err(e);
+                }
+            };
+            rec.chain_base = Some(match &rec.server {
+                Some(s) => ChainBase::State(s.clone()),
+                None => ChainBase::Absent,
+            });
+            self.enqueue(&mut st, &mut tx, m, now);
+        }
+        for m in &conflict.mutations {
+            tx.audit(
+                Some(&m.op_id),
+                key,
+                AuditEvent::ConflictResolved {
+                    choice: choice.to_string(),
+                },
+            );
+        }
+        tx.put_record(rec);
+        self.finish(&mut st, tx).await.map(|_| ())
+    }
+}

@@ -1,0 +1,291 @@
+//! One page's session on a database: it either leads (holds the Web Lock,
+//! owns the engine, runs the sync loop) or follows (sends its commands to
+//! the leader over the tab channel and hears the leader's events). When the
+//! leader closes, a follower takes the lock and opens the engine.
+
+use super::commands::{execute, ApiError, Command, WebEngine};
+use super::env::BrowserEnv;
+use super::listeners::Listeners;
+use super::navigator::{self, DomListeners};
+use super::store::IdbStore;
+use super::sync_loop;
+use super::tabs::{self, Leadership, Rpc, TabChannel, TabMessage};
+use super::transport::FetchTransport;
+use crate::engine::{Engine, EngineConfig};
+use crate::error_code::ErrorCode;
+use crate::status::Filter;
+use futures::channel::mpsc;
+use futures::future::Either;
+use futures::StreamExt;
+use serde_json::Value;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use wasm_bindgen_futures::spawn_local;
+
+/// How long a follower waits for the leader's answer.
+const LEADER_TIMEOUT_MS: u32 = 15_000;
+
+/// What a session is opened with.
+#[derive(Debug)]
+pub(crate) struct SessionConfig {
+    pub db_name: String,
+    pub store: IdbStore,
+    pub transport: FetchTransport,
+    pub engine: EngineConfig,
+    pub auto_sync: bool,
+    pub pull_interval_ms: u32,
+    pub tab_id: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    config: SessionConfig,
+    engine: RefCell<Option<Rc<WebEngine>>>,
+    channel: RefCell<Option<TabChannel>>,
+    leadership: RefCell<Option<Leadership>>,
+    rpc: Rpc,
+    pub listeners: Listeners,
+    wake: RefCell<Option<mpsc::UnboundedSender<()>>>,
+    closed: Cell<bool>,
+    dom: RefCell<DomListeners>,
+}
+
+impl Session {
+    /// Joins the tabs of the database: leads at once if no other tab does,
+    /// else follows and campaigns for the lock.
+    pub async fn start(config: SessionConfig) -> Result<Rc<Session>, ApiError> {
+        let db_name = config.db_name.clone();
+        let session = Rc::new(Session {
+            config,
+            engine: RefCell::new(None),
+            channel: RefCell::new(None),
+            leadership: RefCell::new(None),
+            rpc: Rpc::default(),
+            listeners: Listeners::default(),
+            wake: RefCell::new(None),
+            closed: Cell::new(false),
+            dom: RefCell::new(DomListeners::default()),
+        });
+        let weak = Rc::downgrade(&session);
+        *session.channel.borrow_mut() =
+            TabChannel::join(&format!("tidesync:{db_name}"), move |m| {
+                if let Some(s) = weak.upgrade() {
+                    s.on_tab_message(m);
+                }
+            });
+        let lock = format!("tidesync-leader:{db_name}");
+        if let Some(l) = tabs::try_lead(&lock).await {
+            *session.leadership.borrow_mut() = Some(l);
+            if let Err(e) = session.lead().await {
+                session.shutdown();
+                return Err(e);
+            }
+        } else {
+            let weak = Rc::downgrade(&session);
+            let l = tabs::campaign(&lock, move || {
+                if let Some(s) = weak.upgrade() {
+                    spawn_local(async move {
+                        if let Err(e) = s.lead().await {
+                            web_sys::console::error_1(
+                                &format!("tidesync: taking the lead failed: {}", e.message).into(),
+                            );
+                        }
+                    });
+                }
+            });
+            *session.leadership.borrow_mut() = Some(l);
+        }
+        session.watch_network();
+        Ok(session)
+    }
+
+    /// The database name.
+    pub fn db_name(&self) -> &str {
+        &self.config.db_name
+    }
+
+    /// This tab runs the engine.
+    pub fn is_leader(&self) -> bool {
+        self.engine.borrow().is_some()
+    }
+
+    /// Runs a command: here if this tab leads, else in the leading tab.
+    pub async fn call(self: &Rc<Self>, command: Command) -> Result<Value, ApiError> {
+        if self.closed.get() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                "this TideSync was closed",
+            ));
+        }
+        let engine = self.engine.borrow().clone();
+        if let Some(engine) = engine {
+            return self.run_here(&engine, command).await;
+        }
+        let (id, answer) = self.rpc.start();
+        self.post(&TabMessage::Req {
+            id,
+            from: self.config.tab_id.clone(),
+            command,
+        });
+        let timeout = gloo_timers::future::TimeoutFuture::new(LEADER_TIMEOUT_MS);
+        match futures::future::select(answer, timeout).await {
+            Either::Left((r, _)) => r.unwrap_or_else(|_| {
+                Err(ApiError::new(
+                    ErrorCode::LeaderUnavailable,
+                    "the leading tab went away",
+                ))
+            }),
+            Either::Right(_) => {
+                self.rpc.forget(id);
+                Err(ApiError::new(
+                    ErrorCode::LeaderUnavailable,
+                    "no tab answered as the leader",
+                ))
+            }
+        }
+    }
+
+    async fn run_here(&self, engine: &WebEngine, command: Command) -> Result<Value, ApiError> {
+        let wakes = command.wakes_sync();
+        let result = execute(engine, command).await;
+        if wakes {
+            self.wake_sync();
+        }
+        result
+    }
+
+    fn post(&self, m: &TabMessage) {
+        if let (Some(c), Ok(s)) = (self.channel.borrow().as_ref(), serde_json::to_string(m)) {
+            c.post(&s);
+        }
+    }
+
+    fn on_tab_message(self: &Rc<Self>, text: String) {
+        let Ok(m) = serde_json::from_str::<TabMessage>(&text) else {
+            return;
+        };
+        match m {
+            TabMessage::Req { id, from, command } => {
+                let Some(engine) = self.engine.borrow().clone() else {
+                    return;
+                };
+                let me = self.clone();
+                spawn_local(async move {
+                    let result = me.run_here(&engine, command).await;
+                    me.post(&TabMessage::Res {
+                        id,
+                        to: from,
+                        result,
+                    });
+                });
+            }
+            TabMessage::Res { id, to, result } if to == self.config.tab_id => {
+                self.rpc.answer(id, result)
+            }
+            TabMessage::Ev { event } if !self.is_leader() => self.listeners.dispatch(&event),
+            _ => {}
+        }
+    }
+
+    fn wake_sync(&self) {
+        if let Some(w) = self.wake.borrow().as_ref() {
+            let _ = w.unbounded_send(());
+        }
+    }
+
+    /// This tab now leads: open the engine, forward its events, sync.
+    async fn lead(self: &Rc<Self>) -> Result<(), ApiError> {
+        if self.closed.get() {
+            return Ok(());
+        }
+        let c = &self.config;
+        let engine = Engine::open(
+            c.store.clone(),
+            c.transport.clone(),
+            BrowserEnv,
+            c.engine.clone(),
+        )
+        .await?;
+        let engine = Rc::new(engine);
+        let mut events = engine.subscribe(Filter::All);
+        *self.engine.borrow_mut() = Some(engine.clone());
+        let weak = Rc::downgrade(self);
+        spawn_local(async move {
+            while let Some(ev) = events.next().await {
+                let Some(me) = weak.upgrade() else { break };
+                me.listeners.dispatch(&ev);
+                me.post(&TabMessage::Ev { event: ev });
+            }
+        });
+        engine.set_online(navigator::online()).await;
+        if let Some(hint) = navigator::connection_hint() {
+            engine.set_connection_hint(hint).await;
+        }
+        if c.auto_sync {
+            let (tx, rx) = mpsc::unbounded();
+            *self.wake.borrow_mut() = Some(tx);
+            let weak = Rc::downgrade(self);
+            let alive = move || weak.upgrade().is_some_and(|s| !s.closed.get());
+            spawn_local(sync_loop::run(
+                engine,
+                c.transport.clone(),
+                rx,
+                c.pull_interval_ms,
+                alive,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Network and connection-quality signals, for the leader's engine.
+    fn watch_network(self: &Rc<Self>) {
+        let mut dom = self.dom.borrow_mut();
+        let global = js_sys::global();
+        for (ev, online) in [("online", true), ("offline", false)] {
+            let weak = Rc::downgrade(self);
+            dom.listen(global.clone().into(), ev, move |_| {
+                let Some(s) = weak.upgrade() else { return };
+                let engine = s.engine.borrow().clone();
+                let Some(engine) = engine else { return };
+                spawn_local(async move {
+                    engine.set_online(online).await;
+                    if online {
+                        s.wake_sync();
+                    }
+                });
+            });
+        }
+        if let Some(c) = navigator::connection() {
+            let weak = Rc::downgrade(self);
+            dom.listen(c, "change", move |_| {
+                let (Some(s), Some(hint)) = (weak.upgrade(), navigator::connection_hint()) else {
+                    return;
+                };
+                let engine = s.engine.borrow().clone();
+                if let Some(engine) = engine {
+                    spawn_local(async move { engine.set_connection_hint(hint).await });
+                }
+            });
+        }
+    }
+
+    /// Closes this tab's session; another tab takes over the sync.
+    pub fn shutdown(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        self.dom.borrow_mut().remove_all();
+        self.wake.borrow_mut().take();
+        self.engine.borrow_mut().take();
+        if let Some(c) = self.channel.borrow_mut().take() {
+            c.close();
+        }
+        if let Some(l) = self.leadership.borrow_mut().take() {
+            l.release();
+        }
+        self.rpc
+            .fail_all(ApiError::new(ErrorCode::InvalidState, "closed"));
+        self.listeners.clear();
+        self.config.store.close();
+    }
+}

@@ -1,0 +1,96 @@
+/** Any JSON value. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+/** An entity's fields: a JSON object. */
+export type Fields = { [field: string]: Json };
+/** Stable error codes: the protocol's, the engine's and the browser store's.
+ *  Checked against the core's `ErrorCode::ALL` by `tests/docs.rs`. */
+export type ErrorCode =
+  | "SYNC_UNAUTHORIZED" | "SYNC_FORBIDDEN" | "SYNC_RATE_LIMITED" | "SYNC_OFFLINE"
+  | "SYNC_SERVER_ERROR" | "SNAPSHOT_FAILED" | "DELTA_FAILED" | "CURSOR_UNKNOWN"
+  | "RECONCILE_FAILED" | "MANIFEST_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "EVENT_INVALID"
+  | "EVENT_DUPLICATE" | "EVENT_IN_FLIGHT" | "STORAGE_FAILED" | "CONFLICT" | "NOT_FOUND"
+  | "ALREADY_EXISTS" | "POLICY_VIOLATION" | "SCHEMA_UNSUPPORTED" | "OFFLINE_PRIMER_STALE"
+  | "RETRIES_EXHAUSTED" | "STORE_CORRUPT" | "QUOTA_EXCEEDED" | "INVALID_STATE"
+  | "STORE_GONE" | "STORE_WRONG_KEY" | "STORE_KEY_MISMATCH" | "BAD_ARGUMENT"
+  | "LEADER_UNAVAILABLE" | "INTERNAL";
+/** Codes of errors thrown by this package (the same list as ErrorCode). */
+export type TideSyncErrorCode = ErrorCode;
+/** What every rejected promise and thrown error of this package carries. */
+export interface TideSyncError extends Error { code: TideSyncErrorCode; message: string; }
+
+export type ConflictPolicy =
+  | "last-write-wins" | "merge-three-way" | "manual-resolve" | "server-wins" | "append-only";
+
+/** Key material for encryption at rest; the data key itself is random and stored only wrapped. */
+export type KeyMaterial =
+  | { passphrase: string }      // PBKDF2-SHA256, 600,000 iterations
+  | { hostKey: Uint8Array }     // >= 16 bytes from the host (e.g. Electron safeStorage)
+  | { webCrypto: true }         // a non-extractable AES-GCM key kept by the browser
+  | { plaintext: true };        // no encryption
+
+export interface OpenOptions {
+  dbName: string;
+  key: KeyMaterial;
+  /** Base URL of the sync server; "" for the page's own origin. */
+  serverUrl: string;
+  apiKey: string;
+  terminalId: string;
+  branchId: string;
+  policies?: { [collection: string]: ConflictPolicy };
+  /** Sync in the background when leading (default true). */
+  autoSync?: boolean;
+  /** How often the leader pulls when idle (ms, default 30000). */
+  pullIntervalMs?: number;
+}
+
+export interface Hlc { wall_ms: number; counter: number; node: number; }
+export interface EntityKey { collection: string; id: string; }
+export interface LocalEntity {
+  collection: string; id: string; fields: Fields; deleted: boolean;
+  server_version: number; updated_at: Hlc; pending: number; conflicted: boolean;
+}
+export interface EntityState {
+  collection: string; id: string; version: number; fields: Fields; deleted: boolean;
+  updated_at: Hlc; last_op: string | null;
+}
+export type MutationKind = "create" | "patch" | "delete" | "append";
+export interface Mutation {
+  op_id: string; client_id: string; terminal_id: string; branch_id: string;
+  collection: string; entity_id: string; kind: MutationKind; payload?: Fields;
+  base_version: number; hlc: Hlc; schema_version: number; checksum: string; offline: boolean;
+}
+export type OutboxState =
+  | { state: "pending" }
+  | { state: "dead_letter"; code: ErrorCode; message: string; at_ms: number };
+export interface OutboxEntry {
+  seq: number; mutation: Mutation; state: OutboxState; attempts: number;
+  next_attempt_at: number; sent: boolean; last_error: [ErrorCode, string] | null;
+  enqueued_at: number;
+}
+export interface ConflictRecord {
+  key: EntityKey; base: EntityState | null; local: LocalEntity | null;
+  server: EntityState | null; mutations: Mutation[]; fields: string[]; detected_at: number;
+}
+export type Resolution =
+  | { choice: "local" } | { choice: "server" } | { choice: "edited"; fields: Fields };
+export type Phase = "idle" | "syncing" | "offline" | "error";
+export interface Status {
+  phase: Phase; pending: number; conflicts: number; dead_letters: number;
+  last_error: [ErrorCode, string] | null; stale: boolean;
+  last_sync_at: number | null; drift_age_ms: number | null;
+}
+export interface Metrics {
+  queued: number; synced: number; retries: number; conflicts: number; dead_letters: number;
+  reconcile_runs: number; delta_runs: number; snapshot_pages: number;
+  push_requests: number; last_push_latency_ms: number;
+}
+export interface SyncReport {
+  sent: number; acknowledged: number; conflicts: number; dead_lettered: number;
+  pulled: number; error: ErrorCode | null;
+}
+export type SyncEvent =
+  | { type: "changed"; key: EntityKey; entity: LocalEntity | null }
+  | { type: "status"; status: Status }
+  | { type: "alert"; code: ErrorCode; key: EntityKey; op_id: string | null; message: string };
+/** {} for everything, { collection } for one collection, { collection, id } for one entity. */
+export interface SubscriptionFilter { collection?: string; id?: string; }

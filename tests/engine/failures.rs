@@ -1,0 +1,144 @@
+//! Failures a person sees: dead letters, rejections, failed commits, an unreadable store.
+
+use crate::common::*;
+
+#[test]
+fn dead_letter_blocks_only_its_own_entity_until_retried_or_discarded() {
+    let w = World::new();
+    let net = w.net("t1");
+    let engine = w.open(MemoryStore::new(), net.clone(), "t1");
+    block_on(engine.sync_now()).unwrap();
+    // Server errors three times on room-1's patch: attempts run out.
+    block_on(engine.patch("rooms", "room-1", f(json!({"status": "clean"})))).unwrap();
+    let mut alerts = engine.subscribe(Filter::All);
+    for _ in 0..3 {
+        net.then(Step::Fail(TransportError::Server {
+            status: 503,
+            message: "down".into(),
+        }));
+        block_on(engine.push()).unwrap();
+        w.env.advance(5_000);
+    }
+    let dead = block_on(engine.dead_letters());
+    assert_eq!(dead.len(), 1);
+    assert!(matches!(
+        dead[0].state,
+        OutboxState::DeadLetter {
+            code: ErrorCode::RetriesExhausted,
+            ..
+        }
+    ));
+    let mut saw_alert = false;
+    while let Ok(ev) = alerts.try_recv() {
+        if let Event::Alert {
+            code: ErrorCode::RetriesExhausted,
+            ..
+        } = ev
+        {
+            saw_alert = true;
+        }
+    }
+    assert!(saw_alert, "a dead letter raises an alert");
+    // A later change of the same room waits; another room goes through.
+    block_on(engine.patch("rooms", "room-1", f(json!({"notes": "later"})))).unwrap();
+    block_on(engine.patch("rooms", "room-3", f(json!({"status": "clean"})))).unwrap();
+    block_on(engine.sync_now()).unwrap();
+    assert_eq!(w.server_state(&room(3)).unwrap().fields["status"], "clean");
+    assert_eq!(w.server_state(&room(1)).unwrap().fields["status"], "dirty");
+    assert_eq!(block_on(engine.status()).dead_letters, 1);
+    assert_eq!(block_on(engine.status()).pending, 1);
+    // Retry: both room-1 changes land, in order.
+    block_on(engine.retry(dead[0].seq)).unwrap();
+    block_on(engine.sync_now()).unwrap();
+    let s = w.server_state(&room(1)).unwrap();
+    assert_eq!(
+        (s.fields["status"].clone(), s.fields["notes"].clone()),
+        (json!("clean"), json!("later"))
+    );
+    assert!(block_on(engine.outbox()).is_empty());
+}
+
+#[test]
+fn validation_rejection_dead_letters_at_once_and_discard_restores_the_view() {
+    let w = World::new();
+    let net = w.net("t1");
+    let engine = w.open(MemoryStore::new(), net.clone(), "t1");
+    block_on(engine.sync_now()).unwrap();
+    block_on(engine.patch("rooms", "room-1", f(json!({"status": "clean"})))).unwrap();
+    net.then(Step::Fail(TransportError::Refused {
+        code: ErrorCode::EventInvalid,
+        message: "payload.status: not allowed".into(),
+    }));
+    block_on(engine.push()).unwrap();
+    let dead = block_on(engine.dead_letters());
+    assert_eq!(dead.len(), 1, "no retries for a validation error");
+    assert_eq!(dead[0].attempts, 0);
+    block_on(engine.discard(dead[0].seq)).unwrap();
+    assert_eq!(
+        block_on(engine.get("rooms", "room-1"))
+            .unwrap()
+            .unwrap()
+            .fields["status"],
+        "dirty"
+    );
+    let audit = block_on(engine.audit(0, 100)).unwrap();
+    assert!(audit.iter().any(|a| a.event == AuditEvent::Discarded));
+}
+
+#[test]
+fn a_failed_commit_leaves_nothing_behind_and_the_engine_recovers() {
+    let w = World::new();
+    let net = w.net("t1");
+    let store = FailingStore::new(MemoryStore::new());
+    let engine = w.open(store.clone(), net.clone(), "t1");
+    block_on(engine.sync_now()).unwrap();
+    store.fail_nth_commit(1);
+    let err = block_on(engine.patch("rooms", "room-1", f(json!({"status": "clean"})))).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::StorageFailed);
+    assert!(block_on(engine.outbox()).is_empty());
+    assert_eq!(
+        block_on(engine.get("rooms", "room-1"))
+            .unwrap()
+            .unwrap()
+            .fields["status"],
+        "dirty"
+    );
+    // The push result fails to commit: the server applied, the client did not record it.
+    block_on(engine.patch("rooms", "room-1", f(json!({"status": "clean"})))).unwrap();
+    store.fail_nth_commit(1);
+    assert_eq!(
+        block_on(engine.push()).unwrap_err().code(),
+        ErrorCode::StorageFailed
+    );
+    assert_eq!(
+        block_on(engine.outbox()).len(),
+        1,
+        "still queued after the failed commit"
+    );
+    block_on(engine.sync_now()).unwrap();
+    assert!(block_on(engine.outbox()).is_empty());
+    assert_eq!(w.applied_ops().len(), 1);
+}
+
+#[test]
+fn a_store_that_cannot_be_read_shows_as_an_error_status() {
+    let w = World::new();
+    let store = FailingStore::new(MemoryStore::new());
+    let engine = w.open(store.clone(), w.net("t1"), "t1");
+    block_on(engine.sync_now()).unwrap();
+    store.fail_reads(true);
+    let err = block_on(engine.patch("rooms", "room-1", f(json!({"status": "clean"})))).unwrap_err();
+    // The store's own kind survives: the host can tell a vanished database.
+    assert_eq!(err.code(), ErrorCode::StoreGone);
+    assert!(
+        matches!(err, EngineError::Store(StoreError::Gone(_))),
+        "{err:?}"
+    );
+    let status = block_on(engine.status());
+    assert_eq!(status.phase, Phase::Error);
+    assert_eq!(status.code(), Some(ErrorCode::StoreGone));
+    store.fail_reads(false);
+    block_on(engine.patch("rooms", "room-1", f(json!({"status": "clean"})))).unwrap();
+    block_on(engine.sync_now()).unwrap();
+    assert_eq!(block_on(engine.status()).phase, Phase::Idle);
+}

@@ -1,0 +1,13 @@
+//! Scenario tests of the engine against the real server logic (in memory),
+//! through a transport whose failures each test scripts; one file per topic,
+//! the shared set-up in `common`.
+
+mod common;
+
+mod conflicts;
+mod delivery;
+mod failures;
+mod migrations;
+mod observability;
+mod pull;
+mod tabs;
