@@ -1,28 +1,7 @@
-//! Hashes shared by client and server: payload checksums, node ids and the
-//! bucketed reconcile digests.
+//! The bucketed reconcile digests, shared by client and server (the hash
+//! primitives are in [`crate::hash`]).
 
-use sha2::{Digest, Sha256};
-
-/// 64-bit FNV-1a. Stable across platforms and releases: it is part of the
-/// wire format (reconcile buckets and digests).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let out = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in out {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
+pub use crate::hash::{fnv1a64, sha256_hex};
 
 /// The reconcile bucket of an entity id, out of `buckets`.
 pub fn bucket_of(id: &str, buckets: u32) -> u32 {

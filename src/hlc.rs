@@ -94,7 +94,7 @@ impl HlcClock {
 
 /// A stable 32-bit node id for a client id.
 pub fn node_id(client_id: &str) -> u32 {
-    (crate::digest::fnv1a64(client_id.as_bytes()) >> 32) as u32
+    (crate::hash::fnv1a64(client_id.as_bytes()) >> 32) as u32
 }
 
 // Property tests run natively (proptest does not build for wasm32).

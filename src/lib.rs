@@ -58,11 +58,13 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod crypto;
 pub mod digest;
 pub mod engine;
 pub mod env;
 pub mod error_code;
+pub mod hash;
 pub mod hlc;
 pub mod migrate;
 pub mod outbox;

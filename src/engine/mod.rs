@@ -209,6 +209,11 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         &self.config
     }
 
+    /// The environment (clock and randomness).
+    pub fn env(&self) -> &E {
+        &self.env
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store

@@ -7,7 +7,6 @@
 //! beside this file (included in the package's `.d.ts`); methods name them
 //! instead of `any`.
 
-use super::commands::{ApiError, Command};
 use super::env::BrowserEnv;
 use super::keys::KeySource;
 use super::listeners::{to_js, Interest};
@@ -15,6 +14,7 @@ use super::navigator;
 use super::session::{Session, SessionConfig};
 use super::store::IdbStore;
 use super::transport::FetchTransport;
+use crate::client::{ClientError as ApiError, Command};
 use crate::crypto::KdfParams;
 use crate::engine::{EngineConfig, Resolution};
 use crate::policy::ConflictPolicy;

@@ -1,7 +1,7 @@
 //! The page's callbacks (`subscribe`, `onStatus`) and the delivery of
 //! engine events to them.
 
-use super::commands::ApiError;
+use crate::client::ClientError as ApiError;
 use crate::status::{Event, Filter};
 use js_sys::Function;
 use serde::Serialize;

@@ -3,17 +3,16 @@
 //! wasm-bindgen API that the npm package in `pkg/` exposes.
 //!
 //! - `api`: the JS surface (`TideSync`), argument conversion only;
-//! - `commands`: the commands a page sends and the one function running them;
+//! - the commands and the scheduler are the core's (`crate::client`);
 //! - `session`: leading or following, the engine's lifetime in this tab;
 //! - `tabs`: the Web Lock, the tab channel and its messages;
 //! - `listeners`: the page's callbacks; `navigator`: network and DOM helpers;
-//! - `sync_loop`: the leader's background sync;
+//! - `sync_loop`: the browser's timer and probe for the core's scheduler;
 //! - `store`, `schema`, `keys`, `idb`: the encrypted IndexedDB store;
 //! - `transport`, `env`: fetch and the clock.
 
 pub mod api;
 mod bench;
-mod commands;
 pub mod env;
 mod idb;
 pub mod keys;

@@ -86,3 +86,9 @@ pub(crate) enum Codec {
     Plain,
     Sealed(RefCell<StoreCipher>),
 }
+
+impl From<OpenError> for crate::client::ClientError {
+    fn from(e: OpenError) -> Self {
+        crate::client::ClientError::new(e.code(), e.to_string())
+    }
+}

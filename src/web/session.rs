@@ -3,14 +3,14 @@
 //! the leader over the tab channel and hears the leader's events). When the
 //! leader closes, a follower takes the lock and opens the engine.
 
-use super::commands::{execute, ApiError, Command, WebEngine};
 use super::env::BrowserEnv;
 use super::listeners::Listeners;
 use super::navigator::{self, DomListeners};
 use super::store::IdbStore;
-use super::sync_loop;
+use super::sync_loop::BrowserHost;
 use super::tabs::{self, Leadership, Rpc, TabChannel, TabMessage};
 use super::transport::FetchTransport;
+use crate::client::{execute, ClientError as ApiError, Command};
 use crate::engine::{Engine, EngineConfig};
 use crate::error_code::ErrorCode;
 use crate::status::Filter;
@@ -21,6 +21,9 @@ use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use wasm_bindgen_futures::spawn_local;
+
+/// The engine as the browser runs it.
+pub(crate) type WebEngine = Engine<IdbStore, FetchTransport, BrowserEnv>;
 
 /// How long a follower waits for the leader's answer.
 const LEADER_TIMEOUT_MS: u32 = 15_000;
@@ -226,13 +229,13 @@ impl Session {
             *self.wake.borrow_mut() = Some(tx);
             let weak = Rc::downgrade(self);
             let alive = move || weak.upgrade().is_some_and(|s| !s.closed.get());
-            spawn_local(sync_loop::run(
-                engine,
-                c.transport.clone(),
-                rx,
-                c.pull_interval_ms,
-                alive,
-            ));
+            let host = BrowserHost {
+                transport: c.transport.clone(),
+            };
+            let interval = u64::from(c.pull_interval_ms);
+            spawn_local(async move {
+                crate::client::scheduler::run(&engine, &host, rx, interval, alive).await;
+            });
         }
         Ok(())
     }

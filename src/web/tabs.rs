@@ -5,7 +5,7 @@
 //! Web Locks and BroadcastChannel are declared here with a small extern
 //! block (web-sys keeps `LockManager` behind its unstable APIs).
 
-use super::commands::{ApiError, Command};
+use crate::client::{ClientError as ApiError, Command};
 use futures::channel::oneshot;
 use js_sys::{Object, Promise, Reflect};
 use std::cell::RefCell;

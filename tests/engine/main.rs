@@ -10,4 +10,5 @@ mod failures;
 mod migrations;
 mod observability;
 mod pull;
+mod scheduler;
 mod tabs;

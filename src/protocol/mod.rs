@@ -3,10 +3,18 @@
 //! PROTOCOL.md documents the HTTP mapping. Every type here is plain serde
 //! data; the rules that both sides must agree on (how a mutation changes an
 //! entity, what makes a mutation valid, how a payload is checksummed) are
-//! functions in this module too, so that they exist exactly once.
+//! functions in this module too, so that they exist exactly once:
+//! [`apply`] (merge patches and how a mutation changes an entity) and
+//! [`validate`] (envelope limits and checks).
 
-use crate::digest::sha256_hex;
+mod apply;
+mod validate;
+
+pub use apply::{apply_mutation, diff_patch, merge_patch, ApplyError};
+pub use validate::{valid_collection_name, validate_mutation, Limits};
+
 use crate::error_code::ErrorCode;
+use crate::hash::sha256_hex;
 use crate::hlc::Hlc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,25 +46,24 @@ impl fmt::Display for Cursor {
 pub struct OpId(pub String);
 
 impl OpId {
-    /// A ULID from a millisecond timestamp and 80 random bits.
+    /// A ULID (the `ulid` crate) from a millisecond timestamp (its low 48
+    /// bits) and 80 random bits, in its canonical 26-character form.
     pub fn from_parts(ms: u64, random: u128) -> OpId {
-        const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-        let value: u128 = (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (random & ((1 << 80) - 1));
-        let mut out = [0u8; 26];
-        for (i, slot) in out.iter_mut().enumerate() {
-            let shift = 125 - 5 * i as u32;
-            *slot = ALPHABET[((value >> shift) & 0x1F) as usize];
-        }
-        OpId(String::from_utf8(out.to_vec()).expect("ascii"))
+        let ulid = ulid::Ulid::from_parts(ms & 0xFFFF_FFFF_FFFF, random & ((1 << 80) - 1));
+        OpId(ulid.to_string())
     }
 
-    /// Whether the text is a well-formed ULID.
+    /// Whether the text is a ULID in canonical form (26 characters of
+    /// Crockford base32, upper case, at most `7ZZZZZZZZZZZZZZZZZZZZZZZZZ`).
     pub fn is_valid(&self) -> bool {
-        let b = self.0.as_bytes();
-        b.len() == 26
-            && b[0] <= b'7'
-            && b.iter()
-                .all(|c| b"0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(c))
+        ulid::Ulid::from_string(&self.0).is_ok_and(|u| u.to_string() == self.0)
+    }
+
+    /// The millisecond timestamp of a valid id.
+    pub fn timestamp_ms(&self) -> Option<u64> {
+        ulid::Ulid::from_string(&self.0)
+            .ok()
+            .map(|u| u.timestamp_ms())
     }
 
     /// The text form.
@@ -371,223 +378,6 @@ pub struct ReconcileResponse {
     pub at: Cursor,
 }
 
-/// Why a mutation cannot be applied to a state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApplyError {
-    /// Stable code.
-    pub code: ErrorCode,
-    /// Message naming what was wrong.
-    pub message: String,
-}
-
-/// Applies a JSON merge patch (RFC 7386) to `target`.
-pub fn merge_patch(target: &mut Fields, patch: &Fields) {
-    for (k, v) in patch {
-        match v {
-            Value::Null => {
-                target.remove(k);
-            }
-            Value::Object(inner) => {
-                let slot = target
-                    .entry(k.clone())
-                    .or_insert_with(|| Value::Object(Fields::new()));
-                if !slot.is_object() {
-                    *slot = Value::Object(Fields::new());
-                }
-                if let Value::Object(obj) = slot {
-                    merge_patch(obj, inner);
-                }
-            }
-            other => {
-                target.insert(k.clone(), other.clone());
-            }
-        }
-    }
-}
-
-/// The merge patch that turns `from` into `to` (top-level fields).
-pub fn diff_patch(from: &Fields, to: &Fields) -> Fields {
-    let mut patch = Fields::new();
-    for (k, v) in to {
-        if from.get(k) != Some(v) {
-            patch.insert(k.clone(), v.clone());
-        }
-    }
-    for k in from.keys() {
-        if !to.contains_key(k) {
-            patch.insert(k.clone(), Value::Null);
-        }
-    }
-    patch
-}
-
-/// How a mutation changes an entity: the one rule the server and every
-/// client's local view use. `current` is the state before (absent: never
-/// existed); the result carries `version` and the mutation's HLC and op.
-pub fn apply_mutation(
-    current: Option<&EntityState>,
-    m: &Mutation,
-    version: u64,
-) -> Result<EntityState, ApplyError> {
-    let live = current.filter(|s| !s.deleted);
-    let fields = match m.kind {
-        MutationKind::Create | MutationKind::Append => {
-            if live.is_some() {
-                return Err(ApplyError {
-                    code: ErrorCode::AlreadyExists,
-                    message: format!("entity {} already exists", m.key()),
-                });
-            }
-            m.payload.clone().unwrap_or_default()
-        }
-        MutationKind::Patch => {
-            let Some(s) = live else {
-                return Err(ApplyError {
-                    code: ErrorCode::NotFound,
-                    message: format!("entity {} does not exist", m.key()),
-                });
-            };
-            let mut f = s.fields.clone();
-            if let Some(p) = &m.payload {
-                merge_patch(&mut f, p);
-            }
-            f
-        }
-        MutationKind::Delete => {
-            if live.is_none() {
-                return Err(ApplyError {
-                    code: ErrorCode::NotFound,
-                    message: format!("entity {} does not exist", m.key()),
-                });
-            }
-            Fields::new()
-        }
-    };
-    Ok(EntityState {
-        collection: m.collection.clone(),
-        id: m.entity_id.clone(),
-        version,
-        fields,
-        deleted: m.kind == MutationKind::Delete,
-        updated_at: m.hlc,
-        last_op: Some(m.op_id.clone()),
-    })
-}
-
-/// Limits a mutation must respect.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Longest collection name.
-    pub max_collection_len: usize,
-    /// Longest entity id.
-    pub max_id_len: usize,
-    /// Largest serialized payload, in bytes.
-    pub max_payload_bytes: usize,
-    /// Schema versions accepted: `min..=max`.
-    pub schema_versions: (u32, u32),
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_collection_len: 64,
-            max_id_len: 128,
-            max_payload_bytes: 64 * 1024,
-            schema_versions: (1, 1),
-        }
-    }
-}
-
-fn invalid(field: &str, message: impl fmt::Display) -> ApplyError {
-    ApplyError {
-        code: ErrorCode::EventInvalid,
-        message: format!("{field}: {message}"),
-    }
-}
-
-/// Whether a collection name is well formed: `[a-z0-9_-]`, starting with a letter.
-pub fn valid_collection_name(name: &str, max_len: usize) -> bool {
-    !name.is_empty()
-        && name.len() <= max_len
-        && name.as_bytes()[0].is_ascii_lowercase()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-/// Checks a mutation envelope: every field well formed, the payload present
-/// exactly where its kind needs one, the checksum right and the schema
-/// version supported. The error message names the offending field.
-pub fn validate_mutation(m: &Mutation, limits: &Limits) -> Result<(), ApplyError> {
-    if !m.op_id.is_valid() {
-        return Err(invalid("op_id", "must be a 26-character ULID"));
-    }
-    for (field, value) in [
-        ("client_id", &m.client_id),
-        ("terminal_id", &m.terminal_id),
-        ("branch_id", &m.branch_id),
-    ] {
-        if value.is_empty() || value.len() > 128 {
-            return Err(invalid(field, "must be 1 to 128 characters"));
-        }
-    }
-    if !valid_collection_name(&m.collection, limits.max_collection_len) {
-        return Err(invalid(
-            "collection",
-            format_args!(
-                "must be 1 to {} characters of [a-z0-9_-], starting with a letter",
-                limits.max_collection_len
-            ),
-        ));
-    }
-    if m.entity_id.is_empty()
-        || m.entity_id.len() > limits.max_id_len
-        || m.entity_id.chars().any(char::is_control)
-    {
-        return Err(invalid(
-            "entity_id",
-            format_args!(
-                "must be 1 to {} characters without control characters",
-                limits.max_id_len
-            ),
-        ));
-    }
-    match (m.kind, &m.payload) {
-        (MutationKind::Delete, Some(_)) => {
-            return Err(invalid("payload", "must be absent for delete"))
-        }
-        (MutationKind::Delete, None) => {}
-        (_, None) => return Err(invalid("payload", "is required for this kind")),
-        (_, Some(p)) => {
-            let size = serde_json::to_vec(p).map(|v| v.len()).unwrap_or(usize::MAX);
-            if size > limits.max_payload_bytes {
-                return Err(ApplyError {
-                    code: ErrorCode::PayloadTooLarge,
-                    message: format!(
-                        "payload: {size} bytes exceeds the limit of {}",
-                        limits.max_payload_bytes
-                    ),
-                });
-            }
-        }
-    }
-    let (lo, hi) = limits.schema_versions;
-    if m.schema_version < lo || m.schema_version > hi {
-        return Err(ApplyError {
-            code: ErrorCode::SchemaUnsupported,
-            message: format!(
-                "schema_version: {} is outside the supported range {lo}..={hi}",
-                m.schema_version
-            ),
-        });
-    }
-    let expected = payload_checksum(&m.collection, &m.entity_id, m.kind, m.payload.as_ref());
-    if m.checksum != expected {
-        return Err(invalid("checksum", "does not match the canonical payload"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,6 +394,37 @@ mod tests {
         assert!(a.is_valid() && b.is_valid());
         assert!(a < b);
         assert!(!OpId("not-a-ulid".into()).is_valid());
+        // Only the canonical form: lower case and overflow are refused.
+        assert!(!OpId(a.0.to_lowercase()).is_valid());
+        assert!(!OpId("8ZZZZZZZZZZZZZZZZZZZZZZZZZ".into()).is_valid());
+        assert_eq!(a.timestamp_ms(), Some(1_700_000_000_000));
+    }
+
+    /// The hand-written encoder op ids were made with before the `ulid`
+    /// crate: queued mutations and stored entities carry its ids.
+    fn legacy_from_parts(ms: u64, random: u128) -> String {
+        const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let value: u128 = (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (random & ((1 << 80) - 1));
+        (0..26)
+            .map(|i| ALPHABET[((value >> (125 - 5 * i)) & 0x1F) as usize] as char)
+            .collect()
+    }
+
+    #[test]
+    fn ids_from_the_earlier_encoder_still_parse_and_match() {
+        // An id written by a terminal before the switch, from its queue.
+        let stored = OpId("01ARYZ6S41TSV4RRFFQ69G5FAV".into());
+        assert!(stored.is_valid());
+        assert_eq!(stored.timestamp_ms(), Some(1_469_918_176_385));
+        let mut state = 7u64;
+        for _ in 0..1000 {
+            let ms = crate::env::splitmix64(&mut state);
+            let r = (u128::from(crate::env::splitmix64(&mut state)) << 64)
+                | u128::from(crate::env::splitmix64(&mut state));
+            let id = OpId::from_parts(ms, r);
+            assert_eq!(id.0, legacy_from_parts(ms, r), "same text as before");
+            assert!(OpId(legacy_from_parts(ms, r)).is_valid());
+        }
     }
 
     #[test]

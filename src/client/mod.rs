@@ -1,58 +1,68 @@
-//! The commands a page can send to the engine, as they travel between tabs
-//! (JSON on the BroadcastChannel), and the one function that runs them.
+//! The host-neutral client layer: the commands a binding sends to the
+//! engine (the browser package, the Node addon), the one function that runs
+//! them, and the error every binding reports. A binding translates its
+//! arguments into a [`Command`] and a [`ClientError`] into its own error
+//! type; the sync scheduler is in [`scheduler`].
 
-use super::env::BrowserEnv;
-use super::store::{IdbStore, OpenError};
-use super::transport::FetchTransport;
+pub mod scheduler;
+
 use crate::engine::{Engine, EngineError, Resolution};
+use crate::env::Environment;
 use crate::error_code::ErrorCode;
 use crate::protocol::{EntityKey, Fields};
+use crate::store::{Store, StoreError};
+use crate::transport::Transport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The engine as the browser runs it.
-pub(crate) type WebEngine = Engine<IdbStore, FetchTransport, BrowserEnv>;
-
-/// An error on its way to JS: a stable code and a message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ApiError {
+/// An error on its way to a host: a stable code and a message (never
+/// payload data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ClientError {
+    /// The stable code.
     pub code: ErrorCode,
+    /// Detail for people.
     pub message: String,
 }
 
-impl ApiError {
+impl ClientError {
+    /// An error with a code.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
+        ClientError {
             code,
             message: message.into(),
         }
     }
 
+    /// `BAD_ARGUMENT`: an argument of the call is malformed.
     pub fn bad_argument(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadArgument, message)
     }
 
+    /// `INTERNAL`.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Self::new(ErrorCode::Internal, e.to_string())
     }
 }
 
-impl From<EngineError> for ApiError {
+impl From<EngineError> for ClientError {
     fn from(e: EngineError) -> Self {
-        ApiError::new(e.code(), e.message())
+        ClientError::new(e.code(), e.message())
     }
 }
 
-impl From<OpenError> for ApiError {
-    fn from(e: OpenError) -> Self {
-        ApiError::new(e.code(), e.to_string())
+impl From<StoreError> for ClientError {
+    fn from(e: StoreError) -> Self {
+        ClientError::new(e.code(), e.to_string())
     }
 }
 
-/// One engine call.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One engine call, as data: it can cross a tab channel or an IPC pipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub(crate) enum Command {
+#[allow(missing_docs)]
+pub enum Command {
     Create {
         collection: String,
         id: Option<String>,
@@ -102,7 +112,7 @@ pub(crate) enum Command {
 }
 
 impl Command {
-    /// Changes local state: the sync loop should look at the outbox.
+    /// Changes local state: the scheduler should look at the outbox.
     pub fn wakes_sync(&self) -> bool {
         matches!(
             self,
@@ -116,12 +126,15 @@ impl Command {
     }
 }
 
-fn to_value<T: Serialize>(v: T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(ApiError::internal)
+fn to_value<T: Serialize>(v: T) -> Result<Value, ClientError> {
+    serde_json::to_value(v).map_err(ClientError::internal)
 }
 
-/// Runs one command on the engine of this tab.
-pub(crate) async fn execute(engine: &WebEngine, command: Command) -> Result<Value, ApiError> {
+/// Runs one command on an engine; the answer is JSON.
+pub async fn execute<S: Store, T: Transport, E: Environment>(
+    engine: &Engine<S, T, E>,
+    command: Command,
+) -> Result<Value, ClientError> {
     match command {
         Command::Create {
             collection,

@@ -1,0 +1,26 @@
+//! Hash primitives with no other dependency in the crate: payload checksums
+//! (SHA-256), node ids and reconcile buckets (FNV-1a). A leaf module, so the
+//! protocol, the clock and the digests can all use it.
+
+use sha2::{Digest, Sha256};
+
+/// 64-bit FNV-1a. Stable across platforms and releases: it is part of the
+/// wire format (reconcile buckets and digests).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let out = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in out {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
