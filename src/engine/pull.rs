@@ -141,8 +141,12 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     }
 
     /// The snapshot, page by page, until it is done; the progress is stored
-    /// with each page. `false` when a request failed (in the report).
+    /// with each page. While a page is applied (sealed and written), the
+    /// next one is already on its way. `false` when a request failed (in
+    /// the report).
     async fn pull_snapshot(&self, report: &mut SyncReport) -> Result<bool, EngineError> {
+        let limit = self.config.snapshot_page;
+        let mut prefetched: Option<(Option<EntityKey>, SnapshotPage)> = None;
         loop {
             let progress = self.state.lock().await.meta.snapshot.clone();
             let (at, after) = match progress {
@@ -150,11 +154,16 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 SnapshotProgress::NotStarted => (None, None),
                 SnapshotProgress::InProgress { at, after } => (Some(at), after),
             };
-            let request = SnapshotRequest {
-                after,
-                limit: self.config.snapshot_page,
+            // A page fetched ahead is used only if it is the one due now.
+            let page = match prefetched.take() {
+                Some((from, page)) if from == after => Ok(page),
+                _ => {
+                    self.transport
+                        .snapshot(SnapshotRequest { after, limit })
+                        .await
+                }
             };
-            let page = match self.transport.snapshot(request).await {
+            let page = match page {
                 Ok(p) => p,
                 Err(e) => {
                     let r = self
@@ -166,37 +175,58 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             };
             // The snapshot is consistent as of its first page's cursor.
             let at = at.unwrap_or(page.at);
-            let next = page.next;
-            let r = self
-                .apply_page(page.entities, |meta, now| {
-                    meta.snapshot = match next {
-                        Some(next) => SnapshotProgress::InProgress {
-                            at,
-                            after: Some(next),
-                        },
-                        None => {
-                            meta.cursor = Some(meta.cursor.unwrap_or_default().max(at));
-                            meta.snapshot_at_ms = Some(now);
-                            meta.verify_pending = true;
-                            SnapshotProgress::Done
-                        }
-                    };
-                })
-                .await?;
+            let next = page.next.clone();
+            let apply = self.apply_page(page.entities, |meta, now| {
+                meta.snapshot = match &next {
+                    Some(next) => SnapshotProgress::InProgress {
+                        at,
+                        after: Some(next.clone()),
+                    },
+                    None => {
+                        meta.cursor = Some(meta.cursor.unwrap_or_default().max(at));
+                        meta.snapshot_at_ms = Some(now);
+                        meta.verify_pending = true;
+                        SnapshotProgress::Done
+                    }
+                };
+            });
+            let r = match &next {
+                Some(n) => {
+                    let ahead = self.transport.snapshot(SnapshotRequest {
+                        after: Some(n.clone()),
+                        limit,
+                    });
+                    let (r, ahead) = futures::future::join(apply, ahead).await;
+                    match ahead {
+                        Ok(p) => prefetched = Some((Some(n.clone()), p)),
+                        // Asked again on the next round, which reports it.
+                        Err(_) => prefetched = None,
+                    }
+                    r?
+                }
+                None => apply.await?,
+            };
             self.state.lock().await.metrics.snapshot_pages += 1;
             report.absorb(r);
         }
     }
 
-    /// The change feed from the cursor, up to `max_pull_pages` pages.
+    /// The change feed from the cursor, up to `max_pull_pages` pages; the
+    /// next page is fetched while one is applied.
     async fn pull_changes(&self, report: &mut SyncReport) -> Result<Feed, EngineError> {
-        for _ in 0..self.config.max_pull_pages {
+        let limit = self.config.changes_page;
+        let mut prefetched: Option<(Cursor, Result<ChangesPage, TransportError>)> = None;
+        for round in 0..self.config.max_pull_pages {
             let since = self.state.lock().await.meta.cursor.unwrap_or_default();
-            let request = ChangesRequest {
-                since,
-                limit: self.config.changes_page,
+            let page = match prefetched.take() {
+                Some((from, page)) if from == since => page,
+                _ => {
+                    self.transport
+                        .changes(ChangesRequest { since, limit })
+                        .await
+                }
             };
-            let page = match self.transport.changes(request).await {
+            let page = match page {
                 Ok(p) if p.next < since => {
                     let e = TransportError::Server {
                         status: 0,
@@ -218,14 +248,22 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 }
             };
             let (next, has_more) = (page.next, page.has_more);
-            let r = self
-                .apply_page(page.changes, |meta, now| {
-                    meta.cursor = Some(next);
-                    if !has_more {
-                        meta.snapshot_at_ms = Some(now);
-                    }
-                })
-                .await?;
+            let apply = self.apply_page(page.changes, |meta, now| {
+                meta.cursor = Some(next);
+                if !has_more {
+                    meta.snapshot_at_ms = Some(now);
+                }
+            });
+            let r = if has_more && round + 1 < self.config.max_pull_pages {
+                let ahead = self
+                    .transport
+                    .changes(ChangesRequest { since: next, limit });
+                let (r, ahead) = futures::future::join(apply, ahead).await;
+                prefetched = Some((next, ahead));
+                r?
+            } else {
+                apply.await?
+            };
             self.state.lock().await.metrics.delta_runs += 1;
             report.absorb(r);
             if !has_more {
