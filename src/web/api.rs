@@ -47,10 +47,12 @@ fn value_to_js(v: &Value) -> Result<JsValue, JsValue> {
 }
 
 fn fields_from_js(v: JsValue, what: &str) -> Result<Fields, ApiError> {
-    serde_wasm_bindgen::from_value::<Value>(v)
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .ok_or_else(|| ApiError::bad_argument(format!("{what} must be a JSON object")))
+    match super::json::to_json(&v, what)? {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(ApiError::bad_argument(format!(
+            "{what} must be a JSON object"
+        ))),
+    }
 }
 
 fn key_source(key: &JsValue) -> Result<KeySource, ApiError> {
@@ -288,8 +290,12 @@ impl TideSync {
         id: String,
         #[wasm_bindgen(unchecked_param_type = "Resolution")] resolution: JsValue,
     ) -> Result<JsValue, JsValue> {
-        let resolution: Resolution = serde_wasm_bindgen::from_value(resolution)
-            .map_err(|e| ApiError::bad_argument(format!("resolution: {e}")).into_js())?;
+        let resolution: Resolution = super::json::to_json(&resolution, "resolution")
+            .and_then(|v| {
+                serde_json::from_value(v)
+                    .map_err(|e| ApiError::bad_argument(format!("resolution: {e}")))
+            })
+            .map_err(ApiError::into_js)?;
         self.run(Command::Resolve {
             collection,
             id,

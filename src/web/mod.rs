@@ -15,6 +15,7 @@ pub mod api;
 mod bench;
 pub mod env;
 mod idb;
+mod json;
 pub mod keys;
 mod listeners;
 mod navigator;

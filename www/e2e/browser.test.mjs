@@ -174,6 +174,20 @@ test('errors reach JS with a stable code', async () => {
       const db = await TideSync.open({ ...opts, key: { hostKey: new Uint8Array(32).fill(1) } });
       try { await db.patch('rooms', 'nope', { a: 1 }); } catch (e) { out.patchMissing = e.code; }
       try { await db.create('rooms', 'not an object'); } catch (e) { out.badFields = e.code; }
+      // Values JSON cannot hold are refused, naming the field; nothing is written.
+      await db.create('rooms', { status: 'dirty' }, 'j1');
+      const cyclic = { a: 1 }; cyclic.self = cyclic;
+      out.notJson = {};
+      for (const [name, value] of Object.entries({
+        date: { at: new Date() }, undef: { at: undefined }, nan: { n: NaN }, inf: { n: [1, Infinity] },
+        fn: { f: () => 1 }, map: { m: new Map() }, cycle: cyclic, big: { b: 10n },
+      })) {
+        try { await db.patch('rooms', 'j1', value); out.notJson[name] = 'accepted'; }
+        catch (e) { out.notJson[name] = `${e.code} ${e.message}`; }
+      }
+      const j1 = await db.get('rooms', 'j1');
+      out.j1 = j1 && j1.fields;
+      out.j1Patches = (await db.outbox()).filter((e) => e.mutation.entity_id === 'j1' && e.mutation.kind === 'patch').length;
       db.close();
       try { await TideSync.open({ ...opts, key: { hostKey: new Uint8Array(32).fill(2) } }); } catch (e) { out.wrongKey = e.code; }
       try { await TideSync.open({ ...opts, key: { plaintext: true } }); } catch (e) { out.noKey = e.code; }
@@ -199,6 +213,13 @@ test('errors reach JS with a stable code', async () => {
       return out;
     }, options('e2e-errors'));
     assert.equal(codes.badFields, 'BAD_ARGUMENT');
+    for (const [name, got] of Object.entries(codes.notJson)) {
+      assert.match(got, /^BAD_ARGUMENT patch\./, `${name} is refused naming the field: ${got}`);
+    }
+    assert.match(codes.notJson.date, /patch\.at: a Date is not JSON/);
+    assert.match(codes.notJson.cycle, /patch\.self: a cycle/);
+    assert.deepEqual(codes.j1, { status: 'dirty' }, 'nothing of a refused patch was written');
+    assert.equal(codes.j1Patches, 0, 'no refused patch was queued');
     assert.equal(codes.wrongKey, 'STORE_WRONG_KEY');
     assert.equal(codes.noKey, 'STORE_KEY_MISMATCH');
     assert.ok(typeof codes.patchMissing === 'string' && codes.patchMissing.length > 0, `patch of a missing entity: ${codes.patchMissing}`);
