@@ -30,6 +30,7 @@ export async function housekeeping(hostKey: Uint8Array): Promise<number> {
   const cleaned: LocalEntity = await db.patch('rooms', room.id, { status: 'clean', note: null });
   const maybe: LocalEntity | null = await db.get('rooms', 'r-1204');
   const all: LocalEntity[] = await db.query('rooms');
+  const next: LocalEntity[] = await db.query('rooms', { after: all[all.length - 1]?.id, limit: 50 });
   await db.append('sales', { total: 42.5, items: [{ sku: 'A1', qty: 2 }] });
 
   const unsubscribe: () => void = db.subscribe({ collection: 'rooms' }, (event: SyncEvent) => {

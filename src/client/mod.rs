@@ -15,6 +15,12 @@ use crate::transport::Transport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Entities a query returns when it names no `limit`.
+pub const DEFAULT_PAGE: usize = 1000;
+/// The largest `limit` of one query: no call returns a whole large
+/// collection at once.
+pub const MAX_PAGE: usize = 10_000;
+
 /// An error on its way to a host: a stable code and a message (never
 /// payload data).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -86,8 +92,13 @@ pub enum Command {
         collection: String,
         id: String,
     },
+    /// A page of a collection (see [`DEFAULT_PAGE`], [`MAX_PAGE`]).
     Query {
         collection: String,
+        #[serde(default)]
+        after: Option<String>,
+        #[serde(default)]
+        limit: Option<usize>,
     },
     Status,
     Metrics,
@@ -153,7 +164,22 @@ pub async fn execute<S: Store, T: Transport, E: Environment>(
             fields,
         } => to_value(engine.append(&collection, id.as_deref(), fields).await?),
         Command::Get { collection, id } => to_value(engine.get(&collection, &id).await?),
-        Command::Query { collection } => to_value(engine.query(&collection).await?),
+        Command::Query {
+            collection,
+            after,
+            limit,
+        } => {
+            let limit = limit.unwrap_or(DEFAULT_PAGE);
+            if limit == 0 || limit > MAX_PAGE {
+                return Err(ClientError::bad_argument(format!(
+                    "limit: between 1 and {MAX_PAGE}, not {limit}"
+                )));
+            }
+            let page = engine
+                .query_page(&collection, after.as_deref(), limit)
+                .await?;
+            to_value(page.entities)
+        }
         Command::Status => to_value(engine.status().await),
         Command::Metrics => to_value(engine.metrics().await),
         Command::SyncNow => to_value(engine.sync_now().await?),

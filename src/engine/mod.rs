@@ -39,7 +39,7 @@ mod write;
 
 pub use config::EngineConfig;
 pub use error::EngineError;
-pub use view::compute_view;
+pub use view::{compute_view, QueryPage};
 pub use write::Resolution;
 
 use crate::env::Environment;

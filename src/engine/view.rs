@@ -8,6 +8,15 @@ use crate::protocol::*;
 use crate::store::*;
 use crate::transport::Transport;
 
+/// One page of a query.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QueryPage {
+    /// Live entities, ordered by id.
+    pub entities: Vec<LocalEntity>,
+    /// Where the next page starts (`after`), `None` at the end.
+    pub next: Option<String>,
+}
+
 /// Replays `mutations` on `server` to give the local view.
 pub fn compute_view<'a>(
     key: &EntityKey,
@@ -64,6 +73,29 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             .filter_map(|r| r.view)
             .filter(|v| !v.deleted)
             .collect())
+    }
+
+    /// One page of a collection's live entities, ordered by id: those with an
+    /// id after `after`, at most `limit` records read (deleted ones are
+    /// skipped, so a page may hold fewer). The next page starts after the
+    /// returned `next`, `None` at the end.
+    pub async fn query_page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<QueryPage, EngineError> {
+        let limit = limit.max(1);
+        let records = self.store.scan_page(collection, after, limit).await?;
+        let next = (records.len() == limit)
+            .then(|| records.last().map(|r| r.key.id.clone()))
+            .flatten();
+        let entities = records
+            .into_iter()
+            .filter_map(|r| r.view)
+            .filter(|v| !v.deleted)
+            .collect();
+        Ok(QueryPage { entities, next })
     }
 
     /// The outbox: pending mutations and dead letters, in order.

@@ -274,6 +274,45 @@ pub async fn scan_is_per_collection_and_ordered<S: Store>(store: S) {
     assert_eq!(store.collections().await.unwrap(), vec!["rooms"]);
 }
 
+/// `scan_page` pages a collection by id: every record once, in order, and
+/// nothing of another collection.
+pub async fn scan_pages_a_collection_by_id<S: Store>(store: S) {
+    let ids: Vec<String> = (0..57).map(|i| format!("r{i:03}")).collect();
+    let mut ops: Vec<WriteOp> = ids
+        .iter()
+        .rev()
+        .map(|id| WriteOp::PutEntity(record("rooms", id, 1)))
+        .collect();
+    ops.push(WriteOp::PutEntity(record("roomsx", "a", 1)));
+    ops.push(WriteOp::PutEntity(record("room", "z", 1)));
+    commit(&store, ops).await;
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .scan_page("rooms", after.as_deref(), 10)
+            .await
+            .unwrap();
+        assert!(page.len() <= 10);
+        if page.is_empty() {
+            break;
+        }
+        for r in &page {
+            assert_eq!(r.key.collection, "rooms");
+            seen.push(r.key.id.clone());
+        }
+        after = page.last().map(|r| r.key.id.clone());
+    }
+    assert_eq!(seen, ids);
+    let tail = store.scan_page("rooms", Some("r050"), 100).await.unwrap();
+    assert_eq!(tail.len(), 6);
+    assert!(store
+        .scan_page("nothing", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// Audit entries page by `seq`.
 pub async fn audit_pages_by_seq<S: Store>(store: S) {
     let ops = (1..=25)
@@ -445,6 +484,7 @@ macro_rules! store_conformance_tests {
             audit_pages_by_seq,
             conflicts_are_keyed_by_entity,
             large_batch_round_trips,
+            scan_pages_a_collection_by_id,
             a_failed_commit_leaves_nothing
         );
     };

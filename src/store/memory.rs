@@ -107,6 +107,27 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn scan_page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EntityRecord>, StoreError> {
+        use std::ops::Bound;
+        let tables = self.lock();
+        let start = match after {
+            Some(a) => Bound::Excluded(EntityKey::new(collection, a)),
+            None => Bound::Included(EntityKey::new(collection, "")),
+        };
+        Ok(tables
+            .entities
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.collection == collection)
+            .take(limit)
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+
     async fn collections(&self) -> Result<Vec<String>, StoreError> {
         let mut out: Vec<String> = Vec::new();
         for k in self.lock().entities.keys() {
@@ -266,6 +287,15 @@ impl<S: Store> Store for FailingStore<S> {
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
         self.read_check()?;
         self.inner.scan(collection).await
+    }
+    async fn scan_page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EntityRecord>, StoreError> {
+        self.read_check()?;
+        self.inner.scan_page(collection, after, limit).await
     }
     async fn collections(&self) -> Result<Vec<String>, StoreError> {
         self.read_check()?;

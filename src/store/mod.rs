@@ -375,6 +375,21 @@ pub trait Store: SendOutsideWasm + SyncOutsideWasm {
     }
     /// Every entity record of a collection, ordered by id.
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError>;
+    /// One page of a collection: the records with an id after `after` (all
+    /// of them when `None`), ordered by id, at most `limit`. Backends whose
+    /// keys are ordered by id (memory, SQLite, packed pages) answer it
+    /// without reading the rest of the collection; the default reads it all.
+    async fn scan_page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EntityRecord>, StoreError> {
+        let mut all = self.scan(collection).await?;
+        all.retain(|r| after.is_none_or(|a| r.key.id.as_str() > a));
+        all.truncate(limit);
+        Ok(all)
+    }
     /// Whether the store can still be used, known without a read: `Err`
     /// when the backend learnt that it was closed, deleted or evicted. The
     /// status shows it as an error even when no call failed.

@@ -55,6 +55,35 @@ fn fields_from_js(v: JsValue, what: &str) -> Result<Fields, ApiError> {
     }
 }
 
+fn page_options(options: &JsValue) -> Result<(Option<String>, Option<usize>), ApiError> {
+    if options.is_undefined() || options.is_null() {
+        return Ok((None, None));
+    }
+    if !options.is_object() {
+        return Err(ApiError::bad_argument("options must be {after?, limit?}"));
+    }
+    let get = |k: &str| Reflect::get(options, &k.into()).unwrap_or(JsValue::UNDEFINED);
+    let after = match get("after") {
+        v if v.is_undefined() || v.is_null() => None,
+        v => Some(
+            v.as_string()
+                .ok_or_else(|| ApiError::bad_argument("options.after must be an id (string)"))?,
+        ),
+    };
+    let limit = match get("limit") {
+        v if v.is_undefined() || v.is_null() => None,
+        v => match v.as_f64() {
+            Some(n) if n.fract() == 0.0 && n >= 1.0 => Some(n as usize),
+            _ => {
+                return Err(ApiError::bad_argument(
+                    "options.limit must be a whole number >= 1",
+                ))
+            }
+        },
+    };
+    Ok((after, limit))
+}
+
 fn key_source(key: &JsValue) -> Result<KeySource, ApiError> {
     let get = |k: &str| Reflect::get(key, &k.into()).unwrap_or(JsValue::UNDEFINED);
     if !key.is_object() {
@@ -218,10 +247,25 @@ impl TideSync {
         self.run(Command::Get { collection, id }).await
     }
 
-    /// Every live entity of a collection, by id.
-    #[wasm_bindgen(unchecked_return_type = "LocalEntity[]")]
-    pub async fn query(&self, collection: String) -> Result<JsValue, JsValue> {
-        self.run(Command::Query { collection }).await
+    /// A page of a collection's live entities, by id: after `options.after`
+    /// (an id), at most `options.limit` (default 1000, at most 10000). The
+    /// next page starts after the last id returned.
+    /// (Its TypeScript signature, with `options` optional, is declared in
+    /// `tidesync.d.ts`.)
+    #[wasm_bindgen(skip_typescript)]
+    pub async fn query(
+        &self,
+        collection: String,
+        options: Option<js_sys::Object>,
+    ) -> Result<JsValue, JsValue> {
+        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        let (after, limit) = page_options(&options).map_err(ApiError::into_js)?;
+        self.run(Command::Query {
+            collection,
+            after,
+            limit,
+        })
+        .await
     }
 
     /// The sync pill's status.

@@ -92,5 +92,12 @@ export type SyncEvent =
   | { type: "changed"; key: EntityKey; entity: LocalEntity | null }
   | { type: "status"; status: Status }
   | { type: "alert"; code: ErrorCode; key: EntityKey; op_id: string | null; message: string };
+/** A page of a query: entities with an id after `after`, at most `limit` (default 1000, max 10000). */
+export interface PageOptions { after?: string; limit?: number; }
+/** Methods whose signature wasm-bindgen cannot write (an optional argument). */
+export interface TideSync {
+  /** A page of a collection's live entities, by id; the next page starts after the last id returned. */
+  query(collection: string, options?: PageOptions): Promise<LocalEntity[]>;
+}
 /** {} for everything, { collection } for one collection, { collection, id } for one entity. */
 export interface SubscriptionFilter { collection?: string; id?: string; }

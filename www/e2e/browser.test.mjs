@@ -185,6 +185,18 @@ test('errors reach JS with a stable code', async () => {
         try { await db.patch('rooms', 'j1', value); out.notJson[name] = 'accepted'; }
         catch (e) { out.notJson[name] = `${e.code} ${e.message}`; }
       }
+      for (const id of ['p1', 'p2', 'p3', 'p4', 'p5']) await db.create('pages', { n: id }, id);
+      const pages = [];
+      let after;
+      for (;;) {
+        const page = await db.query('pages', { after, limit: 2 });
+        if (page.length === 0) break;
+        pages.push(page.map((e) => e.id));
+        after = page[page.length - 1].id;
+      }
+      out.pages = pages;
+      try { await db.query('pages', { limit: 0 }); } catch (e) { out.badLimit = e.code; }
+      try { await db.query('pages', { limit: 100000 }); } catch (e) { out.hugeLimit = e.code; }
       const j1 = await db.get('rooms', 'j1');
       out.j1 = j1 && j1.fields;
       out.j1Patches = (await db.outbox()).filter((e) => e.mutation.entity_id === 'j1' && e.mutation.kind === 'patch').length;
@@ -213,6 +225,9 @@ test('errors reach JS with a stable code', async () => {
       return out;
     }, options('e2e-errors'));
     assert.equal(codes.badFields, 'BAD_ARGUMENT');
+    assert.deepEqual(codes.pages, [['p1', 'p2'], ['p3', 'p4'], ['p5']], 'query pages by id');
+    assert.equal(codes.badLimit, 'BAD_ARGUMENT');
+    assert.equal(codes.hugeLimit, 'BAD_ARGUMENT');
     for (const [name, got] of Object.entries(codes.notJson)) {
       assert.match(got, /^BAD_ARGUMENT patch\./, `${name} is refused naming the field: ${got}`);
     }
