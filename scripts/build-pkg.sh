@@ -23,7 +23,7 @@ cat > pkg/package.json <<JSON
   "type": "module",
   "main": "tidesync.js",
   "types": "tidesync.d.ts",
-  "files": ["tidesync_bg.wasm", "tidesync.js", "tidesync.d.ts", "tidesync_bg.wasm.d.ts"],
+  "files": ["tidesync_bg.wasm", "tidesync.js", "tidesync.d.ts", "tidesync_bg.wasm.d.ts", "snippets/"],
   "sideEffects": ["./snippets/*"]
 }
 JSON

@@ -63,6 +63,36 @@ pub fn store_error(e: &JsValue) -> StoreError {
     }
 }
 
+// The handlers live in JS and clear themselves when one fires: a Rust
+// `Closure::once_into_js` that never fires (the error handler of a request
+// that succeeded) is never freed, and it kept its request and result alive.
+#[wasm_bindgen(inline_js = r#"
+export function idb_request(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => { req.onsuccess = null; req.onerror = null; resolve(req.result); };
+    req.onerror = (e) => {
+      e.preventDefault();
+      req.onsuccess = null; req.onerror = null;
+      reject(req.error || { name: 'UnknownError', message: 'request failed' });
+    };
+  });
+}
+export function idb_completion(tx) {
+  return new Promise((resolve, reject) => {
+    const clear = () => { tx.oncomplete = null; tx.onabort = null; };
+    tx.oncomplete = () => { clear(); resolve(); };
+    tx.onabort = () => {
+      const e = tx.error || { name: 'AbortError', message: 'transaction aborted' };
+      clear(); reject(e);
+    };
+  });
+}
+"#)]
+extern "C" {
+    fn idb_request(req: &IdbRequest) -> Promise;
+    fn idb_completion(tx: &IdbTransaction) -> Promise;
+}
+
 /// Resolves with `request.result` on the next success event.
 pub async fn request(req: &IdbRequest) -> Result<JsValue, StoreError> {
     if req.ready_state() == web_sys::IdbRequestReadyState::Done {
@@ -71,50 +101,15 @@ pub async fn request(req: &IdbRequest) -> Result<JsValue, StoreError> {
             _ => req.result().map_err(|e| store_error(&e)),
         };
     }
-    let promise = Promise::new(&mut |resolve, reject| {
-        let r = req.clone();
-        let ok = Closure::once_into_js(move |_e: JsValue| {
-            let _ = resolve.call1(&JsValue::NULL, &r.result().unwrap_or(JsValue::UNDEFINED));
-        });
-        let r = req.clone();
-        let err = Closure::once_into_js(move |e: web_sys::Event| {
-            e.prevent_default();
-            let error = r
-                .error()
-                .ok()
-                .flatten()
-                .map(JsValue::from)
-                .unwrap_or(JsValue::NULL);
-            let _ = reject.call1(&JsValue::NULL, &error);
-        });
-        req.set_onsuccess(Some(ok.unchecked_ref()));
-        req.set_onerror(Some(err.unchecked_ref()));
-    });
-    JsFuture::from(promise).await.map_err(|e| store_error(&e))
+    JsFuture::from(idb_request(req))
+        .await
+        .map_err(|e| store_error(&e))
 }
 
 /// Resolves when the transaction completes; rejects if it errors or aborts.
 /// Create this future right after issuing the requests and await it once.
 pub fn completion(tx: &IdbTransaction) -> JsFuture {
-    let promise = Promise::new(&mut |resolve, reject| {
-        let ok = Closure::once_into_js(move |_e: JsValue| {
-            let _ = resolve.call0(&JsValue::NULL);
-        });
-        let t = tx.clone();
-        let reject2 = reject.clone();
-        let abort = Closure::once_into_js(move |_e: JsValue| {
-            let error = t.error().map(JsValue::from).unwrap_or_else(|| {
-                let o = Object::new();
-                let _ = Reflect::set(&o, &"name".into(), &"AbortError".into());
-                o.into()
-            });
-            let _ = reject2.call1(&JsValue::NULL, &error);
-        });
-        tx.set_oncomplete(Some(ok.unchecked_ref()));
-        tx.set_onabort(Some(abort.unchecked_ref()));
-        let _ = reject;
-    });
-    JsFuture::from(promise)
+    JsFuture::from(idb_completion(tx))
 }
 
 /// A transaction over `stores`; `strict` asks for durability "strict" (the
