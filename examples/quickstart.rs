@@ -25,8 +25,7 @@ fn main() -> Result<(), EngineError> {
         let config = EngineConfig::new("desk-1-install", "desk-1", "lobby")
             .with_policy("rooms", ConflictPolicy::MergeThreeWay)
             .with_policy("sales", ConflictPolicy::AppendOnly);
-        let engine =
-            Engine::open(MemoryStore::new(), transport, SystemEnv::default(), config).await?;
+        let engine = Engine::open(MemoryStore::new(), transport, SystemEnv, config).await?;
         engine
             .create("rooms", Some("101"), fields(json!({"status": "dirty"})))
             .await?;

@@ -447,12 +447,16 @@ async fn twenty_thousand_requests_leave_no_handlers_or_results_behind() {
     let name = unique("heap");
     let key = KeySource::HostKey(Zeroizing::new(vec![9u8; 32]));
     // Warm up (code, caches) before the baseline.
-    let warm = IdbStore::open(&unique("heap-warm"), KeySource::Plain).await.unwrap();
+    let warm = IdbStore::open(&unique("heap-warm"), KeySource::Plain)
+        .await
+        .unwrap();
     put(&warm, vec![WriteOp::PutEntity(secret_record("w"))]).await;
     warm.close();
     let before = heap_after_gc().await;
     let store = IdbStore::open(&name, key).await.unwrap();
-    let keys: Vec<EntityKey> = (0..100).map(|i| EntityKey::new("guests", format!("g{i}"))).collect();
+    let keys: Vec<EntityKey> = (0..100)
+        .map(|i| EntityKey::new("guests", format!("g{i}")))
+        .collect();
     for round in 0..100 {
         let ops = keys
             .iter()
