@@ -9,6 +9,10 @@ use zeroize::Zeroizing;
 
 const RING_VERSION: u8 = 1;
 const RING_AAD: &[u8] = b"tidesync/keyring/v1";
+/// Most PBKDF2-SHA256 iterations accepted from a stored envelope: a
+/// tampered count cannot hang the page (10M is ~7 s in Wasm).
+pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
 /// Minimum PBKDF2-SHA256 iterations for a passphrase (OWASP 2023).
 pub const MIN_PBKDF2_ITERATIONS: u32 = 600_000;
 
@@ -245,6 +249,11 @@ impl KeyEnvelope {
         let WrapKind::Passphrase { salt, iterations } = &self.wrap else {
             return Err(CipherError::WrongKey);
         };
+        if *iterations == 0 || *iterations > MAX_PBKDF2_ITERATIONS {
+            return Err(CipherError::Tampered(format!(
+                "the key envelope asks for {iterations} PBKDF2 iterations (1 to {MAX_PBKDF2_ITERATIONS})"
+            )));
+        }
         let kek = passphrase_kek(passphrase, salt, *iterations);
         self.unwrap_with(&kek)
     }
@@ -318,6 +327,21 @@ mod tests {
         assert!(matches!(
             KeyEnvelope::wrap_with_passphrase(&[1; 32], "pw", weak),
             Err(CipherError::WeakKdf(_))
+        ));
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_tampered_iteration_count_is_refused_before_any_derivation() {
+        let mut env =
+            KeyEnvelope::wrap_with_passphrase(&[1; 32], "pw", KdfParams::insecure_fast_for_tests())
+                .unwrap();
+        if let WrapKind::Passphrase { iterations, .. } = &mut env.wrap {
+            *iterations = u32::MAX;
+        }
+        assert!(matches!(
+            env.unwrap_with_passphrase("pw"),
+            Err(CipherError::Tampered(_))
         ));
     }
 
