@@ -40,6 +40,9 @@ pub struct Status {
     pub last_sync_at: Option<u64>,
     /// How long since the last successful exchange (ms): the drift age.
     pub drift_age_ms: Option<u64>,
+    /// A first snapshot has been applied completely (the local copy can
+    /// answer for the whole branch; see `waitForFirstSync`).
+    pub first_sync_done: bool,
 }
 
 impl Status {

@@ -60,6 +60,10 @@ export async function housekeeping(hostKey: Uint8Array): Promise<number> {
     }
   });
 
+  const firstSync: Status = await db.waitForFirstSync();
+  const done: boolean = firstSync.first_sync_done;
+  void done;
+
   try {
     const report: SyncReport = await db.syncNow();
     void report.acknowledged;

@@ -148,6 +148,7 @@ impl State {
             stale,
             last_sync_at: self.meta.last_sync_at_ms,
             drift_age_ms: self.meta.last_sync_at_ms.map(|t| now.saturating_sub(t)),
+            first_sync_done: self.meta.snapshot == SnapshotProgress::Done,
         }
     }
 }

@@ -386,14 +386,43 @@ impl TideSync {
         Ok(self.add_listener(Interest::Events(f), callback))
     }
 
-    /// Calls `callback` with each new status. Returns the function that
-    /// unsubscribes.
+    /// Calls `callback` with the current status at once, then with each new
+    /// status. Returns the function that unsubscribes.
     #[wasm_bindgen(js_name = onStatus, unchecked_return_type = "() => void")]
     pub fn on_status(
         &self,
         #[wasm_bindgen(unchecked_param_type = "(status: Status) => void")] callback: Function,
     ) -> JsValue {
-        self.add_listener(Interest::Status, callback)
+        let unsubscribe = self.add_listener(Interest::Status, callback.clone());
+        let session = self.session.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Ok(v) = session.call(Command::Status).await {
+                if let Ok(js) = to_js(&v) {
+                    if let Err(e) = callback.call1(&JsValue::NULL, &js) {
+                        web_sys::console::error_2(&"tidesync: a subscriber threw".into(), &e);
+                    }
+                }
+            }
+        });
+        unsubscribe
+    }
+
+    /// Resolves with the status once a first snapshot has been applied
+    /// completely (at once if it was, in this or an earlier session).
+    /// Rejects if this TideSync is closed first.
+    #[wasm_bindgen(js_name = waitForFirstSync, unchecked_return_type = "Status")]
+    pub async fn wait_for_first_sync(&self) -> Result<JsValue, JsValue> {
+        loop {
+            let v = self
+                .session
+                .call(Command::Status)
+                .await
+                .map_err(ApiError::into_js)?;
+            if v.get("first_sync_done") == Some(&Value::Bool(true)) {
+                return value_to_js(&v);
+            }
+            gloo_timers::future::TimeoutFuture::new(100).await;
+        }
     }
 
     /// This tab runs the engine and the sync (the others forward to it).

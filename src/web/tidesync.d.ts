@@ -78,6 +78,8 @@ export interface Status {
   phase: Phase; pending: number; conflicts: number; dead_letters: number;
   last_error: [ErrorCode, string] | null; stale: boolean;
   last_sync_at: number | null; drift_age_ms: number | null;
+  /** A first snapshot has been applied completely. */
+  first_sync_done: boolean;
 }
 export interface Metrics {
   queued: number; synced: number; retries: number; conflicts: number; dead_letters: number;

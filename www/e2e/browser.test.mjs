@@ -273,3 +273,29 @@ test('a full disk is QUOTA_EXCEEDED, shown in the status, and drops nothing', as
     fs.rmSync(profile, { recursive: true, force: true });
   }
 });
+
+test('onStatus delivers the current status at once; waitForFirstSync resolves after the first snapshot', async () => {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+  try {
+    const page = await openPage(await browser.newContext());
+    const got = await page.evaluate(async (opts) => {
+      const db = await TideSync.open(opts);
+      const first = await new Promise((resolve) => {
+        const off = db.onStatus((s) => { off(); resolve(s); });
+      });
+      const synced = await db.waitForFirstSync();
+      const again = await db.waitForFirstSync(); // at once now
+      db.close();
+      let closed;
+      try { await db.waitForFirstSync(); } catch (e) { closed = e.code; }
+      return { first, synced, again, closed };
+    }, options('e2e-first-sync'));
+    assert.equal(typeof got.first.phase, 'string', 'a status arrived without any change');
+    assert.equal(typeof got.first.first_sync_done, 'boolean');
+    assert.equal(got.synced.first_sync_done, true);
+    assert.equal(got.again.first_sync_done, true);
+    assert.equal(got.closed, 'INVALID_STATE');
+  } finally {
+    await browser.close();
+  }
+});
