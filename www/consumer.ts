@@ -3,6 +3,7 @@
 // drift from how an app uses them, or if they loosen to `any`.
 import init, {
   TideSync,
+  type AuditEntry,
   type ConflictRecord,
   type LocalEntity,
   type OpenOptions,
@@ -60,6 +61,12 @@ export async function housekeeping(hostKey: Uint8Array): Promise<number> {
     }
   });
 
+  const dead: OutboxEntry[] = await db.deadLetters();
+  if (dead.length > 0) await db.retry(dead[0].seq, { status: 'clean' }); // edit and retry
+  const retried: number = await db.retryAll();
+  void retried;
+  const audit: AuditEntry[] = await db.audit({ after: 0, limit: 50 });
+  if (audit[0]?.event.event === 'replaced_by') void audit[0].event.op_id;
   const firstSync: Status = await db.waitForFirstSync();
   const done: boolean = firstSync.first_sync_done;
   void done;

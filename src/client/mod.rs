@@ -114,6 +114,20 @@ pub enum Command {
     Discard {
         seq: u64,
     },
+    /// Edit-and-retry: a new op id with `payload` (none for a delete).
+    RetryEdited {
+        seq: u64,
+        payload: Option<Fields>,
+    },
+    RetryAll,
+    DiscardAll,
+    /// Local audit entries after `after`, at most `limit`.
+    Audit {
+        #[serde(default)]
+        after: u64,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
     Conflicts,
     Resolve {
         collection: String,
@@ -132,6 +146,8 @@ impl Command {
                 | Command::Delete { .. }
                 | Command::Append { .. }
                 | Command::Retry { .. }
+                | Command::RetryEdited { .. }
+                | Command::RetryAll
                 | Command::Resolve { .. }
         )
     }
@@ -188,6 +204,18 @@ pub async fn execute<S: Store, T: Transport, E: Environment>(
         Command::DeadLetters => to_value(engine.dead_letters().await),
         Command::Retry { seq } => to_value(engine.retry(seq).await?),
         Command::Discard { seq } => to_value(engine.discard(seq).await?),
+        Command::RetryEdited { seq, payload } => to_value(engine.retry_edited(seq, payload).await?),
+        Command::RetryAll => to_value(engine.retry_all().await?),
+        Command::DiscardAll => to_value(engine.discard_all().await?),
+        Command::Audit { after, limit } => {
+            let limit = limit.unwrap_or(DEFAULT_PAGE);
+            if limit == 0 || limit > MAX_PAGE {
+                return Err(ClientError::bad_argument(format!(
+                    "limit: between 1 and {MAX_PAGE}, not {limit}"
+                )));
+            }
+            to_value(engine.audit(after, limit).await?)
+        }
         Command::Conflicts => to_value(engine.conflicts().await),
         Command::Resolve {
             collection,

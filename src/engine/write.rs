@@ -219,6 +219,103 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         self.finish(&mut st, tx).await.map(|_| ())
     }
 
+    /// Edits a dead letter and sends it again: its payload becomes `payload`
+    /// (for a delete, none), under a NEW op id, due now with its attempts
+    /// reset, in the same place of its entity's chain. The old op id is
+    /// audited as replaced by the new one, so nothing is lost silently.
+    pub async fn retry_edited(&self, seq: u64, payload: Option<Fields>) -> Result<(), EngineError> {
+        let mut st = self.lock_fresh().await?;
+        let mut e = self.dead_letter_entry(&st, seq)?;
+        let now = self.env.now_ms();
+        let old = e.mutation.op_id.clone();
+        let mut m = e.mutation.clone();
+        if (m.kind == MutationKind::Delete) != payload.is_none() {
+            return Err(EngineError::rejected(
+                ErrorCode::BadArgument,
+                "a delete carries no payload; every other mutation needs one",
+            ));
+        }
+        m.op_id = self.new_ulid(now);
+        m.checksum = payload_checksum(&m.collection, &m.entity_id, m.kind, payload.as_ref());
+        m.payload = payload;
+        m.hlc = st.clock.tick(now);
+        m.schema_version = self.config.schema_version;
+        validate_mutation(&m, &self.config.limits)?;
+        let key = m.key();
+        let mut tx = Txn::default();
+        let rec = tx.record(&self.store, &key).await?;
+        tx.audit(
+            Some(&old),
+            &key,
+            AuditEvent::ReplacedBy {
+                op_id: m.op_id.clone(),
+            },
+        );
+        tx.audit(Some(&m.op_id), &key, AuditEvent::Queued);
+        e.mutation = m;
+        e.sent = false;
+        e.last_error = None;
+        crate::outbox::reset_for_retry(&mut e, now);
+        st.put_entry(&mut tx, e);
+        tx.put_record(rec);
+        self.finish(&mut st, tx).await.map(|_| ())
+    }
+
+    /// Retries every dead letter (in one transaction); how many.
+    pub async fn retry_all(&self) -> Result<usize, EngineError> {
+        let mut st = self.lock_fresh().await?;
+        let now = self.env.now_ms();
+        let dead: Vec<OutboxEntry> = st
+            .outbox
+            .iter()
+            .filter(|e| matches!(e.state, OutboxState::DeadLetter { .. }))
+            .cloned()
+            .collect();
+        let mut tx = Txn::default();
+        for mut e in dead.iter().cloned() {
+            crate::outbox::reset_for_retry(&mut e, now);
+            tx.audit(
+                Some(&e.mutation.op_id),
+                &e.mutation.key(),
+                AuditEvent::Retried,
+            );
+            st.put_entry(&mut tx, e);
+        }
+        self.finish(&mut st, tx).await.map(|_| dead.len())
+    }
+
+    /// Discards every dead letter (in one transaction, each audited); how many.
+    pub async fn discard_all(&self) -> Result<usize, EngineError> {
+        let mut st = self.lock_fresh().await?;
+        let dead: Vec<OutboxEntry> = st
+            .outbox
+            .iter()
+            .filter(|e| matches!(e.state, OutboxState::DeadLetter { .. }))
+            .cloned()
+            .collect();
+        let mut tx = Txn::default();
+        let keys: Vec<EntityKey> = dead.iter().map(|e| e.mutation.key()).collect();
+        tx.prefetch(&self.store, &keys).await?;
+        for e in &dead {
+            let key = e.mutation.key();
+            let rec = tx.record(&self.store, &key).await?;
+            st.remove_entry(&mut tx, e.seq);
+            tx.put_record(rec);
+            tx.audit(Some(&e.mutation.op_id), &key, AuditEvent::Discarded);
+        }
+        self.finish(&mut st, tx).await.map(|_| dead.len())
+    }
+
+    fn dead_letter_entry(&self, st: &State, seq: u64) -> Result<OutboxEntry, EngineError> {
+        st.outbox
+            .get(seq)
+            .filter(|e| matches!(e.state, OutboxState::DeadLetter { .. }))
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::rejected(ErrorCode::NotFound, format!("no dead letter {seq}"))
+            })
+    }
+
     /// Drops a dead letter; the entity's view is replayed without it.
     pub async fn discard(&self, seq: u64) -> Result<(), EngineError> {
         let mut st = self.lock_fresh().await?;

@@ -16,7 +16,7 @@ pub use memory::{FailingStore, MemoryStore};
 
 use crate::error_code::ErrorCode;
 use crate::hlc::Hlc;
-use crate::protocol::{Cursor, EntityKey, EntityState, Fields, Mutation};
+use crate::protocol::{Cursor, EntityKey, EntityState, Fields, Mutation, OpId};
 use crate::{SendOutsideWasm, SyncOutsideWasm};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -181,6 +181,12 @@ pub enum AuditEvent {
     },
     /// A person retried a dead letter.
     Retried,
+    /// A person edited a dead letter and sent it again as a new mutation
+    /// (`op_id`); this one will never be sent.
+    ReplacedBy {
+        /// The new mutation's op id.
+        op_id: OpId,
+    },
     /// A person discarded a dead letter.
     Discarded,
     /// Reconcile repaired this entity.

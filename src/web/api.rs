@@ -55,6 +55,16 @@ fn fields_from_js(v: JsValue, what: &str) -> Result<Fields, ApiError> {
     }
 }
 
+fn seq_from_js(seq: f64) -> Result<u64, ApiError> {
+    if seq.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&seq) {
+        Ok(seq as u64)
+    } else {
+        Err(ApiError::bad_argument(format!(
+            "{seq} is not a sequence number"
+        )))
+    }
+}
+
 fn page_options(options: &JsValue) -> Result<(Option<String>, Option<usize>), ApiError> {
     if options.is_undefined() || options.is_null() {
         return Ok((None, None));
@@ -304,12 +314,64 @@ impl TideSync {
         self.run(Command::DeadLetters).await
     }
 
-    /// Sends a dead letter again.
-    #[wasm_bindgen(unchecked_return_type = "undefined")]
-    pub async fn retry(&self, seq: f64) -> Result<JsValue, JsValue> {
-        self.run(Command::Retry { seq: seq as u64 })
-            .await
-            .map(|_| JsValue::UNDEFINED)
+    /// Sends a dead letter again; with `payload`, edited first, under a new
+    /// op id (the old one is audited as replaced). (TypeScript signature in
+    /// `tidesync.d.ts`.)
+    #[wasm_bindgen(skip_typescript)]
+    pub async fn retry(
+        &self,
+        seq: f64,
+        payload: Option<js_sys::Object>,
+    ) -> Result<JsValue, JsValue> {
+        let seq = seq_from_js(seq).map_err(ApiError::into_js)?;
+        let command = match payload {
+            None => Command::Retry { seq },
+            Some(p) if p.is_null() => Command::RetryEdited { seq, payload: None },
+            Some(p) => Command::RetryEdited {
+                seq,
+                payload: Some(fields_from_js(p.into(), "payload").map_err(ApiError::into_js)?),
+            },
+        };
+        self.run(command).await.map(|_| JsValue::UNDEFINED)
+    }
+
+    /// Retries every dead letter; resolves with how many.
+    #[wasm_bindgen(js_name = retryAll, unchecked_return_type = "number")]
+    pub async fn retry_all(&self) -> Result<JsValue, JsValue> {
+        self.run(Command::RetryAll).await
+    }
+
+    /// Discards every dead letter (each audited); resolves with how many.
+    #[wasm_bindgen(js_name = discardAll, unchecked_return_type = "number")]
+    pub async fn discard_all(&self) -> Result<JsValue, JsValue> {
+        self.run(Command::DiscardAll).await
+    }
+
+    /// Local audit entries after `options.after` (a seq), at most
+    /// `options.limit` (default 1000). (TypeScript signature in `tidesync.d.ts`.)
+    #[wasm_bindgen(skip_typescript)]
+    pub async fn audit(&self, options: Option<js_sys::Object>) -> Result<JsValue, JsValue> {
+        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        let after = if options.is_object() {
+            match Reflect::get(&options, &"after".into())
+                .ok()
+                .and_then(|v| v.as_f64())
+            {
+                Some(a) => seq_from_js(a).map_err(ApiError::into_js)?,
+                None => 0,
+            }
+        } else {
+            0
+        };
+        let limit = if options.is_object() {
+            Reflect::get(&options, &"limit".into())
+                .ok()
+                .and_then(|v| v.as_f64())
+                .map(|n| n as usize)
+        } else {
+            None
+        };
+        self.run(Command::Audit { after, limit }).await
     }
 
     /// Drops a dead letter (audited).

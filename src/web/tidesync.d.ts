@@ -100,6 +100,20 @@ export interface PageOptions { after?: string; limit?: number; }
 export interface TideSync {
   /** A page of a collection's live entities, by id; the next page starts after the last id returned. */
   query(collection: string, options?: PageOptions): Promise<LocalEntity[]>;
+  /** Sends a dead letter again; with `payload` (null for a delete) it is edited first and sent under a new op id. */
+  retry(seq: number, payload?: Fields | null): Promise<void>;
+  /** Local audit entries after `after` (a seq), at most `limit` (default 1000). */
+  audit(options?: { after?: number; limit?: number }): Promise<AuditEntry[]>;
+}
+export type AuditEvent =
+  | { event: "queued" } | { event: "applied"; version: number } | { event: "duplicate"; version: number }
+  | { event: "rebased"; onto: number } | { event: "superseded"; by_version: number }
+  | { event: "conflict_opened" } | { event: "conflict_resolved"; choice: string }
+  | { event: "dead_lettered"; code: ErrorCode } | { event: "retried" }
+  | { event: "replaced_by"; op_id: string } | { event: "discarded" }
+  | { event: "reconciled"; action: string };
+export interface AuditEntry {
+  seq: number; at_ms: number; op_id: string | null; key: EntityKey; event: AuditEvent;
 }
 /** {} for everything, { collection } for one collection, { collection, id } for one entity. */
 export interface SubscriptionFilter { collection?: string; id?: string; }

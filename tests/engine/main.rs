@@ -9,6 +9,7 @@ mod delivery;
 mod failures;
 mod migrations;
 mod observability;
+mod person;
 mod pull;
 mod scheduler;
 mod tabs;
