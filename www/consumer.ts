@@ -61,8 +61,8 @@ export async function housekeeping(hostKey: Uint8Array): Promise<number> {
     }
   });
 
-  const dead: OutboxEntry[] = await db.deadLetters();
-  if (dead.length > 0) await db.retry(dead[0].seq, { status: 'clean' }); // edit and retry
+  const letters: OutboxEntry[] = await db.deadLetters();
+  if (letters.length > 0) await db.retry(letters[0].seq, { status: 'clean' }); // edit and retry
   const retried: number = await db.retryAll();
   void retried;
   const audit: AuditEntry[] = await db.audit({ after: 0, limit: 50 });
