@@ -62,6 +62,7 @@ mod admin;
 pub mod auth;
 pub mod client;
 mod context;
+mod decode;
 mod error;
 pub mod http;
 pub mod in_process;
@@ -76,6 +77,7 @@ pub mod storage;
 pub mod store;
 
 pub use context::TerminalContext;
+pub use decode::decode_json;
 pub use error::ServiceError;
 pub use in_process::InProcessTransport;
 pub use memory::MemoryStore;
