@@ -11,7 +11,9 @@ use tidesync::store::{AuditEvent, FailingStore, MemoryStore, OutboxState};
 use tidesync::throttle::ConnectionHint;
 use tidesync::*;
 use tidesync_server::storage::Partition;
-use tidesync_server::{MemoryStore as ServerMemory, ServerPolicy, SyncService, TerminalContext};
+use tidesync_server::{
+    MemoryServerStore as ServerMemory, ServerPolicy, SyncService, TerminalContext,
+};
 
 type Server = SyncService<ServerMemory>;
 

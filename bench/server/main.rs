@@ -194,7 +194,7 @@ fn main() {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
         let store = SqliteStore::open(&path, sync).unwrap();
-        let f = rt.block_on(run(Backend::Sqlite(store), terminals, batches, batch));
+        let f = rt.block_on(run(Backend::new(store), terminals, batches, batch));
         eprintln!(
             "{name}: {:.0} mutations/s, {:.0} changes/s",
             f.ingest_per_s, f.pull_per_s
@@ -209,7 +209,7 @@ fn main() {
         let store = PgStore::temporary(&url, &schema).unwrap();
         rows.push((
             "PostgreSQL".to_owned(),
-            rt.block_on(run(Backend::Postgres(store), terminals, batches, batch)),
+            rt.block_on(run(Backend::new(store), terminals, batches, batch)),
         ));
     } else {
         eprintln!(

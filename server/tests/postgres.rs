@@ -30,10 +30,10 @@ mod pg_only {
     fn the_cursor_never_skips_a_late_commit_across_two_instances() {
         let url = pg_url();
         let schema = format!("ts_cursor_{}", std::process::id());
-        let a = Arc::new(SyncService::new(Backend::Postgres(
+        let a = Arc::new(SyncService::new(Backend::new(
             PgStore::temporary(&url, &schema).unwrap(),
         )));
-        let b = Arc::new(SyncService::new(Backend::Postgres(
+        let b = Arc::new(SyncService::new(Backend::new(
             PgStore::open_in_schema(&url, Some(&schema)).unwrap(),
         )));
         const WRITERS: u64 = 6;
@@ -138,7 +138,7 @@ async fn engine_offline_writes_flush_exactly_once_over_http() {
         tidesync_server::PgStore::temporary(&common::pg_url(), &schema).unwrap()
     });
     http_common::offline_writes_flush_exactly_once(tidesync_server::SyncService::new(
-        tidesync_server::Backend::Postgres(store),
+        tidesync_server::Backend::new(store),
     ))
     .await;
 }

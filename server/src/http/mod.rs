@@ -38,9 +38,9 @@ use crate::context::TerminalContext;
 use crate::decode::decode_json;
 use crate::error::ServiceError;
 use crate::service::SyncService;
-use crate::storage::{Partition, ServerStore};
-use crate::store::Backend;
+use crate::storage::{Backend, Partition, ServerStore};
 
+use tidesync::env::unix_now_ms;
 use tidesync::transport::http;
 /// The header a client may send to name the branch it means to sync; a
 /// branch other than its credential's is refused with 403.
@@ -314,7 +314,7 @@ async fn authorize(
     let mut log = LogFields::default();
     let key = bearer(headers).map(str::to_owned);
     let verdict = app
-        .blocking(move |app| auth::verify(app.service.store(), key.as_deref(), crate::now_ms()))
+        .blocking(move |app| auth::verify(app.service.store(), key.as_deref(), unix_now_ms()))
         .await?
         .map_err(|e| ApiError::new(e.into(), &log))?;
     let credential = match verdict {

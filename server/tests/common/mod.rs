@@ -52,9 +52,9 @@ pub fn store_of(kind: Kind) -> Backend {
         Kind::Memory => Backend::memory(),
         Kind::Sqlite => {
             let path = std::env::temp_dir().join(format!("{}.db", unique("tidesync_test")));
-            Backend::Sqlite(SqliteStore::temporary(path).expect("open SQLite"))
+            Backend::new(SqliteStore::temporary(path).expect("open SQLite"))
         }
-        Kind::Postgres => Backend::Postgres(
+        Kind::Postgres => Backend::new(
             PgStore::temporary(&pg_url(), &unique("ts_test")).expect("open PostgreSQL"),
         ),
     }

@@ -66,7 +66,7 @@ pub fn sqlite_backend() -> Backend {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    Backend::Sqlite(SqliteStore::temporary(path).unwrap())
+    Backend::new(SqliteStore::temporary(path).unwrap())
 }
 
 pub fn relaxed() -> HttpConfig {
