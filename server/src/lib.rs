@@ -72,6 +72,8 @@ pub mod reconcile;
 pub mod rules;
 mod service;
 pub mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use context::{Partition, TerminalContext};
 pub use decide::ServerPolicy;

@@ -154,10 +154,10 @@ impl SqliteStore {
 
     /// A store on a new file at `path` (an existing file is replaced) that
     /// deletes its files when dropped. For tests and benchmarks.
-    pub fn temporary(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+    pub fn temporary(path: impl AsRef<Path>, sync: SqliteSync) -> Result<Self, StorageError> {
         let path = path.as_ref();
         remove_files(path);
-        let mut store = Self::open(path, SqliteSync::Normal)?;
+        let mut store = Self::open(path, sync)?;
         store.remove_on_drop = true;
         Ok(store)
     }
