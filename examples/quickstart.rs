@@ -5,16 +5,14 @@ use serde_json::json;
 use std::sync::Arc;
 use tidesync::env::SystemEnv;
 use tidesync::*;
-use tidesync_server::{
-    InProcessTransport, MemoryStore as ServerStore, SyncService, TerminalContext,
-};
+use tidesync_server::{InProcessTransport, MemoryServerStore, SyncService, TerminalContext};
 
 fn fields(v: serde_json::Value) -> Fields {
     v.as_object().cloned().unwrap()
 }
 
 fn main() -> Result<(), EngineError> {
-    let server = Arc::new(SyncService::new(ServerStore::new()));
+    let server = Arc::new(SyncService::new(MemoryServerStore::new()));
     // Real apps use the browser's fetch transport or the native HTTP one.
     let transport = InProcessTransport::new(
         server.clone(),

@@ -16,7 +16,7 @@ use tidesync::store::{EntityRecord, LocalEntity, WriteBatch, WriteOp};
 use tidesync::*;
 use tidesync_server::storage::Partition;
 use tidesync_server::{
-    InProcessTransport, MemoryStore as ServerMemory, SyncService, TerminalContext,
+    InProcessTransport, MemoryServerStore as ServerMemory, SyncService, TerminalContext,
 };
 
 fn fields(v: serde_json::Value) -> Fields {

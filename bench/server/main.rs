@@ -8,16 +8,15 @@
 //! `BENCH_TERMINALS` (4), `BENCH_BATCHES` per terminal (50), `BENCH_BATCH`
 //! (100).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use tidesync::{
-    payload_checksum, ChangesPage, Hlc, Mutation, MutationKind, OpId, PushRequest, PushResponse,
+use tidesync::{ChangesPage, Mutation, MutationKind, OpId, PushResponse};
+use tidesync_server::http::HttpConfig;
+use tidesync_server::testing::{
+    mutation, push_request, temporary_postgres, temporary_sqlite, LoopbackServer,
 };
-use tidesync_server::auth::{self, CredentialStore};
-use tidesync_server::http::{self, AppState, HttpConfig};
-use tidesync_server::{Backend, PgStore, SqliteStore, SqliteSync, SyncService, TerminalContext};
+use tidesync_server::{Backend, SqliteSync, SyncService, TerminalContext};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -32,75 +31,44 @@ struct Figures {
     mutations: usize,
 }
 
-fn mutation(terminal: &str, t: usize, i: usize) -> Mutation {
-    let id = format!("{terminal}-{i}");
-    let payload = json!({"number": i, "status": "dirty", "floor": i % 10, "note": "bench"})
-        .as_object()
-        .cloned();
-    Mutation {
-        checksum: payload_checksum("rooms", &id, MutationKind::Create, payload.as_ref()),
-        op_id: OpId::from_parts(1_700_000_000_000 + i as u64, (t as u128) << 40 | i as u128),
-        client_id: format!("client-{terminal}"),
-        terminal_id: terminal.to_owned(),
-        branch_id: "b1".into(),
-        collection: "rooms".into(),
-        entity_id: id,
-        kind: MutationKind::Create,
-        payload,
-        base_version: 0,
-        hlc: Hlc {
-            wall_ms: 1_700_000_000_000,
-            counter: 0,
-            node: t as u32,
-        },
-        schema_version: 1,
-        offline: false,
-    }
+/// Mutation `i` of terminal number `t`: the creation of a room.
+fn create_room(terminal: &TerminalContext, t: usize, i: usize) -> Mutation {
+    let mut m = mutation(
+        terminal,
+        OpId::from_parts(1_700_000_000_000 + i as u64, (t as u128) << 40 | i as u128),
+        MutationKind::Create,
+        "rooms",
+        &format!("{}-{i}", terminal.terminal),
+        Some(json!({"number": i, "status": "dirty", "floor": i % 10, "note": "bench"})),
+        0,
+    );
+    m.hlc.node = t as u32;
+    m
 }
 
 async fn run(backend: Backend, terminals: usize, batches: usize, batch: usize) -> Figures {
-    let app = AppState::new(
-        SyncService::new(backend),
-        HttpConfig {
-            rate_per_sec: 0.0,
-            storage_workers: 8,
-            ..HttpConfig::default()
-        },
-    );
-    let mut keys = Vec::new();
-    for t in 0..terminals {
-        let (key, c) = auth::new_key(
-            TerminalContext::new("acme", "b1", format!("term{t}")),
-            tidesync_server::now_ms(),
-            None,
-        )
-        .unwrap();
-        tokio::task::block_in_place(|| app.service.store().put_credential(&c)).unwrap();
-        keys.push(key);
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, Arc::clone(&app), async move {
-        let _ = stopped.await;
-    }));
+    let config = HttpConfig {
+        rate_per_sec: 0.0,
+        storage_workers: 8,
+        ..HttpConfig::default()
+    };
+    let server = LoopbackServer::start(SyncService::new(backend), config, "127.0.0.1:0").await;
+    let base = server.base.clone();
+    let keys: Vec<String> = (0..terminals)
+        .map(|t| server.key("b1", &format!("term{t}")))
+        .collect();
     let client = reqwest::Client::new();
 
     // Bodies built up front: the clock measures the server, not the client's JSON.
     let bodies: Vec<Vec<Vec<u8>>> = (0..terminals)
         .map(|t| {
-            let terminal = format!("term{t}");
+            let terminal = TerminalContext::new("acme", "b1", format!("term{t}"));
             (0..batches)
                 .map(|b| {
                     let ms = (0..batch)
-                        .map(|i| mutation(&terminal, t, b * batch + i))
+                        .map(|i| create_room(&terminal, t, b * batch + i))
                         .collect();
-                    serde_json::to_vec(&PushRequest {
-                        protocol: 1,
-                        attempt: 0,
-                        mutations: ms,
-                    })
-                    .unwrap()
+                    serde_json::to_vec(&push_request(ms)).unwrap()
                 })
                 .collect()
         })
@@ -139,7 +107,7 @@ async fn run(backend: Backend, terminals: usize, batches: usize, batch: usize) -
     }
     let ingest = started.elapsed();
     let mutations = terminals * batches * batch;
-    assert_eq!(app.service.metrics().applied as usize, mutations);
+    assert_eq!(server.app.service.metrics().applied as usize, mutations);
 
     let started = Instant::now();
     let mut since = 0u64;
@@ -162,8 +130,7 @@ async fn run(backend: Backend, terminals: usize, batches: usize, batch: usize) -
     }
     let pull = started.elapsed();
     assert_eq!(pulled, mutations);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.shutdown().await;
     Figures {
         ingest_per_s: mutations as f64 / ingest.as_secs_f64(),
         pull_per_s: pulled as f64 / pull.as_secs_f64(),
@@ -183,33 +150,24 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let dir = std::env::temp_dir();
     let mut rows: Vec<(String, Figures)> = Vec::new();
     for (name, sync) in [
         ("SQLite (synchronous=full)", SqliteSync::Full),
         ("SQLite (synchronous=normal)", SqliteSync::Normal),
     ] {
-        let path = dir.join(format!("tidesync_bench_{}.db", std::process::id()));
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-        let store = SqliteStore::open(&path, sync).unwrap();
-        let f = rt.block_on(run(Backend::Sqlite(store), terminals, batches, batch));
+        let store = temporary_sqlite(sync);
+        let f = rt.block_on(run(Backend::new(store), terminals, batches, batch));
         eprintln!(
             "{name}: {:.0} mutations/s, {:.0} changes/s",
             f.ingest_per_s, f.pull_per_s
         );
         rows.push((name.to_owned(), f));
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
     }
     if let Ok(url) = std::env::var("TIDESYNC_BENCH_PG_URL") {
-        let schema = format!("ts_bench_{}", std::process::id());
-        let store = PgStore::temporary(&url, &schema).unwrap();
+        let store = temporary_postgres(&url);
         rows.push((
             "PostgreSQL".to_owned(),
-            rt.block_on(run(Backend::Postgres(store), terminals, batches, batch)),
+            rt.block_on(run(Backend::new(store), terminals, batches, batch)),
         ));
     } else {
         eprintln!(

@@ -10,7 +10,7 @@ use tidesync::{valid_collection_name, EntityKey, EntityState, Fields, Hlc};
 
 use crate::error::ServiceError;
 use crate::service::SyncService;
-use crate::storage::{AuditEntry, Partition, ServerStore, StorageError, StoreTx, StoredEntity};
+use crate::storage::{AuditRow, Partition, ServerStore, StorageError, StoreTx, StoredEntity};
 
 /// Writes `fields` to `key` (`None`: delete) in `tx`. Returns the new state,
 /// or `None` for the delete of an entity that is not live (nothing written).
@@ -40,7 +40,7 @@ fn admin_write(
         state: state.clone(),
         cursor,
     })?;
-    tx.put_audit(&AuditEntry {
+    tx.put_audit(&AuditRow {
         op_id: None,
         terminal: None,
         key: key.clone(),

@@ -9,28 +9,11 @@
 //! it is revoked or, if it has one, until its expiry.
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::context::TerminalContext;
 use crate::storage::StorageError;
-
-/// A stored credential (never the key itself).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Credential {
-    /// The public id of the key (safe to log).
-    pub key_id: String,
-    /// SHA-256 of the whole key, hex.
-    pub key_hash: String,
-    /// What the key grants.
-    pub context: TerminalContext,
-    /// When it was issued (ms since the Unix epoch).
-    pub created_at_ms: u64,
-    /// When it stops being valid, if ever.
-    pub expires_at_ms: Option<u64>,
-    /// When it was revoked, if it was.
-    pub revoked_at_ms: Option<u64>,
-}
+pub use crate::storage::{Credential, CredentialStore};
 
 /// Why a presented key is refused (all are 401 `SYNC_UNAUTHORIZED`; the
 /// reason goes to the log, the client gets one generic message).
@@ -56,18 +39,6 @@ impl AuthFailure {
             AuthFailure::Revoked => "revoked",
         }
     }
-}
-
-/// Where credentials are kept (the same database as the data).
-pub trait CredentialStore {
-    /// Stores a new credential.
-    fn put_credential(&self, credential: &Credential) -> Result<(), StorageError>;
-    /// The credential with this key hash.
-    fn credential(&self, key_hash: &str) -> Result<Option<Credential>, StorageError>;
-    /// Marks the key `key_id` revoked at `at_ms`; false if no such live key.
-    fn revoke_credential(&self, key_id: &str, at_ms: u64) -> Result<bool, StorageError>;
-    /// Revokes every live key of a terminal; returns how many.
-    fn revoke_terminal(&self, context: &TerminalContext, at_ms: u64) -> Result<u64, StorageError>;
 }
 
 /// SHA-256 of a presented key, hex.
@@ -104,7 +75,7 @@ pub fn new_key(
 
 /// Checks a presented key against the store.
 pub fn verify(
-    store: &impl CredentialStore,
+    store: &(impl CredentialStore + ?Sized),
     key: Option<&str>,
     now_ms: u64,
 ) -> Result<Result<Credential, AuthFailure>, StorageError> {

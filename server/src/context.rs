@@ -1,8 +1,9 @@
-//! Who is calling: what a terminal credential grants.
+//! Who is calling and what they may touch: the [`TerminalContext`] a
+//! credential grants and the [`Partition`] it scopes every read and write to.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
-
-use crate::storage::Partition;
 
 /// The identity a verified terminal credential grants: one terminal of one
 /// branch of one tenant. The service scopes every read and write to
@@ -34,5 +35,31 @@ impl TerminalContext {
     /// The partition the terminal reads and writes.
     pub fn partition(&self) -> Partition {
         Partition::new(&self.tenant, &self.branch)
+    }
+}
+
+/// The unit of isolation: one branch of one tenant. Each partition has its
+/// own change log and cursor; a terminal only ever reads and writes its own.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Partition {
+    /// The tenant (customer) id.
+    pub tenant: String,
+    /// The branch (shop, site) id within the tenant.
+    pub branch: String,
+}
+
+impl Partition {
+    /// A partition from its parts.
+    pub fn new(tenant: impl Into<String>, branch: impl Into<String>) -> Self {
+        Partition {
+            tenant: tenant.into(),
+            branch: branch.into(),
+        }
+    }
+}
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.branch)
     }
 }

@@ -4,7 +4,7 @@
 //! # Walkthrough
 //!
 //! A [`SyncService`] wraps a [`ServerStore`] (here the in-memory
-//! [`MemoryStore`]; SQLite and PostgreSQL backends implement the same
+//! [`MemoryServerStore`]; SQLite and PostgreSQL backends implement the same
 //! trait). Every call carries a [`TerminalContext`], what the caller's
 //! credential grants: one terminal of one branch of one tenant. The service
 //! reads and writes only that branch's [`Partition`], which has its own
@@ -24,9 +24,9 @@
 //!
 //! ```
 //! use tidesync::{payload_checksum, AckResult, Cursor, Hlc, Mutation, MutationKind, OpId, PushRequest};
-//! use tidesync_server::{MemoryStore, SyncService, TerminalContext};
+//! use tidesync_server::{MemoryServerStore, SyncService, TerminalContext};
 //!
-//! let service = SyncService::new(MemoryStore::new());
+//! let service = SyncService::new(MemoryServerStore::new());
 //! let ctx = TerminalContext::new("acme", "downtown", "till-1");
 //!
 //! let payload = serde_json::json!({"name": "Blue room"}).as_object().unwrap().clone();
@@ -62,31 +62,30 @@ mod admin;
 pub mod auth;
 pub mod client;
 mod context;
+mod decide;
+mod decode;
 mod error;
 pub mod http;
 pub mod in_process;
-pub mod memory;
 mod metrics;
-mod policy;
-mod push;
 pub mod reconcile;
 pub mod rules;
 mod service;
 pub mod storage;
-pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
-pub use context::TerminalContext;
+pub use context::{Partition, TerminalContext};
+pub use decide::ServerPolicy;
+pub use decode::decode_json;
 pub use error::ServiceError;
 pub use in_process::InProcessTransport;
-pub use memory::MemoryStore;
-pub use metrics::Metrics;
-pub use policy::ServerPolicy;
+pub use metrics::ServiceMetrics;
 pub use service::{Clock, ServiceConfig, SyncService};
 pub use storage::{
-    AuditEntry, Change, EntitiesAt, LedgerEntry, Partition, ServerStore, StorageError, StoreTx,
-    StoredEntity,
+    AuditRow, Backend, Change, EntitiesAt, LedgerEntry, MemoryServerStore, PgStore, ServerStore,
+    SqliteStore, SqliteSync, StorageBackend, StorageError, StoreTx, StoredEntity,
 };
-pub use store::{Backend, PgStore, SqliteStore, SqliteSync};
 
 /// Milliseconds since the Unix epoch, from the system clock (the core's
 /// one clock helper).

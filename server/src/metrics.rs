@@ -9,7 +9,7 @@ use tidesync::{AckResult, ErrorCode};
 
 /// A point-in-time copy of the service's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Metrics {
+pub struct ServiceMetrics {
     /// Mutations applied (synced).
     pub applied: u64,
     /// Mutations answered as duplicates (replays, append-only dedupe).
@@ -28,7 +28,7 @@ pub struct Metrics {
     pub storage_failures: u64,
 }
 
-impl Metrics {
+impl ServiceMetrics {
     /// All rejections, whatever the code.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
@@ -65,9 +65,9 @@ impl Recorder {
         }
     }
 
-    pub(crate) fn snapshot(&self) -> Metrics {
+    pub(crate) fn snapshot(&self) -> ServiceMetrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Metrics {
+        ServiceMetrics {
             applied: get(&self.applied),
             duplicates: get(&self.duplicates),
             conflicts: get(&self.conflicts),

@@ -172,7 +172,7 @@ impl FieldRule {
 
 /// Parses a rules file: `{collection: CollectionRules}`.
 pub fn parse_rules(json: &str) -> Result<BTreeMap<String, CollectionRules>, String> {
-    crate::http::decode_json(json.as_bytes()).map_err(|e| e.message)
+    crate::decode::decode_json(json.as_bytes()).map_err(|e| e.message)
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tidesync::{
     validate_mutation, AckResult, ChangesPage, ChangesRequest, Cursor, ErrorCode, Limits, Mutation,
@@ -13,10 +12,9 @@ use tidesync::{
 };
 
 use crate::context::TerminalContext;
+use crate::decide::{decide_mutation, ServerPolicy};
 use crate::error::ServiceError;
-use crate::metrics::{bump, Metrics, Recorder};
-use crate::policy::ServerPolicy;
-use crate::push::push_in_tx;
+use crate::metrics::{bump, Recorder, ServiceMetrics};
 use crate::reconcile;
 use crate::rules::CollectionRules;
 use crate::storage::{ServerStore, StorageError};
@@ -76,12 +74,6 @@ impl<S> fmt::Debug for SyncService<S> {
     }
 }
 
-fn system_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl<S: ServerStore> SyncService<S> {
     /// A service with the default configuration and the system clock.
     pub fn new(store: S) -> Self {
@@ -93,7 +85,7 @@ impl<S: ServerStore> SyncService<S> {
         SyncService {
             store,
             config,
-            clock: Arc::new(system_clock_ms),
+            clock: Arc::new(tidesync::env::unix_now_ms),
             metrics: Recorder::default(),
         }
     }
@@ -130,7 +122,7 @@ impl<S: ServerStore> SyncService<S> {
     }
 
     /// A copy of the counters.
-    pub fn metrics(&self) -> Metrics {
+    pub fn metrics(&self) -> ServiceMetrics {
         self.metrics.snapshot()
     }
 
@@ -207,7 +199,9 @@ impl<S: ServerStore> SyncService<S> {
                     .zip(&prechecked)
                     .map(|(m, pre)| match pre {
                         Some(result) => Ok(result.clone()),
-                        None => push_in_tx(tx, &ctx.terminal, m, self.policy(&m.collection), now),
+                        None => {
+                            decide_mutation(tx, &ctx.terminal, m, self.policy(&m.collection), now)
+                        }
                     })
                     .collect::<Result<Vec<_>, _>>()
             }))?

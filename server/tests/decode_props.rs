@@ -9,8 +9,8 @@ use axum::http::{Request, StatusCode};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tidesync::{payload_checksum, ErrorBody, MutationKind, PushResponse};
-use tidesync_server::auth::{self, CredentialStore};
 use tidesync_server::http::{self, AppState, HttpConfig};
+use tidesync_server::testing::issue_key;
 use tidesync_server::{Backend, SyncService, TerminalContext};
 use tower::ServiceExt;
 
@@ -29,8 +29,11 @@ fn harness() -> Harness {
             ..HttpConfig::default()
         },
     );
-    let (key, c) = auth::new_key(TerminalContext::new("acme", "b1", "t1"), 0, None).unwrap();
-    app.service.store().put_credential(&c).unwrap();
+    let key = issue_key(
+        app.service.store(),
+        TerminalContext::new("acme", "b1", "t1"),
+        None,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tidesync::{AckResult, ChangesPage, PushResponse};
 use tidesync_server::auth::CredentialStore;
 use tidesync_server::http::HttpConfig;
+use tidesync_server::testing::{issue_key, push_request};
 use tidesync_server::TerminalContext;
 
 /// One request of each `/v1` endpoint, with `key` (if any).
@@ -23,7 +24,7 @@ async fn every_endpoint(s: &Server, key: Option<&str>) -> Vec<reqwest::Response>
     };
     let reconcile = json!({"collection": "rooms", "buckets": 4});
     vec![
-        with_key(c.post(s.url("/v1/mutations")).json(&push_body(vec![])))
+        with_key(c.post(s.url("/v1/mutations")).json(&push_request(vec![])))
             .send()
             .await
             .unwrap(),
@@ -64,8 +65,8 @@ async fn missing_invalid_expired_and_revoked_keys_are_401_on_every_endpoint() {
     forged.push(if last == 'A' { 'B' } else { 'A' });
     assert_all_401(&s, Some(&forged), "forged").await;
 
-    let expired = issue(
-        &s.app,
+    let expired = issue_key(
+        s.app.service.store(),
         TerminalContext::new("acme", "b1", "t2"),
         Some(tidesync_server::now_ms() - 1),
     );
@@ -109,7 +110,13 @@ async fn another_branch_is_403_and_never_visible() {
     let resp: PushResponse = c
         .post(s.url("/v1/mutations"))
         .bearer_auth(&k1)
-        .json(&push_body(vec![mutation("b2", "t1", 1, "r1", room(1))]))
+        .json(&push_request(vec![create_room(
+            "b2",
+            "t1",
+            1,
+            "r1",
+            room(1),
+        )]))
         .send()
         .await
         .unwrap()
@@ -124,7 +131,13 @@ async fn another_branch_is_403_and_never_visible() {
     let resp = c
         .post(s.url("/v1/mutations"))
         .bearer_auth(&k2)
-        .json(&push_body(vec![mutation("b2", "t2", 2, "r2", room(2))]))
+        .json(&push_request(vec![create_room(
+            "b2",
+            "t2",
+            2,
+            "r2",
+            room(2),
+        )]))
         .send()
         .await
         .unwrap();
@@ -143,7 +156,13 @@ async fn another_branch_is_403_and_never_visible() {
     let resp: PushResponse = c
         .post(s.url("/v1/mutations"))
         .bearer_auth(&k1)
-        .json(&push_body(vec![mutation("b1", "t9", 3, "r3", room(3))]))
+        .json(&push_request(vec![create_room(
+            "b1",
+            "t9",
+            3,
+            "r3",
+            room(3),
+        )]))
         .send()
         .await
         .unwrap()
@@ -167,12 +186,12 @@ async fn oversized_bodies_are_413_payload_too_large() {
     .await;
     let key = s.key("b1", "t1");
     let big: Vec<_> = (0..20)
-        .map(|i| mutation("b1", "t1", i, &format!("r{i}"), room(i)))
+        .map(|i| create_room("b1", "t1", i, &format!("r{i}"), room(i)))
         .collect();
     let resp = client()
         .post(s.url("/v1/mutations"))
         .bearer_auth(&key)
-        .json(&push_body(big))
+        .json(&push_request(big))
         .send()
         .await
         .unwrap();
@@ -180,7 +199,7 @@ async fn oversized_bodies_are_413_payload_too_large() {
     assert_eq!(code_of(resp).await, "PAYLOAD_TOO_LARGE");
 
     // A small gzip body that inflates past the limit is refused too.
-    let mut padded = serde_json::to_vec(&push_body(vec![])).unwrap();
+    let mut padded = serde_json::to_vec(&push_request(vec![])).unwrap();
     padded.pop(); // the closing brace
     padded.extend_from_slice(b",\"pad\":\"");
     padded.extend(std::iter::repeat_n(b'x', 100_000));
@@ -207,8 +226,14 @@ async fn oversized_bodies_are_413_payload_too_large() {
 async fn gzip_request_bodies_are_accepted() {
     let s = start(relaxed()).await;
     let key = s.key("b1", "t1");
-    let body =
-        serde_json::to_vec(&push_body(vec![mutation("b1", "t1", 1, "r1", room(1))])).unwrap();
+    let body = serde_json::to_vec(&push_request(vec![create_room(
+        "b1",
+        "t1",
+        1,
+        "r1",
+        room(1),
+    )]))
+    .unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&body).unwrap();
     let resp = client()
@@ -271,7 +296,7 @@ async fn rate_limit_is_429_with_retry_after_per_terminal() {
 async fn the_same_op_in_flight_is_409_event_in_flight() {
     let s = start(relaxed()).await;
     let key = s.key("b1", "t1");
-    let m = mutation("b1", "t1", 1, "r1", room(1));
+    let m = create_room("b1", "t1", 1, "r1", room(1));
     let ctx = TerminalContext::new("acme", "b1", "t1");
     // Another request holds op 1 (as a concurrent push would).
     let guard = s.app.in_flight.claim(&ctx, [&m.op_id]).unwrap();
@@ -279,8 +304,8 @@ async fn the_same_op_in_flight_is_409_event_in_flight() {
         client()
             .post(s.url("/v1/mutations"))
             .bearer_auth(&key)
-            .json(&push_body(vec![
-                mutation("b1", "t1", 2, "r2", room(2)),
+            .json(&push_request(vec![
+                create_room("b1", "t1", 2, "r2", room(2)),
                 m.clone(),
             ]))
             .send()
@@ -307,7 +332,7 @@ async fn the_same_op_in_flight_is_409_event_in_flight() {
 async fn concurrent_replays_of_one_op_apply_it_once() {
     let s = start(relaxed()).await;
     let key = s.key("b1", "t1");
-    let body = push_body(vec![mutation("b1", "t1", 1, "r1", room(1))]);
+    let body = push_request(vec![create_room("b1", "t1", 1, "r1", room(1))]);
     let sends = (0..8).map(|_| {
         client()
             .post(s.url("/v1/mutations"))
@@ -334,7 +359,7 @@ async fn concurrent_replays_of_one_op_apply_it_once() {
 async fn validation_errors_are_400_event_invalid_naming_the_field() {
     let s = start(relaxed()).await;
     let key = s.key("b1", "t1");
-    let mut m = serde_json::to_value(mutation("b1", "t1", 1, "r1", room(1))).unwrap();
+    let mut m = serde_json::to_value(create_room("b1", "t1", 1, "r1", room(1))).unwrap();
     m["kind"] = json!("explode");
     let cases = [
         (
@@ -385,12 +410,12 @@ async fn validation_errors_are_400_event_invalid_naming_the_field() {
         assert!(b["message"].as_str().unwrap().contains(field), "{b}");
     }
     // A well-formed request with a bad envelope: a per-mutation rejection naming the field.
-    let mut bad = mutation("b1", "t1", 5, "r5", room(5));
+    let mut bad = create_room("b1", "t1", 5, "r5", room(5));
     bad.checksum = "0".repeat(64);
     let r: PushResponse = client()
         .post(s.url("/v1/mutations"))
         .bearer_auth(&key)
-        .json(&push_body(vec![bad]))
+        .json(&push_request(vec![bad]))
         .send()
         .await
         .unwrap()
@@ -417,15 +442,15 @@ async fn a_replay_gets_the_stored_result_and_a_changed_payload_is_event_duplicat
             r.acks[0].result.clone()
         }
     };
-    let m = mutation("b1", "t1", 1, "r1", room(1));
-    let first = push(push_body(vec![m.clone()])).await;
+    let m = create_room("b1", "t1", 1, "r1", room(1));
+    let first = push(push_request(vec![m.clone()])).await;
     let AckResult::Applied { version, cursor } = first else {
         panic!("{first:?}")
     };
-    let again = push(push_body(vec![m.clone()])).await;
+    let again = push(push_request(vec![m.clone()])).await;
     assert_eq!(again, AckResult::Duplicate { version, cursor });
-    let changed = mutation("b1", "t1", 1, "r1", json!({"number": 1, "status": "clean"}));
-    let refused = push(push_body(vec![changed])).await;
+    let changed = create_room("b1", "t1", 1, "r1", json!({"number": 1, "status": "clean"}));
+    let refused = push(push_request(vec![changed])).await;
     assert!(matches!(refused,
         AckResult::Rejected { code, .. } if code == tidesync::ErrorCode::EventDuplicate));
     assert_eq!(s.app.service.metrics().applied, 1);
@@ -436,9 +461,9 @@ async fn a_replay_gets_the_stored_result_and_a_changed_payload_is_event_duplicat
 async fn responses_are_compressed_when_asked() {
     let s = start(relaxed()).await;
     let key = s.key("b1", "t1");
-    let body = push_body(
+    let body = push_request(
         (0..50)
-            .map(|i| mutation("b1", "t1", i, &format!("r{i}"), room(i)))
+            .map(|i| create_room("b1", "t1", i, &format!("r{i}"), room(i)))
             .collect(),
     );
     client()
@@ -493,7 +518,13 @@ async fn health_and_metrics() {
     client()
         .post(s.url("/v1/mutations"))
         .bearer_auth(&key)
-        .json(&push_body(vec![mutation("b1", "t1", 1, "r1", room(1))]))
+        .json(&push_request(vec![create_room(
+            "b1",
+            "t1",
+            1,
+            "r1",
+            room(1),
+        )]))
         .send()
         .await
         .unwrap();
@@ -523,9 +554,9 @@ async fn health_and_metrics() {
 async fn shutdown_finishes_the_batch_in_progress() {
     let s = start(relaxed()).await;
     let key = s.key("b1", "t1");
-    let body = push_body(
+    let body = push_request(
         (0..400)
-            .map(|i| mutation("b1", "t1", i, &format!("r{i}"), room(i)))
+            .map(|i| create_room("b1", "t1", i, &format!("r{i}"), room(i)))
             .collect(),
     );
     let app = std::sync::Arc::clone(&s.app);
@@ -562,11 +593,11 @@ async fn storage_concurrency_is_bounded_by_the_worker_count() {
     let keys: Vec<String> = (0..8).map(|t| s.key("b1", &format!("t{t}"))).collect();
     let sends = keys.iter().enumerate().map(|(t, key)| {
         let terminal = format!("t{t}");
-        let body = push_body(
+        let body = push_request(
             (0..40)
                 .map(|i| {
                     let n = t as u64 * 1000 + i;
-                    mutation("b1", &terminal, n, &format!("r{n}"), room(n))
+                    create_room("b1", &terminal, n, &format!("r{n}"), room(n))
                 })
                 .collect(),
         );

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use http_common::*;
 use serde_json::{json, Value};
 use tidesync::PushResponse;
+use tidesync_server::testing::push_request;
 
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -44,10 +45,10 @@ async fn logs_carry_the_ids_and_never_payloads_or_keys() {
     let s = start(relaxed()).await;
     let key = s.key("b1", "t1");
     let secret = "SECRET-GUEST-NAME-4711";
-    let good = mutation("b1", "t1", 1, "r1", json!({"guest": secret}));
-    let mut bad = mutation("b1", "t1", 2, "r2", json!({"guest": secret}));
+    let good = create_room("b1", "t1", 1, "r1", json!({"guest": secret}));
+    let mut bad = create_room("b1", "t1", 2, "r2", json!({"guest": secret}));
     bad.checksum = "0".repeat(64);
-    let mut body = push_body(vec![good, bad.clone()]);
+    let mut body = push_request(vec![good, bad.clone()]);
     body.attempt = 3;
     let r: PushResponse = client()
         .post(s.url("/v1/mutations"))

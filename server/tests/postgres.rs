@@ -28,12 +28,12 @@ mod pg_only {
     /// this (a late commit falls behind a cursor already passed).
     #[test]
     fn the_cursor_never_skips_a_late_commit_across_two_instances() {
-        let url = pg_url();
+        let url = test_pg_url();
         let schema = format!("ts_cursor_{}", std::process::id());
-        let a = Arc::new(SyncService::new(Backend::Postgres(
+        let a = Arc::new(SyncService::new(Backend::new(
             PgStore::temporary(&url, &schema).unwrap(),
         )));
-        let b = Arc::new(SyncService::new(Backend::Postgres(
+        let b = Arc::new(SyncService::new(Backend::new(
             PgStore::open_in_schema(&url, Some(&schema)).unwrap(),
         )));
         const WRITERS: u64 = 6;
@@ -82,7 +82,7 @@ mod pg_only {
                     for i in 0..PER_WRITER {
                         let m = mutation(
                             &c,
-                            op(w * 10_000 + i + 1),
+                            op_id(w * 10_000 + i + 1),
                             MutationKind::Create,
                             "rooms",
                             &format!("w{w}-{i}"),
@@ -115,7 +115,7 @@ mod pg_only {
 
     #[test]
     fn a_database_newer_than_the_code_is_refused() {
-        let url = pg_url();
+        let url = test_pg_url();
         let schema = format!("ts_newer_{}", std::process::id());
         let store = PgStore::temporary(&url, &schema).unwrap();
         let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -133,12 +133,11 @@ mod pg_only {
 /// The engine end to end over HTTP with the server on PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_offline_writes_flush_exactly_once_over_http() {
-    let schema = format!("ts_e2e_{}", std::process::id());
     let store = http_common::blocking(|| {
-        tidesync_server::PgStore::temporary(&common::pg_url(), &schema).unwrap()
+        tidesync_server::testing::temporary_postgres(&common::test_pg_url())
     });
     http_common::offline_writes_flush_exactly_once(tidesync_server::SyncService::new(
-        tidesync_server::Backend::Postgres(store),
+        tidesync_server::Backend::new(store),
     ))
     .await;
 }

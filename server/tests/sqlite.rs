@@ -6,7 +6,7 @@ mod suite;
 const BACKEND: common::Kind = common::Kind::Sqlite;
 
 mod sqlite_only {
-    use tidesync_server::store::migrate;
+    use tidesync_server::storage::migrate;
     use tidesync_server::{SqliteStore, SqliteSync};
 
     fn path(name: &str) -> std::path::PathBuf {

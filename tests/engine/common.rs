@@ -12,7 +12,7 @@ pub use tidesync::throttle::ConnectionHint;
 pub use tidesync::*;
 pub use tidesync_server::storage::Partition;
 pub use tidesync_server::{
-    MemoryStore as ServerMemory, ServerPolicy, SyncService, TerminalContext,
+    MemoryServerStore as ServerMemory, ServerPolicy, SyncService, TerminalContext,
 };
 
 pub type Server = SyncService<ServerMemory>;

@@ -27,7 +27,7 @@ use tidesync::{
 };
 use tidesync_server::storage::Partition;
 use tidesync_server::{
-    MemoryStore as ServerMemory, ServerPolicy, ServerStore, ServiceError, SyncService,
+    MemoryServerStore as ServerMemory, ServerPolicy, ServerStore, ServiceError, SyncService,
     TerminalContext,
 };
 
@@ -937,7 +937,7 @@ impl<S: SimServer> Sim<S> {
         Ok(())
     }
 
-    fn partition_audit(&self, branch: &str) -> Vec<tidesync_server::storage::AuditEntry> {
+    fn partition_audit(&self, branch: &str) -> Vec<tidesync_server::storage::AuditRow> {
         self.server
             .service()
             .store()

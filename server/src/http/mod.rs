@@ -35,11 +35,12 @@ pub use self::limits::{InFlight, InFlightGuard, RateLimiter};
 pub use self::stats::HttpStats;
 use crate::auth::{self, AuthFailure};
 use crate::context::TerminalContext;
+use crate::decode::decode_json;
 use crate::error::ServiceError;
 use crate::service::SyncService;
-use crate::storage::{Partition, ServerStore};
-use crate::store::Backend;
+use crate::storage::{Backend, Partition, ServerStore};
 
+use tidesync::env::unix_now_ms;
 use tidesync::transport::http;
 /// The header a client may send to name the branch it means to sync; a
 /// branch other than its credential's is refused with 403.
@@ -313,7 +314,7 @@ async fn authorize(
     let mut log = LogFields::default();
     let key = bearer(headers).map(str::to_owned);
     let verdict = app
-        .blocking(move |app| auth::verify(app.service.store(), key.as_deref(), crate::now_ms()))
+        .blocking(move |app| auth::verify(app.service.store(), key.as_deref(), unix_now_ms()))
         .await?
         .map_err(|e| ApiError::new(e.into(), &log))?;
     let credential = match verdict {
@@ -349,7 +350,7 @@ async fn authorize(
     }
     if let Err(wait) = app.limiter.check(&ctx) {
         app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let secs = retry_after_secs(wait);
         let mut err = ApiError::new(
             ServiceError::new(
                 ErrorCode::SyncRateLimited,
@@ -393,19 +394,6 @@ async fn read_json<T: DeserializeOwned>(
         ApiError::new(error, log)
     })?;
     decode_json(&bytes).map_err(|e| ApiError::new(e, log))
-}
-
-/// Decodes a JSON request body. The error is `EVENT_INVALID` and its
-/// message starts with the path of the offending field (`mutations[0].kind:
-/// unknown variant …`), or `body` when the JSON itself is malformed.
-pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "body" } else { path.as_str() };
-        ServiceError::invalid(field, e.inner())
-    })?;
-    Ok(value)
 }
 
 async fn push(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::Metrics;
+use crate::metrics::ServiceMetrics;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -71,7 +71,7 @@ impl HttpStats {
     }
 
     /// The Prometheus text exposition of these and the service's counters.
-    pub fn render(&self, m: &Metrics, backend: &str) -> String {
+    pub fn render(&self, m: &ServiceMetrics, backend: &str) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(

@@ -23,7 +23,7 @@ fn concurrent_writers_keep_cursors_dense_and_apply_each_op_once() {
     for e in 0..3 {
         let m = mutation(
             &setup,
-            op(10_000 + e),
+            op_id(10_000 + e),
             MutationKind::Create,
             "rooms",
             &format!("e{e}"),
@@ -40,7 +40,7 @@ fn concurrent_writers_keep_cursors_dense_and_apply_each_op_once() {
                 let mut applied = 0;
                 for i in 0..50u64 {
                     let id = format!("e{}", (t + i) % 3);
-                    let op_id = op(t * 1000 + i + 1);
+                    let op_id = op_id(t * 1000 + i + 1);
                     let mut base = 1;
                     // Rebase and resend the same op id until it applies; replay it once more.
                     loop {

@@ -45,7 +45,7 @@ fn changes_carry_full_states_in_cursor_order() {
         &c,
         mutation(
             &c,
-            op(1),
+            op_id(1),
             Create,
             "rooms",
             "a",
@@ -58,7 +58,7 @@ fn changes_carry_full_states_in_cursor_order() {
         &c,
         mutation(
             &c,
-            op(2),
+            op_id(2),
             Patch,
             "rooms",
             "a",
@@ -76,9 +76,9 @@ fn changes_carry_full_states_in_cursor_order() {
         )
         .unwrap();
     assert_eq!(page.changes.len(), 2);
-    assert_eq!(page.changes[1].fields, obj(json!({"x": 1, "z": 2})));
+    assert_eq!(page.changes[1].fields, fields(json!({"x": 1, "z": 2})));
     assert_eq!(page.changes[1].version, 2);
-    assert_eq!(page.changes[1].last_op, Some(op(2)));
+    assert_eq!(page.changes[1].last_op, Some(op_id(2)));
     assert_eq!((page.next, page.has_more), (Cursor(2), false));
     let rest = s
         .changes(
@@ -115,7 +115,7 @@ fn paging_with_interleaved_pushes_never_skips_or_repeats() {
             let ack = push1(
                 &s,
                 &c,
-                mutation(&c, op(n), kind, "rooms", &id, Some(payload), base),
+                mutation(&c, op_id(n), kind, "rooms", &id, Some(payload), base),
             );
             assert!(
                 matches!(ack, tidesync::AckResult::Applied { .. }),
@@ -162,7 +162,7 @@ fn cursors_are_strictly_increasing_and_has_more_is_exact() {
             &c,
             mutation(
                 &c,
-                op(i),
+                op_id(i),
                 Create,
                 "rooms",
                 &format!("e{i}"),
@@ -216,7 +216,7 @@ fn limits_are_clamped() {
             &c,
             mutation(
                 &c,
-                op(i),
+                op_id(i),
                 Create,
                 "rooms",
                 &format!("e{i}"),
@@ -276,7 +276,7 @@ fn a_cursor_ahead_of_the_log_is_refused() {
     push1(
         &s,
         &c,
-        mutation(&c, op(1), Create, "rooms", "a", Some(json!({})), 0),
+        mutation(&c, op_id(1), Create, "rooms", "a", Some(json!({})), 0),
     );
     assert!(s
         .changes(
@@ -310,7 +310,7 @@ fn a_branch_never_sees_another_branch() {
         &b1,
         mutation(
             &b1,
-            op(1),
+            op_id(1),
             Create,
             "rooms",
             "secret",
@@ -346,7 +346,7 @@ fn a_branch_never_sees_another_branch() {
         &b2,
         mutation(
             &b2,
-            op(2),
+            op_id(2),
             Create,
             "rooms",
             "secret",
@@ -357,8 +357,8 @@ fn a_branch_never_sees_another_branch() {
     assert_eq!(ack, applied(1, 1));
     let mine = all_changes(&s, &b2);
     assert_eq!(mine.len(), 1);
-    assert_eq!(mine[0].fields, obj(json!({"n": 2})));
-    assert_eq!(all_changes(&s, &b1)[0].fields, obj(json!({"n": 1})));
+    assert_eq!(mine[0].fields, fields(json!({"n": 2})));
+    assert_eq!(all_changes(&s, &b1)[0].fields, fields(json!({"n": 1})));
     // Another tenant with the same branch name is another partition too.
     let other = tidesync_server::TerminalContext::new("globex", "b1", "t1");
     assert!(all_changes(&s, &other).is_empty());
@@ -371,7 +371,7 @@ fn snapshot_pages_then_changes_give_the_full_state() {
     let mut n = 0;
     let mut next_op = || {
         n += 1;
-        op(n)
+        op_id(n)
     };
     // Two collections, some tombstones.
     for i in 0..7 {

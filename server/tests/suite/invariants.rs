@@ -81,7 +81,7 @@ proptest! {
                     let kind = if append_only && kind != 1 { MutationKind::Append } else { kind_of(kind) };
                     let base = base.unwrap_or_else(|| current_version(&s, c, &EntityKey::new(collection, &id)));
                     next_op += 1;
-                    (terminal, mutation(c, op(next_op), kind, collection, &id, payload(kind, value), base))
+                    (terminal, mutation(c, op_id(next_op), kind, collection, &id, payload(kind, value), base))
                 }
                 Step::Replay { which, rebase } => {
                     if sent.is_empty() { continue; }
@@ -95,7 +95,7 @@ proptest! {
                     if sent.is_empty() { continue; }
                     let (t, m) = sent[which.index(sent.len())].clone();
                     let kind = if m.kind == MutationKind::Delete { MutationKind::Patch } else { m.kind };
-                    let tampered = Mutation { kind, payload: payload(kind, value + 10).map(obj), ..m };
+                    let tampered = Mutation { kind, payload: payload(kind, value + 10).map(fields), ..m };
                     (t, reseal(tampered))
                 }
             };

@@ -9,12 +9,20 @@ use tidesync_server::{ServerPolicy, ServerStore};
 fn applied_then_duplicate_with_the_original_result() {
     let s = service();
     let c = ctx("b1", "t1");
-    let create = mutation(&c, op(1), Create, "rooms", "r1", Some(json!({"n": 1})), 0);
-    let patch = mutation(&c, op(2), Patch, "rooms", "r1", Some(json!({"n": 2})), 1);
+    let create = mutation(
+        &c,
+        op_id(1),
+        Create,
+        "rooms",
+        "r1",
+        Some(json!({"n": 1})),
+        0,
+    );
+    let patch = mutation(&c, op_id(2), Patch, "rooms", "r1", Some(json!({"n": 2})), 1);
     assert_eq!(push1(&s, &c, create.clone()), applied(1, 1));
     assert_eq!(push1(&s, &c, patch.clone()), applied(2, 2));
     // Replays (even after later changes) return each op's own original result.
-    let again = s.push(&c, request(vec![create, patch])).unwrap();
+    let again = s.push(&c, push_request(vec![create, patch])).unwrap();
     let results: Vec<_> = again.acks.into_iter().map(|a| a.result).collect();
     assert_eq!(
         results,
@@ -32,7 +40,7 @@ fn applied_then_duplicate_with_the_original_result() {
     // Never applied twice.
     let e = stored(&s, &c.partition(), "rooms", "r1").unwrap();
     assert_eq!(e.state.version, 2);
-    assert_eq!(e.state.fields, obj(json!({"n": 2})));
+    assert_eq!(e.state.fields, fields(json!({"n": 2})));
     assert_eq!(s.store().head(&c.partition()).unwrap(), Cursor(2));
     let m = s.metrics();
     assert_eq!((m.applied, m.duplicates), (2, 2));
@@ -42,7 +50,15 @@ fn applied_then_duplicate_with_the_original_result() {
 fn replay_with_a_different_base_version_is_still_a_duplicate() {
     let s = service();
     let c = ctx("b1", "t1");
-    let create = mutation(&c, op(1), Create, "rooms", "r1", Some(json!({"n": 1})), 0);
+    let create = mutation(
+        &c,
+        op_id(1),
+        Create,
+        "rooms",
+        "r1",
+        Some(json!({"n": 1})),
+        0,
+    );
     assert_eq!(push1(&s, &c, create.clone()), applied(1, 1));
     let mut rebased = create;
     rebased.base_version = 7; // not part of the fingerprint
@@ -62,14 +78,33 @@ fn same_op_id_with_a_different_payload_is_event_duplicate_and_changes_nothing() 
     push1(
         &s,
         &c,
-        mutation(&c, op(1), Create, "rooms", "r1", Some(json!({"n": 1})), 0),
+        mutation(
+            &c,
+            op_id(1),
+            Create,
+            "rooms",
+            "r1",
+            Some(json!({"n": 1})),
+            0,
+        ),
     );
-    let other = mutation(&c, op(1), Patch, "rooms", "r1", Some(json!({"n": 99})), 1);
+    let other = mutation(
+        &c,
+        op_id(1),
+        Patch,
+        "rooms",
+        "r1",
+        Some(json!({"n": 99})),
+        1,
+    );
     let ack = push1(&s, &c, other);
     assert_eq!(rejected_code(&ack), Some(ErrorCode::EventDuplicate));
     assert!(rejected_message(&ack).starts_with("op_id:"));
     let e = stored(&s, &c.partition(), "rooms", "r1").unwrap();
-    assert_eq!((e.state.version, e.state.fields), (1, obj(json!({"n": 1}))));
+    assert_eq!(
+        (e.state.version, e.state.fields),
+        (1, fields(json!({"n": 1})))
+    );
     assert_eq!(s.store().head(&c.partition()).unwrap(), Cursor(1));
 }
 
@@ -81,14 +116,14 @@ fn ledger_is_keyed_by_tenant_and_terminal() {
     push1(
         &s,
         &t1,
-        mutation(&t1, op(1), Create, "rooms", "a", Some(json!({})), 0),
+        mutation(&t1, op_id(1), Create, "rooms", "a", Some(json!({})), 0),
     );
     // Same op id from another terminal is another op.
     assert_eq!(
         push1(
             &s,
             &t2,
-            mutation(&t2, op(1), Create, "rooms", "b", Some(json!({})), 0)
+            mutation(&t2, op_id(1), Create, "rooms", "b", Some(json!({})), 0)
         ),
         applied(1, 2)
     );
@@ -98,7 +133,7 @@ fn ledger_is_keyed_by_tenant_and_terminal() {
         push1(
             &s,
             &other,
-            mutation(&other, op(1), Create, "rooms", "a", Some(json!({})), 0)
+            mutation(&other, op_id(1), Create, "rooms", "a", Some(json!({})), 0)
         ),
         applied(1, 1)
     );
@@ -112,14 +147,30 @@ fn conflict_returns_current_state_and_is_not_recorded() {
     push1(
         &s,
         &a,
-        mutation(&a, op(1), Create, "rooms", "r1", Some(json!({"n": 1})), 0),
+        mutation(
+            &a,
+            op_id(1),
+            Create,
+            "rooms",
+            "r1",
+            Some(json!({"n": 1})),
+            0,
+        ),
     );
     push1(
         &s,
         &a,
-        mutation(&a, op(2), Patch, "rooms", "r1", Some(json!({"n": 2})), 1),
+        mutation(&a, op_id(2), Patch, "rooms", "r1", Some(json!({"n": 2})), 1),
     );
-    let stale = mutation(&b, op(3), Patch, "rooms", "r1", Some(json!({"x": true})), 1);
+    let stale = mutation(
+        &b,
+        op_id(3),
+        Patch,
+        "rooms",
+        "r1",
+        Some(json!({"x": true})),
+        1,
+    );
     let AckResult::Conflict {
         server: Some(server),
     } = push1(&s, &b, stale.clone())
@@ -127,8 +178,8 @@ fn conflict_returns_current_state_and_is_not_recorded() {
         panic!("expected a conflict with the server state");
     };
     assert_eq!(server.version, 2);
-    assert_eq!(server.fields, obj(json!({"n": 2})));
-    assert_eq!(server.last_op, Some(op(2)));
+    assert_eq!(server.fields, fields(json!({"n": 2})));
+    assert_eq!(server.last_op, Some(op_id(2)));
     assert_eq!(s.store().head(&b.partition()).unwrap(), Cursor(2));
     // The same op id again, still stale: still a conflict (not a duplicate).
     assert!(matches!(
@@ -156,7 +207,7 @@ fn conflict_on_an_entity_that_never_existed_has_no_server_state() {
     let ack = push1(
         &s,
         &c,
-        mutation(&c, op(1), Patch, "rooms", "ghost", Some(json!({})), 3),
+        mutation(&c, op_id(1), Patch, "rooms", "ghost", Some(json!({})), 3),
     );
     assert_eq!(ack, AckResult::Conflict { server: None });
 }
@@ -166,13 +217,21 @@ fn rejections_are_not_recorded_either() {
     let s = service();
     let c = ctx("b1", "t1");
     // Patch of a missing entity at the right base (0): NOT_FOUND, not recorded.
-    let patch = mutation(&c, op(1), Patch, "rooms", "r1", Some(json!({"n": 1})), 0);
+    let patch = mutation(&c, op_id(1), Patch, "rooms", "r1", Some(json!({"n": 1})), 0);
     assert_eq!(
         rejected_code(&push1(&s, &c, patch)),
         Some(ErrorCode::NotFound)
     );
     // A create with the same op id... is another payload but nothing was recorded, so it applies.
-    let create = mutation(&c, op(1), Create, "rooms", "r1", Some(json!({"n": 1})), 0);
+    let create = mutation(
+        &c,
+        op_id(1),
+        Create,
+        "rooms",
+        "r1",
+        Some(json!({"n": 1})),
+        0,
+    );
     assert_eq!(push1(&s, &c, create), applied(1, 1));
 }
 
@@ -184,10 +243,22 @@ fn tombstones_keep_their_version() {
     push1(
         &s,
         &c,
-        mutation(&c, op(1), Create, "rooms", "r1", Some(json!({"n": 1})), 0),
+        mutation(
+            &c,
+            op_id(1),
+            Create,
+            "rooms",
+            "r1",
+            Some(json!({"n": 1})),
+            0,
+        ),
     );
     assert_eq!(
-        push1(&s, &c, mutation(&c, op(2), Delete, "rooms", "r1", None, 1)),
+        push1(
+            &s,
+            &c,
+            mutation(&c, op_id(2), Delete, "rooms", "r1", None, 1)
+        ),
         applied(2, 2)
     );
     let tomb = stored(&s, &p, "rooms", "r1").unwrap();
@@ -195,18 +266,26 @@ fn tombstones_keep_their_version() {
     assert_eq!(tomb.state.version, 2);
     assert!(tomb.state.fields.is_empty());
     // Patch or delete of a tombstone at its version: NOT_FOUND.
-    let patch = mutation(&c, op(3), Patch, "rooms", "r1", Some(json!({"n": 3})), 2);
+    let patch = mutation(&c, op_id(3), Patch, "rooms", "r1", Some(json!({"n": 3})), 2);
     assert_eq!(
         rejected_code(&push1(&s, &c, patch)),
         Some(ErrorCode::NotFound)
     );
-    let delete = mutation(&c, op(4), Delete, "rooms", "r1", None, 2);
+    let delete = mutation(&c, op_id(4), Delete, "rooms", "r1", None, 2);
     assert_eq!(
         rejected_code(&push1(&s, &c, delete)),
         Some(ErrorCode::NotFound)
     );
     // A create based on 0 conflicts with the tombstone, which is returned.
-    let stale = mutation(&c, op(5), Create, "rooms", "r1", Some(json!({"n": 5})), 0);
+    let stale = mutation(
+        &c,
+        op_id(5),
+        Create,
+        "rooms",
+        "r1",
+        Some(json!({"n": 5})),
+        0,
+    );
     let AckResult::Conflict {
         server: Some(server),
     } = push1(&s, &c, stale)
@@ -216,11 +295,19 @@ fn tombstones_keep_their_version() {
     assert!(server.deleted);
     assert_eq!(server.version, 2);
     // A create based on the tombstone revives it.
-    let revive = mutation(&c, op(6), Create, "rooms", "r1", Some(json!({"n": 6})), 2);
+    let revive = mutation(
+        &c,
+        op_id(6),
+        Create,
+        "rooms",
+        "r1",
+        Some(json!({"n": 6})),
+        2,
+    );
     assert_eq!(push1(&s, &c, revive), applied(3, 3));
     let e = stored(&s, &p, "rooms", "r1").unwrap();
     assert!(!e.state.deleted);
-    assert_eq!(e.state.fields, obj(json!({"n": 6})));
+    assert_eq!(e.state.fields, fields(json!({"n": 6})));
     // The tombstone was in the feed.
     let feed = all_changes(&s, &c);
     assert!(feed[1].deleted && feed[1].version == 2);
@@ -233,9 +320,9 @@ fn create_of_a_live_entity_at_its_version_is_already_exists() {
     push1(
         &s,
         &c,
-        mutation(&c, op(1), Create, "rooms", "r1", Some(json!({})), 0),
+        mutation(&c, op_id(1), Create, "rooms", "r1", Some(json!({})), 0),
     );
-    let again = mutation(&c, op(2), Create, "rooms", "r1", Some(json!({})), 1);
+    let again = mutation(&c, op_id(2), Create, "rooms", "r1", Some(json!({})), 1);
     assert_eq!(
         rejected_code(&push1(&s, &c, again)),
         Some(ErrorCode::AlreadyExists)
@@ -249,15 +336,15 @@ fn append_only_dedupes_by_id() {
     let d = ctx("b1", "t2");
     let sale = json!({"total": 1250, "items": 3});
     // base_version is ignored for append-only collections.
-    let first = mutation(&c, op(1), Append, "sales", "s1", Some(sale.clone()), 42);
+    let first = mutation(&c, op_id(1), Append, "sales", "s1", Some(sale.clone()), 42);
     assert_eq!(push1(&s, &c, first), applied(1, 1));
     push1(
         &s,
         &c,
-        mutation(&c, op(2), Create, "rooms", "r1", Some(json!({})), 0),
+        mutation(&c, op_id(2), Create, "rooms", "r1", Some(json!({})), 0),
     );
     // Same id and fields from another op (another terminal): the existing record.
-    let same = mutation(&d, op(3), Append, "sales", "s1", Some(sale), 0);
+    let same = mutation(&d, op_id(3), Append, "sales", "s1", Some(sale), 0);
     assert_eq!(
         push1(&s, &d, same),
         AckResult::Duplicate {
@@ -268,7 +355,7 @@ fn append_only_dedupes_by_id() {
     // Same id, different fields.
     let different = mutation(
         &d,
-        op(4),
+        op_id(4),
         Append,
         "sales",
         "s1",
@@ -281,7 +368,7 @@ fn append_only_dedupes_by_id() {
     // Never updated or deleted.
     let patch = mutation(
         &c,
-        op(5),
+        op_id(5),
         Patch,
         "sales",
         "s1",
@@ -292,12 +379,12 @@ fn append_only_dedupes_by_id() {
         rejected_code(&push1(&s, &c, patch)),
         Some(ErrorCode::PolicyViolation)
     );
-    let delete = mutation(&c, op(6), Delete, "sales", "s1", None, 1);
+    let delete = mutation(&c, op_id(6), Delete, "sales", "s1", None, 1);
     assert_eq!(
         rejected_code(&push1(&s, &c, delete)),
         Some(ErrorCode::PolicyViolation)
     );
-    let create = mutation(&c, op(7), Create, "sales", "s2", Some(json!({})), 0);
+    let create = mutation(&c, op_id(7), Create, "sales", "s2", Some(json!({})), 0);
     assert_eq!(
         rejected_code(&push1(&s, &c, create)),
         Some(ErrorCode::PolicyViolation)
@@ -317,23 +404,23 @@ fn read_only_collections_refuse_every_terminal_write() {
     s.admin_put(
         &p,
         &item,
-        obj(json!({"price": 300})),
+        fields(json!({"price": 300})),
         tidesync::Hlc::default(),
     )
     .unwrap();
     for (n, m) in [
-        mutation(&c, op(1), Create, "catalog", "sku-2", Some(json!({})), 0),
+        mutation(&c, op_id(1), Create, "catalog", "sku-2", Some(json!({})), 0),
         mutation(
             &c,
-            op(2),
+            op_id(2),
             Patch,
             "catalog",
             "sku-1",
             Some(json!({"price": 1})),
             1,
         ),
-        mutation(&c, op(3), Delete, "catalog", "sku-1", None, 1),
-        mutation(&c, op(4), Append, "catalog", "sku-3", Some(json!({})), 0),
+        mutation(&c, op_id(3), Delete, "catalog", "sku-1", None, 1),
+        mutation(&c, op_id(4), Append, "catalog", "sku-3", Some(json!({})), 0),
     ]
     .into_iter()
     .enumerate()
@@ -346,7 +433,7 @@ fn read_only_collections_refuse_every_terminal_write() {
         );
     }
     let e = stored(&s, &p, "catalog", "sku-1").unwrap();
-    assert_eq!(e.state.fields, obj(json!({"price": 300})));
+    assert_eq!(e.state.fields, fields(json!({"price": 300})));
     // Terminals still read the catalog.
     let feed = all_changes(&s, &c);
     assert_eq!(feed.len(), 1);
@@ -364,14 +451,14 @@ fn admin_writes_bump_versions_and_are_audited_without_terminal() {
             &p,
             hlc,
             [
-                (k.clone(), obj(json!({"v": 1}))),
-                (tidesync::EntityKey::new("catalog", "b"), obj(json!({}))),
+                (k.clone(), fields(json!({"v": 1}))),
+                (tidesync::EntityKey::new("catalog", "b"), fields(json!({}))),
             ],
         )
         .unwrap();
     assert_eq!(seeded.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 1]);
     assert_eq!(
-        s.admin_put(&p, &k, obj(json!({"v": 2})), hlc)
+        s.admin_put(&p, &k, fields(json!({"v": 2})), hlc)
             .unwrap()
             .version,
         2
@@ -388,7 +475,7 @@ fn admin_writes_bump_versions_and_are_audited_without_terminal() {
         .iter()
         .all(|a| a.terminal.is_none() && a.op_id.is_none()));
     let bad = tidesync::EntityKey::new("Bad Name", "a");
-    let err = s.admin_put(&p, &bad, obj(json!({})), hlc).unwrap_err();
+    let err = s.admin_put(&p, &bad, fields(json!({})), hlc).unwrap_err();
     assert_eq!(err.code, ErrorCode::EventInvalid);
     assert!(err.message.starts_with("collection:"));
 }
@@ -402,7 +489,7 @@ fn seed_is_all_or_nothing() {
         .seed(
             &p,
             tidesync::Hlc::default(),
-            [(tidesync::EntityKey::new("catalog", "a"), obj(json!({})))],
+            [(tidesync::EntityKey::new("catalog", "a"), fields(json!({})))],
         )
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::StorageFailed);
@@ -415,13 +502,13 @@ fn branch_and_terminal_must_match_the_credential() {
     let s = service();
     let b2 = ctx("b2", "t9");
     // An envelope claiming branch b1, sent with a b2 credential.
-    let mut m = mutation(&b2, op(1), Create, "rooms", "r1", Some(json!({})), 0);
+    let mut m = mutation(&b2, op_id(1), Create, "rooms", "r1", Some(json!({})), 0);
     m.branch_id = "b1".into();
     let ack = push1(&s, &b2, m);
     assert_eq!(rejected_code(&ack), Some(ErrorCode::SyncForbidden));
     assert!(rejected_message(&ack).starts_with("branch_id:"));
     // An envelope from another terminal.
-    let mut m = mutation(&b2, op(2), Create, "rooms", "r1", Some(json!({})), 0);
+    let mut m = mutation(&b2, op_id(2), Create, "rooms", "r1", Some(json!({})), 0);
     m.terminal_id = "t1".into();
     let ack = push1(&s, &b2, m);
     assert_eq!(rejected_code(&ack), Some(ErrorCode::EventInvalid));
@@ -438,7 +525,17 @@ fn branch_and_terminal_must_match_the_credential() {
 fn validation_failures_name_the_field() {
     let s = service();
     let c = ctx("b1", "t1");
-    let good = || mutation(&c, op(1), Create, "rooms", "r1", Some(json!({"n": 1})), 0);
+    let good = || {
+        mutation(
+            &c,
+            op_id(1),
+            Create,
+            "rooms",
+            "r1",
+            Some(json!({"n": 1})),
+            0,
+        )
+    };
     let cases: Vec<(tidesync::Mutation, ErrorCode, &str)> = vec![
         (
             {
@@ -506,7 +603,7 @@ fn validation_failures_name_the_field() {
         (
             reseal({
                 let mut m = good();
-                m.payload = Some(obj(json!({"big": "x".repeat(70_000)})));
+                m.payload = Some(fields(json!({"big": "x".repeat(70_000)})));
                 m
             }),
             ErrorCode::PayloadTooLarge,
@@ -533,18 +630,18 @@ fn validation_failures_name_the_field() {
 fn one_rejected_mutation_does_not_affect_the_others() {
     let s = service();
     let c = ctx("b1", "t1");
-    let mut bad = mutation(&c, op(2), Create, "rooms", "bad", Some(json!({})), 0);
+    let mut bad = mutation(&c, op_id(2), Create, "rooms", "bad", Some(json!({})), 0);
     bad.checksum = "f".repeat(64);
     let batch = vec![
-        mutation(&c, op(1), Create, "rooms", "a", Some(json!({})), 0),
+        mutation(&c, op_id(1), Create, "rooms", "a", Some(json!({})), 0),
         bad,
-        mutation(&c, op(3), Patch, "rooms", "zzz", Some(json!({})), 0), // NOT_FOUND
-        mutation(&c, op(4), Patch, "rooms", "a", Some(json!({"n": 1})), 5), // conflict
-        mutation(&c, op(5), Create, "rooms", "b", Some(json!({})), 0),
-        mutation(&c, op(6), Patch, "rooms", "a", Some(json!({"n": 2})), 1),
+        mutation(&c, op_id(3), Patch, "rooms", "zzz", Some(json!({})), 0), // NOT_FOUND
+        mutation(&c, op_id(4), Patch, "rooms", "a", Some(json!({"n": 1})), 5), // conflict
+        mutation(&c, op_id(5), Create, "rooms", "b", Some(json!({})), 0),
+        mutation(&c, op_id(6), Patch, "rooms", "a", Some(json!({"n": 2})), 1),
     ];
     let ops: Vec<_> = batch.iter().map(|m| m.op_id.clone()).collect();
-    let resp = s.push(&c, request(batch)).unwrap();
+    let resp = s.push(&c, push_request(batch)).unwrap();
     assert_eq!(
         resp.acks
             .iter()
@@ -565,9 +662,9 @@ fn one_rejected_mutation_does_not_affect_the_others() {
 fn wrong_protocol_version_or_oversized_batch_fail_the_whole_request() {
     let s = service();
     let c = ctx("b1", "t1");
-    let mut req = request(vec![mutation(
+    let mut req = push_request(vec![mutation(
         &c,
-        op(1),
+        op_id(1),
         Create,
         "rooms",
         "a",
@@ -583,7 +680,7 @@ fn wrong_protocol_version_or_oversized_batch_fail_the_whole_request() {
         .map(|i| {
             mutation(
                 &c,
-                op(i),
+                op_id(i),
                 Create,
                 "rooms",
                 &format!("e{i}"),
@@ -592,7 +689,7 @@ fn wrong_protocol_version_or_oversized_batch_fail_the_whole_request() {
             )
         })
         .collect();
-    let err = s.push(&c, request(many)).unwrap_err();
+    let err = s.push(&c, push_request(many)).unwrap_err();
     assert_eq!(err.code, ErrorCode::PayloadTooLarge);
     assert_eq!(s.store().head(&c.partition()).unwrap(), Cursor(0));
 }
@@ -602,12 +699,12 @@ fn storage_failure_fails_the_request_and_a_retry_is_exactly_once() {
     let s = service();
     let c = ctx("b1", "t1");
     let batch = vec![
-        mutation(&c, op(1), Create, "rooms", "a", Some(json!({})), 0),
-        mutation(&c, op(2), Create, "rooms", "b", Some(json!({})), 0),
+        mutation(&c, op_id(1), Create, "rooms", "a", Some(json!({})), 0),
+        mutation(&c, op_id(2), Create, "rooms", "b", Some(json!({})), 0),
     ];
     push1(&s, &c, batch[0].clone());
     s.store().fail_commits(true);
-    let err = s.push(&c, request(batch.clone())).unwrap_err();
+    let err = s.push(&c, push_request(batch.clone())).unwrap_err();
     assert_eq!(err.code, ErrorCode::StorageFailed);
     assert_eq!(err.http_status(), 500);
     assert_eq!(s.metrics().storage_failures, 1);
@@ -615,7 +712,7 @@ fn storage_failure_fails_the_request_and_a_retry_is_exactly_once() {
     assert!(stored(&s, &c.partition(), "rooms", "b").is_none());
     assert_eq!(s.store().head(&c.partition()).unwrap(), Cursor(1));
     s.store().fail_commits(false);
-    let resp = s.push(&c, request(batch)).unwrap();
+    let resp = s.push(&c, push_request(batch)).unwrap();
     assert_eq!(
         resp.acks[0].result,
         AckResult::Duplicate {
@@ -630,7 +727,7 @@ fn storage_failure_fails_the_request_and_a_retry_is_exactly_once() {
 fn every_applied_mutation_is_audited() {
     let s = service().with_clock(|| 1_234);
     let c = ctx("b1", "t1");
-    let mut offline = mutation(&c, op(1), Create, "rooms", "a", Some(json!({})), 0);
+    let mut offline = mutation(&c, op_id(1), Create, "rooms", "a", Some(json!({})), 0);
     offline.offline = true;
     offline = reseal(offline);
     push1(&s, &c, offline.clone());
@@ -638,23 +735,23 @@ fn every_applied_mutation_is_audited() {
     push1(
         &s,
         &c,
-        mutation(&c, op(2), Patch, "rooms", "a", Some(json!({})), 9),
+        mutation(&c, op_id(2), Patch, "rooms", "a", Some(json!({})), 9),
     ); // conflict
     push1(
         &s,
         &c,
-        mutation(&c, op(3), Patch, "rooms", "a", Some(json!({"n": 1})), 1),
+        mutation(&c, op_id(3), Patch, "rooms", "a", Some(json!({"n": 1})), 1),
     );
     let audit = s.store().audit(&c.partition()).unwrap();
     assert_eq!(audit.len(), 2);
-    assert_eq!(audit[0].op_id, Some(op(1)));
+    assert_eq!(audit[0].op_id, Some(op_id(1)));
     assert_eq!(audit[0].terminal.as_deref(), Some("t1"));
     assert_eq!(audit[0].key, tidesync::EntityKey::new("rooms", "a"));
     assert_eq!((audit[0].version, audit[0].cursor), (1, Cursor(1)));
     assert!(audit[0].originated_offline);
     assert_eq!(audit[0].applied_at_ms, 1_234);
     assert_eq!(audit[0].hlc.wall_ms, 1_700_000_000_000);
-    assert_eq!(audit[1].op_id, Some(op(3)));
+    assert_eq!(audit[1].op_id, Some(op_id(3)));
     assert!(!audit[1].originated_offline);
 }
 
@@ -672,7 +769,7 @@ fn payload_rules_of_a_collection_are_enforced_naming_the_field() {
     let c = ctx("b1", "t1");
     let missing = mutation(
         &c,
-        op(1),
+        op_id(1),
         Create,
         "rooms",
         "r1",
@@ -684,7 +781,7 @@ fn payload_rules_of_a_collection_are_enforced_naming_the_field() {
     assert_eq!(rejected_message(&ack), "payload.status: is required");
     let bad = mutation(
         &c,
-        op(2),
+        op_id(2),
         Create,
         "rooms",
         "r1",
@@ -695,7 +792,7 @@ fn payload_rules_of_a_collection_are_enforced_naming_the_field() {
     assert_eq!(s.head(&c).unwrap(), Cursor(0), "nothing stored");
     let good = mutation(
         &c,
-        op(3),
+        op_id(3),
         Create,
         "rooms",
         "r1",
@@ -705,7 +802,7 @@ fn payload_rules_of_a_collection_are_enforced_naming_the_field() {
     assert_eq!(push1(&s, &c, good), applied(1, 1));
     let removal = mutation(
         &c,
-        op(4),
+        op_id(4),
         Patch,
         "rooms",
         "r1",
@@ -717,7 +814,15 @@ fn payload_rules_of_a_collection_are_enforced_naming_the_field() {
         "payload.status: is required and cannot be removed"
     );
     // Other collections are free.
-    let other = mutation(&c, op(5), Create, "notes", "n1", Some(json!({"x": 1})), 0);
+    let other = mutation(
+        &c,
+        op_id(5),
+        Create,
+        "notes",
+        "n1",
+        Some(json!({"x": 1})),
+        0,
+    );
     assert_eq!(push1(&s, &c, other), applied(1, 2));
 }
 
@@ -726,11 +831,11 @@ fn a_storage_failure_keeps_nothing_of_the_batch() {
     let s = service();
     let c = ctx("b1", "t1");
     let batch = vec![
-        mutation(&c, op(1), Create, "rooms", "a", Some(json!({})), 0),
-        mutation(&c, op(2), Create, "rooms", "b", Some(json!({})), 0),
+        mutation(&c, op_id(1), Create, "rooms", "a", Some(json!({})), 0),
+        mutation(&c, op_id(2), Create, "rooms", "b", Some(json!({})), 0),
     ];
     s.store().fail_commits(true);
-    assert!(s.push(&c, request(batch.clone())).is_err());
+    assert!(s.push(&c, push_request(batch.clone())).is_err());
     s.store().fail_commits(false);
     assert!(stored(&s, &c.partition(), "rooms", "a").is_none());
     assert_eq!(s.store().head(&c.partition()).unwrap(), Cursor(0));
@@ -739,7 +844,7 @@ fn a_storage_failure_keeps_nothing_of_the_batch() {
         0,
         "acks are counted only once committed"
     );
-    let resp = s.push(&c, request(batch)).unwrap();
+    let resp = s.push(&c, push_request(batch)).unwrap();
     assert_eq!(resp.acks[0].result, applied(1, 1));
     assert_eq!(resp.acks[1].result, applied(1, 2));
 }

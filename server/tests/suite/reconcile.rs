@@ -16,7 +16,7 @@ fn seeded(n: u64) -> (Service, tidesync_server::TerminalContext) {
             &c,
             mutation(
                 &c,
-                op(i + 1),
+                op_id(i + 1),
                 Create,
                 "rooms",
                 &format!("r{i}"),
@@ -76,12 +76,20 @@ fn finds_planted_missing_stale_and_extra() {
     push1(
         &s,
         &c,
-        mutation(&c, op(100), Patch, "rooms", "r5", Some(json!({"i": 55})), 1),
+        mutation(
+            &c,
+            op_id(100),
+            Patch,
+            "rooms",
+            "r5",
+            Some(json!({"i": 55})),
+            1,
+        ),
     );
     push1(
         &s,
         &c,
-        mutation(&c, op(101), Delete, "rooms", "r7", None, 1),
+        mutation(&c, op_id(101), Delete, "rooms", "r7", None, 1),
     );
     // Client: lacks r3, holds r5 at v1 (stale), still has r7 and a phantom "zz".
     let mut client: Vec<(String, u64)> = in_sync_client(40)
@@ -120,7 +128,7 @@ fn finds_planted_missing_stale_and_extra() {
     let plan = s.reconcile(&c, req).unwrap().plan.unwrap();
     let ids = |v: &[tidesync::EntityState]| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&plan.missing), ["r3"]);
-    assert_eq!(plan.missing[0].fields, obj(json!({"i": 3})));
+    assert_eq!(plan.missing[0].fields, fields(json!({"i": 3})));
     assert_eq!(ids(&plan.stale), ["r5", "r9"]);
     assert_eq!(plan.stale[0].version, 2);
     assert_eq!(plan.stale[1].version, 1);
@@ -133,13 +141,21 @@ fn other_collections_and_branches_do_not_count() {
     push1(
         &s,
         &c,
-        mutation(&c, op(50), Create, "guests", "r0x", Some(json!({})), 0),
+        mutation(&c, op_id(50), Create, "guests", "r0x", Some(json!({})), 0),
     );
     let other = ctx("b2", "t2");
     push1(
         &s,
         &other,
-        mutation(&other, op(51), Create, "rooms", "r99", Some(json!({})), 0),
+        mutation(
+            &other,
+            op_id(51),
+            Create,
+            "rooms",
+            "r99",
+            Some(json!({})),
+            0,
+        ),
     );
     let resp = s.reconcile(&c, step1(8, &in_sync_client(5))).unwrap();
     assert!(resp.mismatched.is_empty());

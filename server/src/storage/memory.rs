@@ -1,21 +1,23 @@
 //! An in-memory [`ServerStore`], for tests, the demo and as the reference
-//! behaviour the SQL backends must match.
+//! behaviour the SQL backends must match. It keeps credentials too.
 //!
-//! One mutex guards everything, so write transactions are fully serialised
+//! One mutex guards the data, so write transactions are fully serialised
 //! (which trivially meets the cursor contract). A transaction stages its
 //! writes and applies them only when its closure succeeds, so a failing
 //! closure (or an injected commit failure) leaves no trace.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use tidesync::{Cursor, EntityKey, EntityState, OpId};
+use tidesync::{Cursor, EntityKey, OpId};
 
-use crate::storage::{
-    AuditEntry, Change, EntitiesAt, LedgerEntry, Partition, ServerStore, StorageError, StoreTx,
-    StoredEntity,
+use super::staged::{CommitFailures, CommittedReads, StagedTx};
+use super::{
+    AuditRow, Change, Credential, CredentialStore, EntitiesAt, LedgerEntry, Partition, ServerStore,
+    StorageBackend, StorageError, StoreTx, StoredEntity,
 };
+use crate::context::TerminalContext;
 
 /// The ledger key: `(tenant, terminal, op_id)`.
 type LedgerKey = (String, String, OpId);
@@ -25,7 +27,7 @@ struct PartitionData {
     entities: BTreeMap<EntityKey, StoredEntity>,
     /// `log[i]` has cursor `i + 1`.
     log: Vec<Change>,
-    audit: Vec<AuditEntry>,
+    audit: Vec<AuditRow>,
 }
 
 impl PartitionData {
@@ -34,166 +36,102 @@ impl PartitionData {
     }
 }
 
+/// Everything the store holds, behind its one lock.
 #[derive(Debug, Default)]
-struct Inner {
+struct MemoryData {
     partitions: HashMap<Partition, PartitionData>,
     ledger: HashMap<LedgerKey, LedgerEntry>,
-    fail_commits: bool,
+}
+
+impl MemoryData {
+    fn head_of(&self, partition: &Partition) -> Cursor {
+        self.partitions
+            .get(partition)
+            .map_or(Cursor(0), PartitionData::head)
+    }
 }
 
 /// In-memory server storage. Cheap to create; not persistent.
 #[derive(Debug, Default)]
-pub struct MemoryStore {
-    inner: Mutex<Inner>,
+pub struct MemoryServerStore {
+    data: Mutex<MemoryData>,
+    /// By key hash.
+    credentials: Mutex<HashMap<String, Credential>>,
+    fail_commits: CommitFailures,
 }
 
-impl MemoryStore {
+/// A poisoned lock still holds consistent data: writes are applied only
+/// after the transaction's closure returned, without any call that can
+/// panic half-way.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl MemoryServerStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Fault injection for tests: while `on`, every write transaction fails
-    /// at commit with [`StorageError::Backend`] and nothing it wrote is kept.
-    /// Transactions that wrote nothing still succeed.
-    pub fn fail_commits(&self, on: bool) {
-        self.lock().fail_commits = on;
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Writes are applied only after the closure returned, without any
-        // call that can panic half-way, so a poisoned lock holds consistent data.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, MemoryData> {
+        lock(&self.data)
     }
 }
 
-/// Writes staged by a transaction, applied at commit.
-#[derive(Debug, Default)]
-struct Staged {
-    entities: BTreeMap<EntityKey, StoredEntity>,
-    changes: Vec<Change>,
-    ledger: Vec<(LedgerKey, LedgerEntry)>,
-    audit: Vec<AuditEntry>,
-}
-
-impl Staged {
-    fn is_empty(&self) -> bool {
-        self.entities.is_empty()
-            && self.changes.is_empty()
-            && self.ledger.is_empty()
-            && self.audit.is_empty()
-    }
-}
-
-struct MemoryTx<'a> {
-    partition: &'a Partition,
-    committed: &'a Inner,
-    staged: Staged,
-}
-
-impl MemoryTx<'_> {
-    fn data(&self) -> Option<&PartitionData> {
-        self.committed.partitions.get(self.partition)
+impl CommittedReads for &MemoryData {
+    fn head(&mut self, partition: &Partition) -> Result<Cursor, StorageError> {
+        Ok(self.head_of(partition))
     }
 
-    fn ledger_key(&self, terminal: &str, op_id: &OpId) -> LedgerKey {
-        (
-            self.partition.tenant.clone(),
-            terminal.to_owned(),
-            op_id.clone(),
-        )
-    }
-}
-
-impl StoreTx for MemoryTx<'_> {
-    fn partition(&self) -> &Partition {
-        self.partition
-    }
-
-    fn entity(&mut self, key: &EntityKey) -> Result<Option<StoredEntity>, StorageError> {
-        if let Some(e) = self.staged.entities.get(key) {
-            return Ok(Some(e.clone()));
-        }
-        Ok(self.data().and_then(|d| d.entities.get(key)).cloned())
+    fn entity(
+        &mut self,
+        partition: &Partition,
+        key: &EntityKey,
+    ) -> Result<Option<StoredEntity>, StorageError> {
+        Ok(self
+            .partitions
+            .get(partition)
+            .and_then(|d| d.entities.get(key))
+            .cloned())
     }
 
     fn ledger(
         &mut self,
+        tenant: &str,
         terminal: &str,
         op_id: &OpId,
     ) -> Result<Option<LedgerEntry>, StorageError> {
-        let key = self.ledger_key(terminal, op_id);
-        if let Some((_, e)) = self.staged.ledger.iter().find(|(k, _)| *k == key) {
-            return Ok(Some(e.clone()));
-        }
-        Ok(self.committed.ledger.get(&key).cloned())
-    }
-
-    fn append_change(&mut self, state: &EntityState) -> Result<Cursor, StorageError> {
-        let head = self.data().map_or(Cursor(0), PartitionData::head);
-        let cursor = Cursor(head.0 + self.staged.changes.len() as u64 + 1);
-        self.staged.changes.push(Change {
-            cursor,
-            state: state.clone(),
-        });
-        Ok(cursor)
-    }
-
-    fn put_entity(&mut self, entity: &StoredEntity) -> Result<(), StorageError> {
-        self.staged
-            .entities
-            .insert(entity.state.key(), entity.clone());
-        Ok(())
-    }
-
-    fn put_ledger(
-        &mut self,
-        terminal: &str,
-        op_id: &OpId,
-        entry: &LedgerEntry,
-    ) -> Result<(), StorageError> {
-        if self.ledger(terminal, op_id)?.is_some() {
-            return Err(StorageError::Constraint(format!(
-                "ledger already holds op {op_id} of terminal {terminal}"
-            )));
-        }
-        let key = self.ledger_key(terminal, op_id);
-        self.staged.ledger.push((key, entry.clone()));
-        Ok(())
-    }
-
-    fn put_audit(&mut self, entry: &AuditEntry) -> Result<(), StorageError> {
-        self.staged.audit.push(entry.clone());
-        Ok(())
+        let key = (tenant.to_owned(), terminal.to_owned(), op_id.clone());
+        Ok(self.ledger.get(&key).cloned())
     }
 }
 
-impl ServerStore for MemoryStore {
-    fn transaction<R, F>(&self, partition: &Partition, mut work: F) -> Result<R, StorageError>
-    where
-        F: FnMut(&mut dyn StoreTx) -> Result<R, StorageError>,
-    {
+impl ServerStore for MemoryServerStore {
+    fn transaction_dyn(
+        &self,
+        partition: &Partition,
+        work: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         let mut guard = self.lock();
-        let mut tx = MemoryTx {
-            partition,
-            committed: &guard,
-            staged: Staged::default(),
-        };
-        let out = work(&mut tx)?;
-        let staged = tx.staged;
-        if staged.is_empty() {
-            return Ok(out);
+        let mut tx = StagedTx::new(partition, &*guard);
+        work(&mut tx)?;
+        let writes = tx.into_writes();
+        if writes.is_empty() {
+            return Ok(());
         }
-        if guard.fail_commits {
-            return Err(StorageError::backend("injected commit failure"));
-        }
-        let inner = &mut *guard;
-        inner.ledger.extend(staged.ledger);
-        let data = inner.partitions.entry(partition.clone()).or_default();
-        data.entities.extend(staged.entities);
-        data.log.extend(staged.changes);
-        data.audit.extend(staged.audit);
-        Ok(out)
+        self.fail_commits.check(&writes)?;
+        let all = &mut *guard;
+        all.ledger.extend(
+            writes
+                .ledger
+                .into_iter()
+                .map(|(terminal, op, e)| ((partition.tenant.clone(), terminal, op), e)),
+        );
+        let data = all.partitions.entry(partition.clone()).or_default();
+        data.entities.extend(writes.entities);
+        data.log.extend(writes.changes);
+        data.audit.extend(writes.audit);
+        Ok(())
     }
 
     fn changes(
@@ -265,14 +203,10 @@ impl ServerStore for MemoryStore {
     }
 
     fn head(&self, partition: &Partition) -> Result<Cursor, StorageError> {
-        Ok(self
-            .lock()
-            .partitions
-            .get(partition)
-            .map_or(Cursor(0), PartitionData::head))
+        Ok(self.lock().head_of(partition))
     }
 
-    fn audit(&self, partition: &Partition) -> Result<Vec<AuditEntry>, StorageError> {
+    fn audit(&self, partition: &Partition) -> Result<Vec<AuditRow>, StorageError> {
         Ok(self
             .lock()
             .partitions
@@ -282,10 +216,50 @@ impl ServerStore for MemoryStore {
     }
 }
 
+impl CredentialStore for MemoryServerStore {
+    fn put_credential(&self, c: &Credential) -> Result<(), StorageError> {
+        lock(&self.credentials).insert(c.key_hash.clone(), c.clone());
+        Ok(())
+    }
+
+    fn credential(&self, key_hash: &str) -> Result<Option<Credential>, StorageError> {
+        Ok(lock(&self.credentials).get(key_hash).cloned())
+    }
+
+    fn revoke_credential(&self, key_id: &str, at_ms: u64) -> Result<bool, StorageError> {
+        let mut all = lock(&self.credentials);
+        let hit = all
+            .values_mut()
+            .find(|c| c.key_id == key_id && c.revoked_at_ms.is_none());
+        Ok(hit.map(|c| c.revoked_at_ms = Some(at_ms)).is_some())
+    }
+
+    fn revoke_terminal(&self, ctx: &TerminalContext, at_ms: u64) -> Result<u64, StorageError> {
+        let mut n = 0;
+        for c in lock(&self.credentials).values_mut() {
+            if c.context == *ctx && c.revoked_at_ms.is_none() {
+                c.revoked_at_ms = Some(at_ms);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl StorageBackend for MemoryServerStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn fail_commits(&self, on: bool) {
+        self.fail_commits.set(on);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tidesync::{Fields, Hlc};
+    use tidesync::{EntityState, Fields, Hlc};
 
     fn state(id: &str, version: u64, deleted: bool) -> EntityState {
         EntityState {
@@ -311,7 +285,7 @@ mod tests {
 
     #[test]
     fn cursors_are_dense_per_partition_and_visible_inside_the_transaction() {
-        let store = MemoryStore::new();
+        let store = MemoryServerStore::new();
         let c = store
             .transaction(&p("b1"), |tx| {
                 let a = write(tx, state("a", 1, false))?;
@@ -332,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_failing_closure_keeps_nothing_and_gives_its_cursor_back() {
-        let store = MemoryStore::new();
+        let store = MemoryServerStore::new();
         let err = store
             .transaction(&p("b1"), |tx| {
                 write(tx, state("a", 1, false))?;
@@ -349,7 +323,7 @@ mod tests {
 
     #[test]
     fn injected_commit_failure_keeps_nothing() {
-        let store = MemoryStore::new();
+        let store = MemoryServerStore::new();
         store.fail_commits(true);
         let op = OpId::from_parts(1, 1);
         let res = store.transaction(&p("b1"), |tx| {
@@ -378,7 +352,7 @@ mod tests {
 
     #[test]
     fn ledger_is_per_tenant_and_rejects_a_second_row() {
-        let store = MemoryStore::new();
+        let store = MemoryServerStore::new();
         let op = OpId::from_parts(1, 1);
         let entry = LedgerEntry {
             fingerprint: "f".into(),
@@ -401,7 +375,7 @@ mod tests {
 
     #[test]
     fn snapshot_skips_tombstones_and_pages_by_key() {
-        let store = MemoryStore::new();
+        let store = MemoryServerStore::new();
         store
             .transaction(&p("b1"), |tx| {
                 write(tx, state("a", 1, false))?;
@@ -429,7 +403,7 @@ mod tests {
 
     #[test]
     fn changes_returns_strictly_after_since() {
-        let store = MemoryStore::new();
+        let store = MemoryServerStore::new();
         for i in 0..5 {
             store
                 .transaction(&p("b1"), |tx| write(tx, state(&format!("e{i}"), 1, false)))

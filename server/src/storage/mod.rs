@@ -1,4 +1,5 @@
-//! The storage trait the sync service is written against.
+//! The storage the sync service is written against: the [`ServerStore`]
+//! trait and its types, and every backend that implements it.
 //!
 //! The service never touches a database directly: it asks a [`ServerStore`]
 //! to run a closure inside **one transaction** on one [`Partition`] and hands
@@ -10,17 +11,30 @@
 //!
 //! The trait is synchronous on purpose: the HTTP layer calls it from
 //! `spawn_blocking`, and the SQL backends (SQLite through `rusqlite`,
-//! PostgreSQL through the sync `postgres` crate) map onto it directly:
+//! PostgreSQL through the sync `postgres` crate) map onto it directly. Every
+//! backend uses the same [`StoreTx`] (`staged.rs`): a read goes to the
+//! database once per key and sees the transaction's own writes; writes are
+//! staged and handed to the backend when the closure succeeds, which writes
+//! them and commits:
 //!
 //! | trait                         | SQL                                                        |
 //! |-------------------------------|------------------------------------------------------------|
 //! | [`ServerStore::transaction`]  | `BEGIN` … `COMMIT` (`ROLLBACK` when the closure fails)     |
 //! | [`StoreTx::entity`]           | `SELECT … FROM entities WHERE tenant, branch, collection, id` |
 //! | [`StoreTx::ledger`]           | `SELECT … FROM ledger WHERE tenant, terminal, op_id`       |
-//! | [`StoreTx::append_change`]    | `UPDATE partitions SET head = head + 1 RETURNING head`, `INSERT INTO changes` |
-//! | [`StoreTx::put_entity`]       | `INSERT … ON CONFLICT DO UPDATE` into `entities`           |
-//! | [`StoreTx::put_ledger`]       | `INSERT INTO ledger` (primary key `tenant, terminal, op_id`) |
-//! | [`StoreTx::put_audit`]        | `INSERT INTO audit`                                        |
+//! | [`StoreTx::append_change`]    | at commit: `INSERT INTO changes`, then the partition's `head` |
+//! | [`StoreTx::put_entity`]       | at commit: `INSERT … ON CONFLICT DO UPDATE` into `entities` |
+//! | [`StoreTx::put_ledger`]       | at commit: `INSERT INTO ledger` (primary key `tenant, terminal, op_id`) |
+//! | [`StoreTx::put_audit`]        | at commit: `INSERT INTO audit`                             |
+//!
+//! The backends:
+//!
+//! * [`SqliteStore`]: embedded SQLite, the default (a file path).
+//! * [`PgStore`]: PostgreSQL by URL, for several server processes.
+//! * [`MemoryServerStore`]: in memory, for tests and demos (not persistent),
+//!   and the reference behaviour the SQL backends must match.
+//!
+//! [`Backend`] is whichever of them the server was started with.
 //!
 //! # The cursor contract
 //!
@@ -37,37 +51,27 @@
 //! order is the commit order, and a rolled-back transaction gives its cursor
 //! back.
 
+mod backend;
+mod credentials;
+pub mod memory;
+pub mod migrate;
+mod pool;
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+mod staged;
+
 use std::error::Error as StdError;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use tidesync::{Cursor, EntityKey, EntityState, ErrorCode, Hlc, OpId};
 
-/// The unit of isolation: one branch of one tenant. Each partition has its
-/// own change log and cursor; a terminal only ever reads and writes its own.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Partition {
-    /// The tenant (customer) id.
-    pub tenant: String,
-    /// The branch (shop, site) id within the tenant.
-    pub branch: String,
-}
-
-impl Partition {
-    /// A partition from its parts.
-    pub fn new(tenant: impl Into<String>, branch: impl Into<String>) -> Self {
-        Partition {
-            tenant: tenant.into(),
-            branch: branch.into(),
-        }
-    }
-}
-
-impl fmt::Display for Partition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.tenant, self.branch)
-    }
-}
+pub use self::backend::{Backend, StorageBackend};
+pub use self::credentials::{Credential, CredentialStore};
+pub use self::memory::MemoryServerStore;
+pub use self::postgres::PgStore;
+pub use self::sqlite::{SqliteStore, SqliteSync};
+pub use crate::context::Partition;
 
 /// An entity as stored: its current state (tombstones included) and the
 /// change-log cursor of the change that produced that state.
@@ -103,9 +107,10 @@ pub struct LedgerEntry {
     pub cursor: Cursor,
 }
 
-/// One audit row per applied write.
+/// One audit row per applied write (the server's record of who changed
+/// what; the terminal keeps its own audit events).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
+pub struct AuditRow {
     /// The mutation's op id (`None`: an administrative write).
     pub op_id: Option<OpId>,
     /// The terminal that sent it (`None`: an administrative write).
@@ -194,7 +199,7 @@ pub trait StoreTx {
     ) -> Result<(), StorageError>;
 
     /// Appends an audit row.
-    fn put_audit(&mut self, entry: &AuditEntry) -> Result<(), StorageError>;
+    fn put_audit(&mut self, entry: &AuditRow) -> Result<(), StorageError>;
 
     /// A hint that the transaction is about to read the ledger entries of
     /// `op_ids` (of `terminal`) and the entities `keys`: a backend with
@@ -225,9 +230,26 @@ pub trait ServerStore: Send + Sync {
     /// to each other (see the module docs). A backend may run `work` again
     /// after a transient failure (e.g. a PostgreSQL serialization failure),
     /// so `work` must have no effect outside the transaction.
-    fn transaction<R, F>(&self, partition: &Partition, work: F) -> Result<R, StorageError>
+    fn transaction<R, F>(&self, partition: &Partition, mut work: F) -> Result<R, StorageError>
     where
-        F: FnMut(&mut dyn StoreTx) -> Result<R, StorageError>;
+        Self: Sized,
+        F: FnMut(&mut dyn StoreTx) -> Result<R, StorageError>,
+    {
+        let mut out = None;
+        self.transaction_dyn(partition, &mut |tx| {
+            out = Some(work(tx)?);
+            Ok(())
+        })?;
+        Ok(out.expect("a committed transaction has run its work"))
+    }
+
+    /// [`ServerStore::transaction`] in the form a trait object can offer:
+    /// what a backend implements (the contract is the same).
+    fn transaction_dyn(
+        &self,
+        partition: &Partition,
+        work: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError>;
 
     /// The changes with a cursor strictly greater than `since`, in cursor
     /// order, at most `limit` of them.
@@ -260,5 +282,5 @@ pub trait ServerStore: Send + Sync {
     fn head(&self, partition: &Partition) -> Result<Cursor, StorageError>;
 
     /// The partition's audit trail in the order it was written.
-    fn audit(&self, partition: &Partition) -> Result<Vec<AuditEntry>, StorageError>;
+    fn audit(&self, partition: &Partition) -> Result<Vec<AuditRow>, StorageError>;
 }

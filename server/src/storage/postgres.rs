@@ -13,22 +13,23 @@
 //! back (the head row is only updated on success). Reads of a page and of
 //! the head run in one `REPEATABLE READ` snapshot.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
 
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls, Statement};
-use tidesync::{Cursor, EntityKey, EntityState, OpId};
+use tidesync::{Cursor, EntityKey, OpId};
 
 use super::migrate;
 use super::pool::Pool;
-use crate::auth::{Credential, CredentialStore};
-use crate::context::TerminalContext;
-use crate::storage::{
-    AuditEntry, Change, EntitiesAt, LedgerEntry, Partition, ServerStore, StorageError, StoreTx,
-    StoredEntity,
+use super::sql::{decode_json, encode_json, from_sql_int, to_sql_int};
+use super::staged::{CommitFailures, CommittedReads, StagedTx, Writes};
+use super::{
+    AuditRow, Change, Credential, CredentialStore, EntitiesAt, LedgerEntry, Partition, ServerStore,
+    StorageBackend, StorageError, StoreTx, StoredEntity,
 };
+use crate::context::TerminalContext;
 
+/// A driver error as a storage error (unique violations kept apart).
 fn backend(e: postgres::Error) -> StorageError {
     if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
         return StorageError::Constraint(e.to_string());
@@ -36,24 +37,8 @@ fn backend(e: postgres::Error) -> StorageError {
     StorageError::backend(e)
 }
 
-fn corrupt(e: serde_json::Error) -> StorageError {
-    StorageError::Corrupt(e.to_string())
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("serialising protocol types cannot fail")
-}
-
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
 /// Statements prepared once per connection.
-struct Stmts {
+struct Statements {
     lock_head: Statement,
     insert_partition: Statement,
     set_head: Statement,
@@ -73,7 +58,7 @@ struct Stmts {
 
 struct PgConn {
     client: Client,
-    st: Stmts,
+    st: Statements,
 }
 
 fn connect(url: &str, schema: Option<&str>) -> Result<Client, StorageError> {
@@ -88,7 +73,7 @@ fn connect(url: &str, schema: Option<&str>) -> Result<Client, StorageError> {
 
 fn prepare(mut client: Client) -> Result<PgConn, StorageError> {
     let mut p = |sql: &str| client.prepare(sql).map_err(backend);
-    let st = Stmts {
+    let st = Statements {
         lock_head: p("SELECT head FROM partitions WHERE tenant = $1 AND branch = $2 FOR UPDATE")?,
         insert_partition: p(
             "INSERT INTO partitions (tenant, branch, head) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
@@ -167,7 +152,12 @@ fn migrate(client: &mut Client) -> Result<(), StorageError> {
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, checksum, applied_at_ms)
                  VALUES ($1, $2, $3, $4)",
-                &[&m.version, &m.name, &m.checksum(), &i(crate::now_ms())],
+                &[
+                    &m.version,
+                    &m.name,
+                    &m.checksum(),
+                    &to_sql_int(tidesync::env::unix_now_ms()),
+                ],
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)?;
@@ -185,7 +175,7 @@ pub struct PgStore {
     url: String,
     schema: Option<String>,
     pool: Pool<PgConn>,
-    fail_commits: AtomicBool,
+    fail_commits: CommitFailures,
     drop_schema: bool,
 }
 
@@ -224,7 +214,7 @@ impl PgStore {
             url: url.to_owned(),
             schema: schema.map(str::to_owned),
             pool,
-            fail_commits: AtomicBool::new(false),
+            fail_commits: CommitFailures::default(),
             drop_schema: false,
         })
     }
@@ -239,12 +229,6 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Fault injection for tests: while `on`, every write transaction is
-    /// rolled back at commit and fails with [`StorageError::Backend`].
-    pub fn fail_commits(&self, on: bool) {
-        self.fail_commits.store(on, Ordering::SeqCst);
-    }
-
     fn conn<R>(
         &self,
         f: impl FnOnce(&mut PgConn) -> Result<R, StorageError>,
@@ -254,7 +238,7 @@ impl PgStore {
 
     fn read<R>(
         &self,
-        f: impl FnOnce(&mut postgres::Transaction<'_>, &Stmts) -> Result<R, StorageError>,
+        f: impl FnOnce(&mut postgres::Transaction<'_>, &Statements) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
         self.conn(|c| {
             let mut tx = c
@@ -291,22 +275,10 @@ impl Drop for PgStore {
     }
 }
 
-/// A write transaction. Reads go to the database once per key and are
-/// cached (with the transaction's own writes); writes are buffered and sent
-/// in four bulk statements at commit: a batch of 100 mutations costs a
-/// handful of round trips, not six per mutation.
-struct PgTx<'a, 't> {
-    partition: &'a Partition,
+/// Reads inside a write transaction.
+struct PgReads<'a, 't> {
     tx: &'a mut postgres::Transaction<'t>,
-    st: &'a Stmts,
-    head: i64,
-    wrote: bool,
-    entities: HashMap<EntityKey, Option<StoredEntity>>,
-    ledger: HashMap<(String, OpId), Option<LedgerEntry>>,
-    dirty: BTreeMap<EntityKey, StoredEntity>,
-    new_ledger: Vec<(String, OpId, LedgerEntry)>,
-    changes: Vec<(i64, String)>,
-    audit: Vec<String>,
+    st: &'a Statements,
 }
 
 fn ledger_row(r: &postgres::Row, offset: usize) -> LedgerEntry {
@@ -316,103 +288,21 @@ fn ledger_row(r: &postgres::Row, offset: usize) -> LedgerEntry {
             r.get::<_, String>(offset + 1),
             r.get::<_, String>(offset + 2),
         ),
-        version: u(r.get(offset + 3)),
-        cursor: Cursor(u(r.get(offset + 4))),
+        version: from_sql_int(r.get(offset + 3)),
+        cursor: Cursor(from_sql_int(r.get(offset + 4))),
     }
 }
 
-impl PgTx<'_, '_> {
-    /// Sends the buffered writes (one column vector per bulk-insert column).
-    #[allow(clippy::type_complexity)]
-    fn flush(&mut self) -> Result<(), StorageError> {
-        let p = self.partition;
-        if !self.changes.is_empty() {
-            let (cursors, states): (Vec<i64>, Vec<String>) =
-                std::mem::take(&mut self.changes).into_iter().unzip();
-            self.tx
-                .execute(
-                    &self.st.insert_changes,
-                    &[&p.tenant, &p.branch, &cursors, &states],
-                )
-                .map_err(backend)?;
-        }
-        if !self.dirty.is_empty() {
-            let dirty = std::mem::take(&mut self.dirty);
-            let mut cols: (
-                Vec<String>,
-                Vec<String>,
-                Vec<i64>,
-                Vec<i64>,
-                Vec<i64>,
-                Vec<String>,
-            ) = Default::default();
-            for e in dirty.values() {
-                let s = &e.state;
-                cols.0.push(s.collection.clone());
-                cols.1.push(s.id.clone());
-                cols.2.push(i(s.version));
-                cols.3.push(i64::from(s.deleted));
-                cols.4.push(i(e.cursor.0));
-                cols.5.push(to_json(s));
-            }
-            self.tx
-                .execute(
-                    &self.st.upsert_entities,
-                    &[
-                        &p.tenant, &p.branch, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5,
-                    ],
-                )
-                .map_err(backend)?;
-        }
-        if !self.new_ledger.is_empty() {
-            let rows = std::mem::take(&mut self.new_ledger);
-            let mut cols: (
-                Vec<String>,
-                Vec<String>,
-                Vec<String>,
-                Vec<String>,
-                Vec<String>,
-                Vec<i64>,
-                Vec<i64>,
-            ) = Default::default();
-            for (terminal, op, e) in rows {
-                cols.0.push(terminal);
-                cols.1.push(op.0);
-                cols.2.push(e.fingerprint);
-                cols.3.push(e.key.collection);
-                cols.4.push(e.key.id);
-                cols.5.push(i(e.version));
-                cols.6.push(i(e.cursor.0));
-            }
-            self.tx
-                .execute(
-                    &self.st.insert_ledger,
-                    &[
-                        &p.tenant, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6,
-                    ],
-                )
-                .map_err(backend)?;
-        }
-        if !self.audit.is_empty() {
-            let entries = std::mem::take(&mut self.audit);
-            self.tx
-                .execute(&self.st.insert_audit, &[&p.tenant, &p.branch, &entries])
-                .map_err(backend)?;
-        }
-        Ok(())
-    }
-}
-
-impl StoreTx for PgTx<'_, '_> {
-    fn partition(&self) -> &Partition {
-        self.partition
+impl CommittedReads for PgReads<'_, '_> {
+    fn head(&mut self, partition: &Partition) -> Result<Cursor, StorageError> {
+        head_in(self.tx, self.st, partition)
     }
 
-    fn entity(&mut self, key: &EntityKey) -> Result<Option<StoredEntity>, StorageError> {
-        if let Some(cached) = self.entities.get(key) {
-            return Ok(cached.clone());
-        }
-        let p = self.partition;
+    fn entity(
+        &mut self,
+        p: &Partition,
+        key: &EntityKey,
+    ) -> Result<Option<StoredEntity>, StorageError> {
         let row = self
             .tx
             .query_opt(
@@ -420,133 +310,161 @@ impl StoreTx for PgTx<'_, '_> {
                 &[&p.tenant, &p.branch, &key.collection, &key.id],
             )
             .map_err(backend)?;
-        let found = row
-            .map(|r| {
-                Ok::<_, StorageError>(StoredEntity {
-                    state: serde_json::from_str(r.get::<_, &str>(0)).map_err(corrupt)?,
-                    cursor: Cursor(u(r.get(1))),
-                })
+        row.map(|r| {
+            Ok(StoredEntity {
+                state: decode_json(r.get::<_, &str>(0))?,
+                cursor: Cursor(from_sql_int(r.get(1))),
             })
-            .transpose()?;
-        self.entities.insert(key.clone(), found.clone());
-        Ok(found)
+        })
+        .transpose()
     }
 
     fn ledger(
         &mut self,
+        tenant: &str,
         terminal: &str,
         op_id: &OpId,
     ) -> Result<Option<LedgerEntry>, StorageError> {
-        let k = (terminal.to_owned(), op_id.clone());
-        if let Some(cached) = self.ledger.get(&k) {
-            return Ok(cached.clone());
-        }
         let row = self
             .tx
-            .query_opt(
-                &self.st.ledger,
-                &[&self.partition.tenant, &terminal, &op_id.0],
-            )
+            .query_opt(&self.st.ledger, &[&tenant, &terminal, &op_id.0])
             .map_err(backend)?;
-        let found = row.map(|r| ledger_row(&r, 0));
-        self.ledger.insert(k, found.clone());
-        Ok(found)
+        Ok(row.map(|r| ledger_row(&r, 0)))
     }
 
-    fn append_change(&mut self, state: &EntityState) -> Result<Cursor, StorageError> {
-        self.head += 1;
-        self.wrote = true;
-        self.changes.push((self.head, to_json(state)));
-        Ok(Cursor(u(self.head)))
-    }
-
-    fn put_entity(&mut self, entity: &StoredEntity) -> Result<(), StorageError> {
-        self.wrote = true;
-        let key = entity.state.key();
-        self.entities.insert(key.clone(), Some(entity.clone()));
-        self.dirty.insert(key, entity.clone());
-        Ok(())
-    }
-
-    fn put_ledger(
+    fn ledger_batch(
         &mut self,
-        terminal: &str,
-        op_id: &OpId,
-        entry: &LedgerEntry,
-    ) -> Result<(), StorageError> {
-        if self.ledger(terminal, op_id)?.is_some() {
-            return Err(StorageError::Constraint(format!(
-                "ledger already holds op {op_id} of terminal {terminal}"
-            )));
-        }
-        self.wrote = true;
-        self.ledger
-            .insert((terminal.to_owned(), op_id.clone()), Some(entry.clone()));
-        self.new_ledger
-            .push((terminal.to_owned(), op_id.clone(), entry.clone()));
-        Ok(())
-    }
-
-    fn put_audit(&mut self, entry: &AuditEntry) -> Result<(), StorageError> {
-        self.wrote = true;
-        self.audit.push(to_json(entry));
-        Ok(())
-    }
-
-    fn prefetch(
-        &mut self,
+        tenant: &str,
         terminal: &str,
         op_ids: &[OpId],
-        keys: &[EntityKey],
-    ) -> Result<(), StorageError> {
-        let p = self.partition;
+    ) -> Result<Option<HashMap<OpId, LedgerEntry>>, StorageError> {
         let ops: Vec<&str> = op_ids.iter().map(OpId::as_str).collect();
-        if !ops.is_empty() {
-            let rows = self
-                .tx
-                .query(&self.st.ledger_many, &[&p.tenant, &terminal, &ops])
-                .map_err(backend)?;
-            let mut found: HashMap<String, LedgerEntry> = rows
-                .iter()
-                .map(|r| (r.get::<_, String>(0), ledger_row(r, 1)))
-                .collect();
-            for op in op_ids {
-                let k = (terminal.to_owned(), op.clone());
-                self.ledger
-                    .entry(k)
-                    .or_insert_with(|| found.remove(op.as_str()));
-            }
-        }
-        // Entities are read one by one (and cached): a join of the
-        // partition's entities with an unnest of keys planned a scan of the
-        // whole partition per batch and made ingest slower, not faster.
-        let _ = keys;
-        Ok(())
+        let rows = self
+            .tx
+            .query(&self.st.ledger_many, &[&tenant, &terminal, &ops])
+            .map_err(backend)?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| (OpId(r.get::<_, String>(0)), ledger_row(r, 1)))
+                .collect(),
+        ))
     }
 }
 
-fn decode_states(rows: &[postgres::Row]) -> Result<Vec<EntityState>, StorageError> {
+/// Writes what a transaction staged in four bulk statements (one column
+/// vector per bulk-insert column), then the new head: a batch of 100
+/// mutations costs a handful of round trips, not six per mutation.
+#[allow(clippy::type_complexity)]
+fn write(
+    tx: &mut postgres::Transaction<'_>,
+    st: &Statements,
+    p: &Partition,
+    writes: Writes,
+) -> Result<(), StorageError> {
+    let new_head = writes.new_head();
+    if !writes.changes.is_empty() {
+        let (cursors, states): (Vec<i64>, Vec<String>) = writes
+            .changes
+            .iter()
+            .map(|c| (to_sql_int(c.cursor.0), encode_json(&c.state)))
+            .unzip();
+        tx.execute(
+            &st.insert_changes,
+            &[&p.tenant, &p.branch, &cursors, &states],
+        )
+        .map_err(backend)?;
+    }
+    if !writes.entities.is_empty() {
+        let mut cols: (
+            Vec<String>,
+            Vec<String>,
+            Vec<i64>,
+            Vec<i64>,
+            Vec<i64>,
+            Vec<String>,
+        ) = Default::default();
+        for e in writes.entities.values() {
+            let s = &e.state;
+            cols.0.push(s.collection.clone());
+            cols.1.push(s.id.clone());
+            cols.2.push(to_sql_int(s.version));
+            cols.3.push(i64::from(s.deleted));
+            cols.4.push(to_sql_int(e.cursor.0));
+            cols.5.push(encode_json(s));
+        }
+        tx.execute(
+            &st.upsert_entities,
+            &[
+                &p.tenant, &p.branch, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5,
+            ],
+        )
+        .map_err(backend)?;
+    }
+    if !writes.ledger.is_empty() {
+        let mut cols: (
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<i64>,
+            Vec<i64>,
+        ) = Default::default();
+        for (terminal, op, e) in writes.ledger {
+            cols.0.push(terminal);
+            cols.1.push(op.0);
+            cols.2.push(e.fingerprint);
+            cols.3.push(e.key.collection);
+            cols.4.push(e.key.id);
+            cols.5.push(to_sql_int(e.version));
+            cols.6.push(to_sql_int(e.cursor.0));
+        }
+        tx.execute(
+            &st.insert_ledger,
+            &[
+                &p.tenant, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6,
+            ],
+        )
+        .map_err(backend)?;
+    }
+    if !writes.audit.is_empty() {
+        let rows: Vec<String> = writes.audit.iter().map(encode_json).collect();
+        tx.execute(&st.insert_audit, &[&p.tenant, &p.branch, &rows])
+            .map_err(backend)?;
+    }
+    if let Some(head) = new_head {
+        tx.execute(&st.set_head, &[&p.tenant, &p.branch, &to_sql_int(head.0)])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// The rows of a query whose first column is JSON of `T`.
+fn json_rows<T: serde::de::DeserializeOwned>(
+    rows: &[postgres::Row],
+) -> Result<Vec<T>, StorageError> {
     rows.iter()
-        .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(corrupt))
+        .map(|r| decode_json(r.get::<_, &str>(0)))
         .collect()
 }
 
 fn head_in(
     tx: &mut postgres::Transaction<'_>,
-    st: &Stmts,
+    st: &Statements,
     p: &Partition,
 ) -> Result<Cursor, StorageError> {
     let row = tx
         .query_opt(&st.head, &[&p.tenant, &p.branch])
         .map_err(backend)?;
-    Ok(Cursor(row.map_or(0, |r| u(r.get(0)))))
+    Ok(Cursor(row.map_or(0, |r| from_sql_int(r.get(0)))))
 }
 
 impl ServerStore for PgStore {
-    fn transaction<R, F>(&self, partition: &Partition, mut work: F) -> Result<R, StorageError>
-    where
-        F: FnMut(&mut dyn StoreTx) -> Result<R, StorageError>,
-    {
+    fn transaction_dyn(
+        &self,
+        partition: &Partition,
+        work: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         self.conn(|c| {
             let st = &c.st;
             let mut tx = c.client.transaction().map_err(backend)?;
@@ -558,32 +476,15 @@ impl ServerStore for PgStore {
                 tx.execute(&st.insert_partition, &key).map_err(backend)?;
                 row = tx.query_opt(&st.lock_head, &key).map_err(backend)?;
             }
-            let start: i64 = row.map_or(0, |r| r.get(0));
-            let mut ptx = PgTx {
-                partition,
-                tx: &mut tx,
-                st,
-                head: start,
-                wrote: false,
-                entities: HashMap::new(),
-                ledger: HashMap::new(),
-                dirty: BTreeMap::new(),
-                new_ledger: Vec::new(),
-                changes: Vec::new(),
-                audit: Vec::new(),
-            };
-            let out = work(&mut ptx)?; // dropping `tx` rolls back
-            ptx.flush()?;
-            let (head, wrote) = (ptx.head, ptx.wrote);
-            if head != start {
-                tx.execute(&st.set_head, &[&partition.tenant, &partition.branch, &head])
-                    .map_err(backend)?;
-            }
-            if wrote && self.fail_commits.load(Ordering::SeqCst) {
-                return Err(StorageError::backend("injected commit failure"));
-            }
-            tx.commit().map_err(backend)?;
-            Ok(out)
+            let head = Cursor(row.map_or(0, |r| from_sql_int(r.get(0))));
+            let reads = PgReads { tx: &mut tx, st };
+            let mut staged = StagedTx::with_head(partition, reads, head);
+            work(&mut staged)?; // dropping `tx` rolls back
+            let writes = staged.into_writes();
+            let injected = self.fail_commits.check(&writes);
+            write(&mut tx, st, partition, writes)?;
+            injected?;
+            tx.commit().map_err(backend)
         })
     }
 
@@ -601,16 +502,16 @@ impl ServerStore for PgStore {
                     &[
                         &partition.tenant,
                         &partition.branch,
-                        &i(since.0),
-                        &i(limit as u64),
+                        &to_sql_int(since.0),
+                        &to_sql_int(limit as u64),
                     ],
                 )
                 .map_err(backend)?;
             rows.iter()
                 .map(|r| {
                     Ok(Change {
-                        cursor: Cursor(u(r.get(0))),
-                        state: serde_json::from_str(r.get::<_, &str>(1)).map_err(corrupt)?,
+                        cursor: Cursor(from_sql_int(r.get(0))),
+                        state: decode_json(r.get::<_, &str>(1))?,
                     })
                 })
                 .collect()
@@ -625,14 +526,18 @@ impl ServerStore for PgStore {
     ) -> Result<EntitiesAt, StorageError> {
         self.read(|tx, st| {
             let head = head_in(tx, st, partition)?;
-            let (t, b, l) = (&partition.tenant, &partition.branch, i(limit as u64));
+            let (t, b, l) = (
+                &partition.tenant,
+                &partition.branch,
+                to_sql_int(limit as u64),
+            );
             let rows = match after {
                 None => tx.query(&st.snapshot_first, &[t, b, &l]),
                 Some(k) => tx.query(&st.snapshot_after, &[t, b, &k.collection, &k.id, &l]),
             }
             .map_err(backend)?;
             Ok(EntitiesAt {
-                entities: decode_states(&rows)?,
+                entities: json_rows(&rows)?,
                 head,
             })
         })
@@ -652,7 +557,7 @@ impl ServerStore for PgStore {
                 )
                 .map_err(backend)?;
             Ok(EntitiesAt {
-                entities: decode_states(&rows)?,
+                entities: json_rows(&rows)?,
                 head,
             })
         })
@@ -664,11 +569,11 @@ impl ServerStore for PgStore {
                 .client
                 .query_opt(&c.st.head, &[&partition.tenant, &partition.branch])
                 .map_err(backend)?;
-            Ok(Cursor(row.map_or(0, |r| u(r.get(0)))))
+            Ok(Cursor(row.map_or(0, |r| from_sql_int(r.get(0)))))
         })
     }
 
-    fn audit(&self, partition: &Partition) -> Result<Vec<AuditEntry>, StorageError> {
+    fn audit(&self, partition: &Partition) -> Result<Vec<AuditRow>, StorageError> {
         self.conn(|c| {
             let rows = c
                 .client
@@ -677,9 +582,7 @@ impl ServerStore for PgStore {
                     &[&partition.tenant, &partition.branch],
                 )
                 .map_err(backend)?;
-            rows.iter()
-                .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(corrupt))
-                .collect()
+            json_rows(&rows)
         })
     }
 }
@@ -693,9 +596,9 @@ fn credential_row(r: &postgres::Row) -> Credential {
             r.get::<_, String>(3),
             r.get::<_, String>(4),
         ),
-        created_at_ms: u(r.get(5)),
-        expires_at_ms: r.get::<_, Option<i64>>(6).map(u),
-        revoked_at_ms: r.get::<_, Option<i64>>(7).map(u),
+        created_at_ms: from_sql_int(r.get(5)),
+        expires_at_ms: r.get::<_, Option<i64>>(6).map(from_sql_int),
+        revoked_at_ms: r.get::<_, Option<i64>>(7).map(from_sql_int),
     }
 }
 
@@ -713,9 +616,9 @@ impl CredentialStore for PgStore {
                         &c.context.tenant,
                         &c.context.branch,
                         &c.context.terminal,
-                        &i(c.created_at_ms),
-                        &c.expires_at_ms.map(i),
-                        &c.revoked_at_ms.map(i),
+                        &to_sql_int(c.created_at_ms),
+                        &c.expires_at_ms.map(to_sql_int),
+                        &c.revoked_at_ms.map(to_sql_int),
                     ],
                 )
                 .map_err(backend)?;
@@ -745,7 +648,7 @@ impl CredentialStore for PgStore {
                 .execute(
                     "UPDATE credentials SET revoked_at_ms = $2
                      WHERE key_id = $1 AND revoked_at_ms IS NULL",
-                    &[&key_id, &i(at_ms)],
+                    &[&key_id, &to_sql_int(at_ms)],
                 )
                 .map_err(backend)?;
             Ok(n > 0)
@@ -759,9 +662,19 @@ impl CredentialStore for PgStore {
                     "UPDATE credentials SET revoked_at_ms = $4
                      WHERE tenant = $1 AND branch = $2 AND terminal = $3
                        AND revoked_at_ms IS NULL",
-                    &[&ctx.tenant, &ctx.branch, &ctx.terminal, &i(at_ms)],
+                    &[&ctx.tenant, &ctx.branch, &ctx.terminal, &to_sql_int(at_ms)],
                 )
                 .map_err(backend)
         })
+    }
+}
+
+impl StorageBackend for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn fail_commits(&self, on: bool) {
+        self.fail_commits.set(on);
     }
 }

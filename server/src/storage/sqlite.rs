@@ -8,20 +8,20 @@
 //! snapshot and never block the writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use tidesync::{Cursor, EntityKey, EntityState, OpId};
+use tidesync::{Cursor, EntityKey, OpId};
 
 use super::migrate::{self, Migration};
 use super::pool::Pool;
-use crate::auth::{Credential, CredentialStore};
-use crate::context::TerminalContext;
-use crate::storage::{
-    AuditEntry, Change, EntitiesAt, LedgerEntry, Partition, ServerStore, StorageError, StoreTx,
-    StoredEntity,
+use super::sql::{decode_json, encode_json, from_sql_int, to_sql_int};
+use super::staged::{CommitFailures, CommittedReads, StagedTx, Writes};
+use super::{
+    AuditRow, Change, Credential, CredentialStore, EntitiesAt, LedgerEntry, Partition, ServerStore,
+    StorageBackend, StorageError, StoreTx, StoredEntity,
 };
+use crate::context::TerminalContext;
 
 /// How hard SQLite syncs to disk at commit (`PRAGMA synchronous`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -38,7 +38,7 @@ pub enum SqliteSync {
 pub struct SqliteStore {
     path: PathBuf,
     pool: Pool<Connection>,
-    fail_commits: AtomicBool,
+    fail_commits: CommitFailures,
     remove_on_drop: bool,
 }
 
@@ -50,6 +50,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// A driver error as a storage error (constraint violations kept apart).
 fn backend(e: rusqlite::Error) -> StorageError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e {
         if f.code == rusqlite::ErrorCode::ConstraintViolation {
@@ -57,22 +58,6 @@ fn backend(e: rusqlite::Error) -> StorageError {
         }
     }
     StorageError::backend(e)
-}
-
-fn corrupt(e: serde_json::Error) -> StorageError {
-    StorageError::Corrupt(e.to_string())
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("serialising protocol types cannot fail")
-}
-
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 fn open_connection(path: &Path, sync: SqliteSync, first: bool) -> Result<Connection, StorageError> {
@@ -137,7 +122,12 @@ fn migrate(conn: &mut Connection, known: &[Migration]) -> Result<(), StorageErro
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at_ms)
              VALUES (?1, ?2, ?3, ?4)",
-            params![m.version, m.name, m.checksum(), i(crate::now_ms())],
+            params![
+                m.version,
+                m.name,
+                m.checksum(),
+                to_sql_int(tidesync::env::unix_now_ms())
+            ],
         )
         .map_err(backend)?;
         tx.commit().map_err(backend)?;
@@ -157,17 +147,17 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             pool,
-            fail_commits: AtomicBool::new(false),
+            fail_commits: CommitFailures::default(),
             remove_on_drop: false,
         })
     }
 
     /// A store on a new file at `path` (an existing file is replaced) that
     /// deletes its files when dropped. For tests and benchmarks.
-    pub fn temporary(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+    pub fn temporary(path: impl AsRef<Path>, sync: SqliteSync) -> Result<Self, StorageError> {
         let path = path.as_ref();
         remove_files(path);
-        let mut store = Self::open(path, SqliteSync::Normal)?;
+        let mut store = Self::open(path, sync)?;
         store.remove_on_drop = true;
         Ok(store)
     }
@@ -175,12 +165,6 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Fault injection for tests: while `on`, every write transaction is
-    /// rolled back at commit and fails with [`StorageError::Backend`].
-    pub fn fail_commits(&self, on: bool) {
-        self.fail_commits.store(on, Ordering::SeqCst);
     }
 
     fn conn<R>(
@@ -218,48 +202,45 @@ impl Drop for SqliteStore {
     }
 }
 
-struct SqliteTx<'a> {
-    partition: &'a Partition,
+/// Reads inside a write transaction.
+struct SqliteReads<'a> {
     tx: &'a rusqlite::Transaction<'a>,
-    wrote: bool,
 }
 
-fn entity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64)> {
-    Ok((r.get(0)?, r.get(1)?))
-}
-
-fn stored((state, cursor): (String, i64)) -> Result<StoredEntity, StorageError> {
-    Ok(StoredEntity {
-        state: serde_json::from_str(&state).map_err(corrupt)?,
-        cursor: Cursor(u(cursor)),
-    })
-}
-
-impl StoreTx for SqliteTx<'_> {
-    fn partition(&self) -> &Partition {
-        self.partition
+impl CommittedReads for SqliteReads<'_> {
+    fn head(&mut self, partition: &Partition) -> Result<Cursor, StorageError> {
+        read_head(self.tx, partition)
     }
 
-    fn entity(&mut self, key: &EntityKey) -> Result<Option<StoredEntity>, StorageError> {
-        let p = self.partition;
-        let row = self
+    fn entity(
+        &mut self,
+        p: &Partition,
+        key: &EntityKey,
+    ) -> Result<Option<StoredEntity>, StorageError> {
+        let row: Option<(String, i64)> = self
             .tx
             .prepare_cached(
                 "SELECT state, cursor FROM entities
                  WHERE tenant = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4",
             )
             .map_err(backend)?
-            .query_row(
-                params![p.tenant, p.branch, key.collection, key.id],
-                entity_row,
-            )
+            .query_row(params![p.tenant, p.branch, key.collection, key.id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .map_err(backend)?;
-        row.map(stored).transpose()
+        row.map(|(state, cursor)| {
+            Ok(StoredEntity {
+                state: decode_json(&state)?,
+                cursor: Cursor(from_sql_int(cursor)),
+            })
+        })
+        .transpose()
     }
 
     fn ledger(
         &mut self,
+        tenant: &str,
         terminal: &str,
         op_id: &OpId,
     ) -> Result<Option<LedgerEntry>, StorageError> {
@@ -269,105 +250,102 @@ impl StoreTx for SqliteTx<'_> {
                  WHERE tenant = ?1 AND terminal = ?2 AND op_id = ?3",
             )
             .map_err(backend)?
-            .query_row(params![self.partition.tenant, terminal, op_id.0], |r| {
+            .query_row(params![tenant, terminal, op_id.0], |r| {
                 Ok(LedgerEntry {
                     fingerprint: r.get(0)?,
                     key: EntityKey::new(r.get::<_, String>(1)?, r.get::<_, String>(2)?),
-                    version: u(r.get(3)?),
-                    cursor: Cursor(u(r.get(4)?)),
+                    version: from_sql_int(r.get(3)?),
+                    cursor: Cursor(from_sql_int(r.get(4)?)),
                 })
             })
             .optional()
             .map_err(backend)
     }
+}
 
-    fn append_change(&mut self, state: &EntityState) -> Result<Cursor, StorageError> {
-        let p = self.partition;
-        self.wrote = true;
-        let head: i64 = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO partitions (tenant, branch, head) VALUES (?1, ?2, 1)
-                 ON CONFLICT (tenant, branch) DO UPDATE SET head = head + 1
-                 RETURNING head",
-            )
-            .map_err(backend)?
-            .query_row(params![p.tenant, p.branch], |r| r.get(0))
-            .map_err(backend)?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO changes (tenant, branch, cursor, state) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .map_err(backend)?
-            .execute(params![p.tenant, p.branch, head, to_json(state)])
-            .map_err(backend)?;
-        Ok(Cursor(u(head)))
+/// Writes what a transaction staged (inside it, before the commit).
+fn write(
+    tx: &rusqlite::Transaction<'_>,
+    p: &Partition,
+    writes: &Writes,
+) -> Result<(), StorageError> {
+    if let Some(head) = writes.new_head() {
+        tx.prepare_cached(
+            "INSERT INTO partitions (tenant, branch, head) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, branch) DO UPDATE SET head = excluded.head",
+        )
+        .map_err(backend)?
+        .execute(params![p.tenant, p.branch, to_sql_int(head.0)])
+        .map_err(backend)?;
     }
-
-    fn put_entity(&mut self, entity: &StoredEntity) -> Result<(), StorageError> {
-        let p = self.partition;
-        let s = &entity.state;
-        self.wrote = true;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO entities (tenant, branch, collection, id, version, deleted, cursor, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (tenant, branch, collection, id) DO UPDATE SET
-                   version = excluded.version, deleted = excluded.deleted,
-                   cursor = excluded.cursor, state = excluded.state",
-            )
-            .map_err(backend)?
+    let mut insert_change = tx
+        .prepare_cached(
+            "INSERT INTO changes (tenant, branch, cursor, state) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(backend)?;
+    for c in &writes.changes {
+        insert_change
+            .execute(params![
+                p.tenant,
+                p.branch,
+                to_sql_int(c.cursor.0),
+                encode_json(&c.state)
+            ])
+            .map_err(backend)?;
+    }
+    let mut upsert_entity = tx
+        .prepare_cached(
+            "INSERT INTO entities (tenant, branch, collection, id, version, deleted, cursor, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (tenant, branch, collection, id) DO UPDATE SET
+               version = excluded.version, deleted = excluded.deleted,
+               cursor = excluded.cursor, state = excluded.state",
+        )
+        .map_err(backend)?;
+    for e in writes.entities.values() {
+        let s = &e.state;
+        upsert_entity
             .execute(params![
                 p.tenant,
                 p.branch,
                 s.collection,
                 s.id,
-                i(s.version),
+                to_sql_int(s.version),
                 s.deleted,
-                i(entity.cursor.0),
-                to_json(s)
+                to_sql_int(e.cursor.0),
+                encode_json(s)
             ])
             .map_err(backend)?;
-        Ok(())
     }
-
-    fn put_ledger(
-        &mut self,
-        terminal: &str,
-        op_id: &OpId,
-        entry: &LedgerEntry,
-    ) -> Result<(), StorageError> {
-        self.wrote = true;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO ledger (tenant, terminal, op_id, fingerprint, collection, entity_id, version, cursor)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .map_err(backend)?
+    let mut insert_ledger = tx
+        .prepare_cached(
+            "INSERT INTO ledger (tenant, terminal, op_id, fingerprint, collection, entity_id, version, cursor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(backend)?;
+    for (terminal, op_id, entry) in &writes.ledger {
+        insert_ledger
             .execute(params![
-                self.partition.tenant,
+                p.tenant,
                 terminal,
                 op_id.0,
                 entry.fingerprint,
                 entry.key.collection,
                 entry.key.id,
-                i(entry.version),
-                i(entry.cursor.0)
+                to_sql_int(entry.version),
+                to_sql_int(entry.cursor.0)
             ])
             .map_err(backend)?;
-        Ok(())
     }
-
-    fn put_audit(&mut self, entry: &AuditEntry) -> Result<(), StorageError> {
-        let p = self.partition;
-        self.wrote = true;
-        self.tx
-            .prepare_cached("INSERT INTO audit (tenant, branch, entry) VALUES (?1, ?2, ?3)")
-            .map_err(backend)?
-            .execute(params![p.tenant, p.branch, to_json(entry)])
+    let mut insert_audit = tx
+        .prepare_cached("INSERT INTO audit (tenant, branch, entry) VALUES (?1, ?2, ?3)")
+        .map_err(backend)?;
+    for row in &writes.audit {
+        insert_audit
+            .execute(params![p.tenant, p.branch, encode_json(row)])
             .map_err(backend)?;
-        Ok(())
     }
+    Ok(())
 }
 
 fn read_head(tx: &rusqlite::Transaction<'_>, p: &Partition) -> Result<Cursor, StorageError> {
@@ -377,43 +355,36 @@ fn read_head(tx: &rusqlite::Transaction<'_>, p: &Partition) -> Result<Cursor, St
         .query_row(params![p.tenant, p.branch], |r| r.get(0))
         .optional()
         .map_err(backend)?;
-    Ok(Cursor(head.map_or(0, u)))
+    Ok(Cursor(head.map_or(0, from_sql_int)))
 }
 
-fn states(
+/// The rows of a query whose first column is JSON of `T`.
+fn json_rows<T: serde::de::DeserializeOwned>(
     st: &mut rusqlite::CachedStatement<'_>,
     params: impl rusqlite::Params,
-) -> Result<Vec<EntityState>, StorageError> {
+) -> Result<Vec<T>, StorageError> {
     let rows = st
         .query_map(params, |r| r.get::<_, String>(0))
         .map_err(backend)?;
-    rows.map(|r| {
-        r.map_err(backend)
-            .and_then(|s| serde_json::from_str(&s).map_err(corrupt))
-    })
-    .collect()
+    rows.map(|r| decode_json(&r.map_err(backend)?)).collect()
 }
 
 impl ServerStore for SqliteStore {
-    fn transaction<R, F>(&self, partition: &Partition, mut work: F) -> Result<R, StorageError>
-    where
-        F: FnMut(&mut dyn StoreTx) -> Result<R, StorageError>,
-    {
+    fn transaction_dyn(
+        &self,
+        partition: &Partition,
+        work: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         self.conn(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let mut stx = SqliteTx {
-                partition,
-                tx: &tx,
-                wrote: false,
-            };
-            let out = work(&mut stx)?; // dropping `tx` rolls back
-            if stx.wrote && self.fail_commits.load(Ordering::SeqCst) {
-                return Err(StorageError::backend("injected commit failure"));
-            }
-            tx.commit().map_err(backend)?;
-            Ok(out)
+            let mut staged = StagedTx::new(partition, SqliteReads { tx: &tx });
+            work(&mut staged)?; // dropping `tx` rolls back
+            let writes = staged.into_writes();
+            write(&tx, partition, &writes)?;
+            self.fail_commits.check(&writes)?;
+            tx.commit().map_err(backend)
         })
     }
 
@@ -436,8 +407,8 @@ impl ServerStore for SqliteStore {
                     params![
                         partition.tenant,
                         partition.branch,
-                        i(since.0),
-                        i(limit as u64)
+                        to_sql_int(since.0),
+                        to_sql_int(limit as u64)
                     ],
                     |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
                 )
@@ -445,8 +416,8 @@ impl ServerStore for SqliteStore {
             rows.map(|r| {
                 let (cursor, state) = r.map_err(backend)?;
                 Ok(Change {
-                    cursor: Cursor(u(cursor)),
-                    state: serde_json::from_str(&state).map_err(corrupt)?,
+                    cursor: Cursor(from_sql_int(cursor)),
+                    state: decode_json(&state)?,
                 })
             })
             .collect()
@@ -472,7 +443,7 @@ impl ServerStore for SqliteStore {
                          ORDER BY collection, id LIMIT ?6",
                     )
                     .map_err(backend)?;
-                states(
+                json_rows(
                     &mut st,
                     params![
                         partition.tenant,
@@ -480,7 +451,7 @@ impl ServerStore for SqliteStore {
                         after.is_some(),
                         c,
                         id,
-                        i(limit as u64)
+                        to_sql_int(limit as u64)
                     ],
                 )?
             };
@@ -504,7 +475,7 @@ impl ServerStore for SqliteStore {
                          WHERE tenant = ?1 AND branch = ?2 AND collection = ?3 AND deleted = 0",
                     )
                     .map_err(backend)?;
-                states(
+                json_rows(
                     &mut st,
                     params![partition.tenant, partition.branch, collection],
                 )?
@@ -523,23 +494,14 @@ impl ServerStore for SqliteStore {
         })
     }
 
-    fn audit(&self, partition: &Partition) -> Result<Vec<AuditEntry>, StorageError> {
+    fn audit(&self, partition: &Partition) -> Result<Vec<AuditRow>, StorageError> {
         self.conn(|conn| {
             let mut st = conn
                 .prepare_cached(
                     "SELECT entry FROM audit WHERE tenant = ?1 AND branch = ?2 ORDER BY seq",
                 )
                 .map_err(backend)?;
-            let rows = st
-                .query_map(params![partition.tenant, partition.branch], |r| {
-                    r.get::<_, String>(0)
-                })
-                .map_err(backend)?;
-            rows.map(|r| {
-                r.map_err(backend)
-                    .and_then(|s| serde_json::from_str(&s).map_err(corrupt))
-            })
-            .collect()
+            json_rows(&mut st, params![partition.tenant, partition.branch])
         })
     }
 }
@@ -553,9 +515,9 @@ fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credential> {
             r.get::<_, String>(3)?,
             r.get::<_, String>(4)?,
         ),
-        created_at_ms: u(r.get(5)?),
-        expires_at_ms: r.get::<_, Option<i64>>(6)?.map(u),
-        revoked_at_ms: r.get::<_, Option<i64>>(7)?.map(u),
+        created_at_ms: from_sql_int(r.get(5)?),
+        expires_at_ms: r.get::<_, Option<i64>>(6)?.map(from_sql_int),
+        revoked_at_ms: r.get::<_, Option<i64>>(7)?.map(from_sql_int),
     })
 }
 
@@ -572,9 +534,9 @@ impl CredentialStore for SqliteStore {
                     c.context.tenant,
                     c.context.branch,
                     c.context.terminal,
-                    i(c.created_at_ms),
-                    c.expires_at_ms.map(i),
-                    c.revoked_at_ms.map(i)
+                    to_sql_int(c.created_at_ms),
+                    c.expires_at_ms.map(to_sql_int),
+                    c.revoked_at_ms.map(to_sql_int)
                 ],
             )
             .map_err(backend)?;
@@ -602,7 +564,7 @@ impl CredentialStore for SqliteStore {
                 .execute(
                     "UPDATE credentials SET revoked_at_ms = ?2
                      WHERE key_id = ?1 AND revoked_at_ms IS NULL",
-                    params![key_id, i(at_ms)],
+                    params![key_id, to_sql_int(at_ms)],
                 )
                 .map_err(backend)?;
             Ok(n > 0)
@@ -616,10 +578,20 @@ impl CredentialStore for SqliteStore {
                     "UPDATE credentials SET revoked_at_ms = ?4
                      WHERE tenant = ?1 AND branch = ?2 AND terminal = ?3
                        AND revoked_at_ms IS NULL",
-                    params![ctx.tenant, ctx.branch, ctx.terminal, i(at_ms)],
+                    params![ctx.tenant, ctx.branch, ctx.terminal, to_sql_int(at_ms)],
                 )
                 .map_err(backend)?;
             Ok(n as u64)
         })
+    }
+}
+
+impl StorageBackend for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn fail_commits(&self, on: bool) {
+        self.fail_commits.set(on);
     }
 }

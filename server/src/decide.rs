@@ -1,5 +1,6 @@
-//! The decision for one pushed mutation, made and recorded inside one
-//! storage transaction.
+//! How the server decides a terminal's write: the per-collection
+//! [`ServerPolicy`], and the decision for one pushed mutation, made and
+//! recorded inside one storage transaction.
 //!
 //! The envelope checks that need no storage (validation, terminal and branch
 //! binding) happen before, in [`crate::SyncService::push`]; what is left
@@ -16,17 +17,39 @@
 //! as it was (the ledger included), so the client may send the same op id
 //! again, rebased.
 
+use serde::{Deserialize, Serialize};
 use tidesync::{apply_mutation, AckResult, ErrorCode, Mutation, MutationKind};
 
-use crate::policy::ServerPolicy;
-use crate::storage::{AuditEntry, LedgerEntry, StorageError, StoreTx, StoredEntity};
+use crate::storage::{AuditRow, LedgerEntry, StorageError, StoreTx, StoredEntity};
+
+/// How the server treats terminal writes to a collection.
+///
+/// The client-side conflict policies (`last-write-wins`, `merge-three-way`,
+/// `manual-resolve`, `server-wins`) all look the same on the server: it
+/// applies a mutation made against the current version and answers a
+/// conflict otherwise; the client resolves. Only two collection kinds need
+/// different server rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerPolicy {
+    /// Optimistic concurrency on `base_version`; every mutation kind allowed.
+    #[default]
+    Versioned,
+    /// Insert-only records deduplicated by id (e.g. sales): only `append` is
+    /// accepted, `base_version` is ignored, a second insert of an id is a
+    /// duplicate (same fields) or rejected (different fields), never an update.
+    AppendOnly,
+    /// Owned by the cloud (e.g. a catalog): terminals cannot write at all;
+    /// data comes in through the admin API.
+    ReadOnly,
+}
 
 fn rejected(code: ErrorCode, message: String) -> AckResult {
     AckResult::Rejected { code, message }
 }
 
 /// Decides and, if it applies, records one mutation of `terminal` in `tx`.
-pub(crate) fn push_in_tx(
+pub(crate) fn decide_mutation(
     tx: &mut dyn StoreTx,
     terminal: &str,
     m: &Mutation,
@@ -122,7 +145,7 @@ pub(crate) fn push_in_tx(
             cursor,
         },
     )?;
-    tx.put_audit(&AuditEntry {
+    tx.put_audit(&AuditRow {
         op_id: Some(m.op_id.clone()),
         terminal: Some(terminal.to_owned()),
         key,

@@ -1,0 +1,242 @@
+//! The one [`StoreTx`] every backend runs its write transactions with.
+//!
+//! A [`StagedTx`] reads what the backend has committed through
+//! [`CommittedReads`], at most once per key, and answers later reads of the
+//! same key (its own writes included) from what it has seen. Its writes are
+//! staged as [`Writes`]: when the transaction's closure succeeds the backend
+//! takes them ([`StagedTx::into_writes`]) and writes them all at once before
+//! it commits; when the closure fails they are dropped, so a failed
+//! transaction writes nothing and gives its cursors back.
+//!
+//! The backend must keep the partition's writers out until it commits (the
+//! cursor contract of [`crate::storage`]), so what the transaction has seen
+//! stays true until then.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tidesync::{Cursor, EntityKey, EntityState, OpId};
+
+use super::{AuditRow, Change, LedgerEntry, Partition, StorageError, StoreTx, StoredEntity};
+
+/// What a backend reads of its committed state inside a write transaction.
+pub(crate) trait CommittedReads {
+    /// The partition's head cursor (0: no change yet).
+    fn head(&mut self, partition: &Partition) -> Result<Cursor, StorageError>;
+
+    /// The entity's committed state, tombstones included.
+    fn entity(
+        &mut self,
+        partition: &Partition,
+        key: &EntityKey,
+    ) -> Result<Option<StoredEntity>, StorageError>;
+
+    /// The committed ledger entry of `(tenant, terminal, op_id)`.
+    fn ledger(
+        &mut self,
+        tenant: &str,
+        terminal: &str,
+        op_id: &OpId,
+    ) -> Result<Option<LedgerEntry>, StorageError>;
+
+    /// The committed ledger entries of many ops at once (those found), for
+    /// [`StoreTx::prefetch`]; `None` if the backend reads them one by one
+    /// (the default: cheap reads gain nothing from a batch).
+    fn ledger_batch(
+        &mut self,
+        tenant: &str,
+        terminal: &str,
+        op_ids: &[OpId],
+    ) -> Result<Option<HashMap<OpId, LedgerEntry>>, StorageError> {
+        let _ = (tenant, terminal, op_ids);
+        Ok(None)
+    }
+}
+
+/// What a write transaction wrote, for the backend to write at commit.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    /// The last state written of each entity, by key.
+    pub(crate) entities: BTreeMap<EntityKey, StoredEntity>,
+    /// The new changes, in cursor order (dense, after the old head).
+    pub(crate) changes: Vec<Change>,
+    /// The new ledger rows `(terminal, op_id, entry)` of the partition's
+    /// tenant, in the order written.
+    pub(crate) ledger: Vec<(String, OpId, LedgerEntry)>,
+    /// The new audit rows, in the order written.
+    pub(crate) audit: Vec<AuditRow>,
+}
+
+impl Writes {
+    /// Whether the transaction wrote nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+            && self.changes.is_empty()
+            && self.ledger.is_empty()
+            && self.audit.is_empty()
+    }
+
+    /// The partition's head after these writes, if they moved it.
+    pub(crate) fn new_head(&self) -> Option<Cursor> {
+        self.changes.last().map(|c| c.cursor)
+    }
+}
+
+/// A write transaction on one partition: reads through `R`, writes staged.
+pub(crate) struct StagedTx<'p, R> {
+    partition: &'p Partition,
+    reads: R,
+    /// The head including the staged changes (read on first use).
+    head: Option<Cursor>,
+    /// Every entity read or written so far (`None`: known to be absent).
+    entities: HashMap<EntityKey, Option<StoredEntity>>,
+    /// Every ledger entry read or written so far, by `(terminal, op_id)`.
+    ledger: HashMap<(String, OpId), Option<LedgerEntry>>,
+    writes: Writes,
+}
+
+impl<'p, R: CommittedReads> StagedTx<'p, R> {
+    /// A transaction on `partition` that reads through `reads`.
+    pub(crate) fn new(partition: &'p Partition, reads: R) -> Self {
+        StagedTx {
+            partition,
+            reads,
+            head: None,
+            entities: HashMap::new(),
+            ledger: HashMap::new(),
+            writes: Writes::default(),
+        }
+    }
+
+    /// As [`StagedTx::new`], for a backend that has read the head already
+    /// (e.g. when it locked the partition).
+    pub(crate) fn with_head(partition: &'p Partition, reads: R, head: Cursor) -> Self {
+        let mut tx = Self::new(partition, reads);
+        tx.head = Some(head);
+        tx
+    }
+
+    /// The staged writes (the reads are done with).
+    pub(crate) fn into_writes(self) -> Writes {
+        self.writes
+    }
+}
+
+impl<R: CommittedReads> StoreTx for StagedTx<'_, R> {
+    fn partition(&self) -> &Partition {
+        self.partition
+    }
+
+    fn entity(&mut self, key: &EntityKey) -> Result<Option<StoredEntity>, StorageError> {
+        if let Some(seen) = self.entities.get(key) {
+            return Ok(seen.clone());
+        }
+        let found = self.reads.entity(self.partition, key)?;
+        self.entities.insert(key.clone(), found.clone());
+        Ok(found)
+    }
+
+    fn ledger(
+        &mut self,
+        terminal: &str,
+        op_id: &OpId,
+    ) -> Result<Option<LedgerEntry>, StorageError> {
+        let k = (terminal.to_owned(), op_id.clone());
+        if let Some(seen) = self.ledger.get(&k) {
+            return Ok(seen.clone());
+        }
+        let found = self.reads.ledger(&self.partition.tenant, terminal, op_id)?;
+        self.ledger.insert(k, found.clone());
+        Ok(found)
+    }
+
+    fn append_change(&mut self, state: &EntityState) -> Result<Cursor, StorageError> {
+        let head = match self.head {
+            Some(head) => head,
+            None => self.reads.head(self.partition)?,
+        };
+        let cursor = Cursor(head.0 + 1);
+        self.head = Some(cursor);
+        self.writes.changes.push(Change {
+            cursor,
+            state: state.clone(),
+        });
+        Ok(cursor)
+    }
+
+    fn put_entity(&mut self, entity: &StoredEntity) -> Result<(), StorageError> {
+        let key = entity.state.key();
+        self.entities.insert(key.clone(), Some(entity.clone()));
+        self.writes.entities.insert(key, entity.clone());
+        Ok(())
+    }
+
+    fn put_ledger(
+        &mut self,
+        terminal: &str,
+        op_id: &OpId,
+        entry: &LedgerEntry,
+    ) -> Result<(), StorageError> {
+        if self.ledger(terminal, op_id)?.is_some() {
+            return Err(StorageError::Constraint(format!(
+                "ledger already holds op {op_id} of terminal {terminal}"
+            )));
+        }
+        self.ledger
+            .insert((terminal.to_owned(), op_id.clone()), Some(entry.clone()));
+        self.writes
+            .ledger
+            .push((terminal.to_owned(), op_id.clone(), entry.clone()));
+        Ok(())
+    }
+
+    fn put_audit(&mut self, entry: &AuditRow) -> Result<(), StorageError> {
+        self.writes.audit.push(entry.clone());
+        Ok(())
+    }
+
+    fn prefetch(
+        &mut self,
+        terminal: &str,
+        op_ids: &[OpId],
+        keys: &[EntityKey],
+    ) -> Result<(), StorageError> {
+        // Entities are read one by one (and remembered): a batch read of
+        // the partition's entities by a list of keys planned a scan of the
+        // whole partition per batch on PostgreSQL and made ingest slower.
+        let _ = keys;
+        if op_ids.is_empty() {
+            return Ok(());
+        }
+        let tenant = &self.partition.tenant;
+        let Some(mut found) = self.reads.ledger_batch(tenant, terminal, op_ids)? else {
+            return Ok(());
+        };
+        for op in op_ids {
+            self.ledger
+                .entry((terminal.to_owned(), op.clone()))
+                .or_insert_with(|| found.remove(op));
+        }
+        Ok(())
+    }
+}
+
+/// Fault injection for tests: while on, every write transaction fails at
+/// commit (and keeps nothing); transactions that wrote nothing still succeed.
+#[derive(Debug, Default)]
+pub(crate) struct CommitFailures(AtomicBool);
+
+impl CommitFailures {
+    /// Turns the injected failures on or off.
+    pub(crate) fn set(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+
+    /// The injected failure for a commit of `writes`, if it is due.
+    pub(crate) fn check(&self, writes: &Writes) -> Result<(), StorageError> {
+        if !writes.is_empty() && self.0.load(Ordering::SeqCst) {
+            return Err(StorageError::backend("injected commit failure"));
+        }
+        Ok(())
+    }
+}
