@@ -114,7 +114,8 @@ pub fn issue_key(
     ctx: TerminalContext,
     expires_at_ms: Option<u64>,
 ) -> String {
-    let (key, credential) = auth::new_key(ctx, crate::now_ms(), expires_at_ms).expect("randomness");
+    let (key, credential) =
+        auth::new_key(ctx, tidesync::env::unix_now_ms(), expires_at_ms).expect("randomness");
     store
         .put_credential(&credential)
         .expect("store the credential");

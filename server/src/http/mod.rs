@@ -1,28 +1,29 @@
 //! The HTTP face of the server (PROTOCOL.md documents the wire format).
 //!
-//! Every `/v1` request goes through the same gate, in this order:
+//! Every `/v1` request goes through the same gate (`gate.rs`), in this order:
 //! credential (401), branch header (403), rate limit (429), body size
 //! (413), decoding and validation (400), then the [`SyncService`] call on a
 //! blocking worker (bounded by a semaphore). Errors are JSON
 //! [`tidesync::ErrorBody`]s with the status of their code.
 
+mod gate;
 mod limits;
+mod response;
 mod stats;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tidesync::{
     AckResult, ChangesRequest, EntityKey, ErrorCode, PushRequest, ReconcileRequest, SnapshotRequest,
@@ -31,16 +32,14 @@ use tokio::sync::Semaphore;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 
+use self::gate::{authorize, query_error, read_json};
 pub use self::limits::{InFlight, InFlightGuard, RateLimiter};
+use self::response::{observe, ok, ApiError};
 pub use self::stats::HttpStats;
-use crate::auth::{self, AuthFailure};
-use crate::context::TerminalContext;
-use crate::decode::decode_json;
 use crate::error::ServiceError;
 use crate::service::SyncService;
 use crate::storage::{Backend, Partition, ServerStore};
 
-use tidesync::env::unix_now_ms;
 use tidesync::transport::http;
 /// The header a client may send to name the branch it means to sync; a
 /// branch other than its credential's is refused with 403.
@@ -127,71 +126,6 @@ impl AppState {
     }
 }
 
-/// What a request's log line carries besides route, status and latency.
-/// Never payload contents, never credentials (only the key id).
-#[derive(Clone, Debug, Default)]
-struct LogFields {
-    terminal: Option<String>,
-    branch: Option<String>,
-    key_id: Option<String>,
-    attempt: Option<u32>,
-    mutations: Option<usize>,
-    error_code: Option<ErrorCode>,
-}
-
-/// A failed request: the error, and what to log about it.
-#[derive(Debug)]
-struct ApiError {
-    error: ServiceError,
-    retry_after_secs: Option<u64>,
-    log: LogFields,
-}
-
-impl ApiError {
-    fn new(error: ServiceError, log: &LogFields) -> Self {
-        ApiError {
-            error,
-            retry_after_secs: None,
-            log: log.clone(),
-        }
-    }
-}
-
-impl From<ServiceError> for ApiError {
-    fn from(error: ServiceError) -> Self {
-        ApiError::new(error, &LogFields::default())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.error.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = (status, Json(self.error.body())).into_response();
-        if let Some(secs) = self.retry_after_secs {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.error.code == ErrorCode::SyncUnauthorized {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if let Some(detail) = &self.error.detail {
-            tracing::error!(errorCode = %self.error.code, detail = %detail, "request failed");
-        }
-        let mut log = self.log;
-        log.error_code = Some(self.error.code);
-        resp.extensions_mut().insert(log);
-        resp
-    }
-}
-
-fn ok<T: serde::Serialize>(value: T, log: LogFields) -> Response {
-    let mut resp = Json(value).into_response();
-    resp.extensions_mut().insert(log);
-    resp
-}
-
 /// The routes, with compression, request decompression and logging.
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
@@ -244,156 +178,8 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing the requests in progress");
 }
 
-fn route_name(path: &str) -> &'static str {
-    match path {
-        "/v1/mutations" => "mutations",
-        "/v1/changes" => "changes",
-        "/v1/snapshot" => "snapshot",
-        "/v1/reconcile" => "reconcile",
-        "/health" => "health",
-        "/metrics" => "metrics",
-        _ => "other",
-    }
-}
-
-async fn observe(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = route_name(req.uri().path());
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    let took = started.elapsed();
-    let status = resp.status().as_u16();
-    app.stats.request(route, status, took);
-    if matches!(route, "health" | "metrics") && status < 400 {
-        return resp;
-    }
-    let f = resp
-        .extensions()
-        .get::<LogFields>()
-        .cloned()
-        .unwrap_or_default();
-    let code = f.error_code.map(ErrorCode::as_str);
-    macro_rules! line {
-        ($level:ident) => {
-            tracing::$level!(
-                route,
-                status,
-                latencyMs = took.as_secs_f64() * 1000.0,
-                terminalId = f.terminal.as_deref(),
-                branchId = f.branch.as_deref(),
-                keyId = f.key_id.as_deref(),
-                syncAttempt = f.attempt,
-                mutations = f.mutations,
-                errorCode = code,
-                "request"
-            )
-        };
-    }
-    match status {
-        500.. => line!(error),
-        400..=499 => line!(warn),
-        _ => line!(info),
-    }
-    resp
-}
-
 async fn not_found() -> ApiError {
     ServiceError::new(ErrorCode::NotFound, "no such endpoint").into()
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-}
-
-/// The gate of every `/v1` request: credential, branch, rate limit.
-async fn authorize(
-    app: &Arc<AppState>,
-    headers: &HeaderMap,
-) -> Result<(TerminalContext, LogFields), ApiError> {
-    let mut log = LogFields::default();
-    let key = bearer(headers).map(str::to_owned);
-    let verdict = app
-        .blocking(move |app| auth::verify(app.service.store(), key.as_deref(), unix_now_ms()))
-        .await?
-        .map_err(|e| ApiError::new(e.into(), &log))?;
-    let credential = match verdict {
-        Ok(c) => c,
-        Err(failure) => {
-            app.stats.auth_failure(failure.as_str());
-            let message = match failure {
-                AuthFailure::Missing => "an Authorization: Bearer <key> header is required",
-                AuthFailure::Invalid => "the key is not valid",
-                AuthFailure::Expired => "the key has expired",
-                AuthFailure::Revoked => "the key has been revoked",
-            };
-            return Err(ApiError::new(
-                ServiceError::new(ErrorCode::SyncUnauthorized, message),
-                &log,
-            ));
-        }
-    };
-    let ctx = credential.context;
-    log.terminal = Some(ctx.terminal.clone());
-    log.branch = Some(ctx.branch.clone());
-    log.key_id = Some(credential.key_id);
-    if let Some(branch) = headers.get(BRANCH_HEADER) {
-        if branch.as_bytes() != ctx.branch.as_bytes() {
-            return Err(ApiError::new(
-                ServiceError::new(
-                    ErrorCode::SyncForbidden,
-                    "x-tidesync-branch: the credential does not grant this branch",
-                ),
-                &log,
-            ));
-        }
-    }
-    if let Err(wait) = app.limiter.check(&ctx) {
-        app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-        let secs = retry_after_secs(wait);
-        let mut err = ApiError::new(
-            ServiceError::new(
-                ErrorCode::SyncRateLimited,
-                format!("too many requests from this terminal; retry after {secs} s"),
-            ),
-            &log,
-        );
-        err.retry_after_secs = Some(secs);
-        return Err(err);
-    }
-    Ok((ctx, log))
-}
-
-fn is_length_limit(err: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
-/// Reads and decodes a JSON body; errors name the offending field.
-async fn read_json<T: DeserializeOwned>(
-    app: &AppState,
-    body: Body,
-    log: &LogFields,
-) -> Result<T, ApiError> {
-    let limit = app.config.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let error = if is_length_limit(&e) {
-            ServiceError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("body: larger than the limit of {limit} bytes"),
-            )
-        } else {
-            ServiceError::invalid("body", "could not be read (bad encoding?)")
-        };
-        ApiError::new(error, log)
-    })?;
-    decode_json(&bytes).map_err(|e| ApiError::new(e, log))
 }
 
 async fn push(
@@ -460,15 +246,6 @@ async fn push(
         }
     }
     Ok(ok(resp, log))
-}
-
-fn query_error(rejection: &QueryRejection, log: &LogFields) -> ApiError {
-    // serde_urlencoded's message names the parameter.
-    let text = rejection.body_text();
-    let text = text
-        .strip_prefix("Failed to deserialize query string: ")
-        .unwrap_or(&text);
-    ApiError::new(ServiceError::invalid("query", text), log)
 }
 
 /// Query of `GET /v1/changes`.

@@ -113,9 +113,7 @@ impl ServerStore for MemoryServerStore {
         work: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let mut guard = self.lock();
-        let mut tx = StagedTx::new(partition, &*guard);
-        work(&mut tx)?;
-        let writes = tx.into_writes();
+        let writes = StagedTx::new(partition, &*guard).run(work)?;
         if writes.is_empty() {
             return Ok(());
         }

@@ -3,10 +3,10 @@
 //! A [`StagedTx`] reads what the backend has committed through
 //! [`CommittedReads`], at most once per key, and answers later reads of the
 //! same key (its own writes included) from what it has seen. Its writes are
-//! staged as [`Writes`]: when the transaction's closure succeeds the backend
-//! takes them ([`StagedTx::into_writes`]) and writes them all at once before
-//! it commits; when the closure fails they are dropped, so a failed
-//! transaction writes nothing and gives its cursors back.
+//! staged as [`Writes`]: when the transaction's closure succeeds
+//! ([`StagedTx::run`]) the backend writes them all at once and commits; when
+//! the closure fails they are dropped, so a failed transaction writes
+//! nothing and gives its cursors back.
 //!
 //! The backend must keep the partition's writers out until it commits (the
 //! cursor contract of [`crate::storage`]), so what the transaction has seen
@@ -116,9 +116,14 @@ impl<'p, R: CommittedReads> StagedTx<'p, R> {
         tx
     }
 
-    /// The staged writes (the reads are done with).
-    pub(crate) fn into_writes(self) -> Writes {
-        self.writes
+    /// Runs a transaction's closure on this transaction and returns what it
+    /// wrote, for the backend to write and commit; nothing if it failed.
+    pub(crate) fn run(
+        mut self,
+        work: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StorageError>,
+    ) -> Result<Writes, StorageError> {
+        work(&mut self)?;
+        Ok(self.writes)
     }
 }
 

@@ -13,21 +13,21 @@
 //! back (the head row is only updated on success). Reads of a page and of
 //! the head run in one `REPEATABLE READ` snapshot.
 
-use std::collections::HashMap;
+mod credentials;
+mod transaction;
 
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls, Statement};
-use tidesync::{Cursor, EntityKey, OpId};
+use tidesync::{Cursor, EntityKey};
 
+use self::transaction::{write, PgReads};
 use super::migrate;
 use super::pool::Pool;
-use super::sql::{decode_json, encode_json, from_sql_int, to_sql_int};
-use super::staged::{CommitFailures, CommittedReads, StagedTx, Writes};
+use super::sql::{decode_json, from_sql_int, to_sql_int};
+use super::staged::{CommitFailures, StagedTx};
 use super::{
-    AuditRow, Change, Credential, CredentialStore, EntitiesAt, LedgerEntry, Partition, ServerStore,
-    StorageBackend, StorageError, StoreTx, StoredEntity,
+    AuditRow, Change, EntitiesAt, Partition, ServerStore, StorageBackend, StorageError, StoreTx,
 };
-use crate::context::TerminalContext;
 
 /// A driver error as a storage error (unique violations kept apart).
 fn backend(e: postgres::Error) -> StorageError {
@@ -275,170 +275,6 @@ impl Drop for PgStore {
     }
 }
 
-/// Reads inside a write transaction.
-struct PgReads<'a, 't> {
-    tx: &'a mut postgres::Transaction<'t>,
-    st: &'a Statements,
-}
-
-fn ledger_row(r: &postgres::Row, offset: usize) -> LedgerEntry {
-    LedgerEntry {
-        fingerprint: r.get(offset),
-        key: EntityKey::new(
-            r.get::<_, String>(offset + 1),
-            r.get::<_, String>(offset + 2),
-        ),
-        version: from_sql_int(r.get(offset + 3)),
-        cursor: Cursor(from_sql_int(r.get(offset + 4))),
-    }
-}
-
-impl CommittedReads for PgReads<'_, '_> {
-    fn head(&mut self, partition: &Partition) -> Result<Cursor, StorageError> {
-        head_in(self.tx, self.st, partition)
-    }
-
-    fn entity(
-        &mut self,
-        p: &Partition,
-        key: &EntityKey,
-    ) -> Result<Option<StoredEntity>, StorageError> {
-        let row = self
-            .tx
-            .query_opt(
-                &self.st.entity,
-                &[&p.tenant, &p.branch, &key.collection, &key.id],
-            )
-            .map_err(backend)?;
-        row.map(|r| {
-            Ok(StoredEntity {
-                state: decode_json(r.get::<_, &str>(0))?,
-                cursor: Cursor(from_sql_int(r.get(1))),
-            })
-        })
-        .transpose()
-    }
-
-    fn ledger(
-        &mut self,
-        tenant: &str,
-        terminal: &str,
-        op_id: &OpId,
-    ) -> Result<Option<LedgerEntry>, StorageError> {
-        let row = self
-            .tx
-            .query_opt(&self.st.ledger, &[&tenant, &terminal, &op_id.0])
-            .map_err(backend)?;
-        Ok(row.map(|r| ledger_row(&r, 0)))
-    }
-
-    fn ledger_batch(
-        &mut self,
-        tenant: &str,
-        terminal: &str,
-        op_ids: &[OpId],
-    ) -> Result<Option<HashMap<OpId, LedgerEntry>>, StorageError> {
-        let ops: Vec<&str> = op_ids.iter().map(OpId::as_str).collect();
-        let rows = self
-            .tx
-            .query(&self.st.ledger_many, &[&tenant, &terminal, &ops])
-            .map_err(backend)?;
-        Ok(Some(
-            rows.iter()
-                .map(|r| (OpId(r.get::<_, String>(0)), ledger_row(r, 1)))
-                .collect(),
-        ))
-    }
-}
-
-/// Writes what a transaction staged in four bulk statements (one column
-/// vector per bulk-insert column), then the new head: a batch of 100
-/// mutations costs a handful of round trips, not six per mutation.
-#[allow(clippy::type_complexity)]
-fn write(
-    tx: &mut postgres::Transaction<'_>,
-    st: &Statements,
-    p: &Partition,
-    writes: Writes,
-) -> Result<(), StorageError> {
-    let new_head = writes.new_head();
-    if !writes.changes.is_empty() {
-        let (cursors, states): (Vec<i64>, Vec<String>) = writes
-            .changes
-            .iter()
-            .map(|c| (to_sql_int(c.cursor.0), encode_json(&c.state)))
-            .unzip();
-        tx.execute(
-            &st.insert_changes,
-            &[&p.tenant, &p.branch, &cursors, &states],
-        )
-        .map_err(backend)?;
-    }
-    if !writes.entities.is_empty() {
-        let mut cols: (
-            Vec<String>,
-            Vec<String>,
-            Vec<i64>,
-            Vec<i64>,
-            Vec<i64>,
-            Vec<String>,
-        ) = Default::default();
-        for e in writes.entities.values() {
-            let s = &e.state;
-            cols.0.push(s.collection.clone());
-            cols.1.push(s.id.clone());
-            cols.2.push(to_sql_int(s.version));
-            cols.3.push(i64::from(s.deleted));
-            cols.4.push(to_sql_int(e.cursor.0));
-            cols.5.push(encode_json(s));
-        }
-        tx.execute(
-            &st.upsert_entities,
-            &[
-                &p.tenant, &p.branch, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5,
-            ],
-        )
-        .map_err(backend)?;
-    }
-    if !writes.ledger.is_empty() {
-        let mut cols: (
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-            Vec<i64>,
-            Vec<i64>,
-        ) = Default::default();
-        for (terminal, op, e) in writes.ledger {
-            cols.0.push(terminal);
-            cols.1.push(op.0);
-            cols.2.push(e.fingerprint);
-            cols.3.push(e.key.collection);
-            cols.4.push(e.key.id);
-            cols.5.push(to_sql_int(e.version));
-            cols.6.push(to_sql_int(e.cursor.0));
-        }
-        tx.execute(
-            &st.insert_ledger,
-            &[
-                &p.tenant, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6,
-            ],
-        )
-        .map_err(backend)?;
-    }
-    if !writes.audit.is_empty() {
-        let rows: Vec<String> = writes.audit.iter().map(encode_json).collect();
-        tx.execute(&st.insert_audit, &[&p.tenant, &p.branch, &rows])
-            .map_err(backend)?;
-    }
-    if let Some(head) = new_head {
-        tx.execute(&st.set_head, &[&p.tenant, &p.branch, &to_sql_int(head.0)])
-            .map_err(backend)?;
-    }
-    Ok(())
-}
-
 /// The rows of a query whose first column is JSON of `T`.
 fn json_rows<T: serde::de::DeserializeOwned>(
     rows: &[postgres::Row],
@@ -478,12 +314,10 @@ impl ServerStore for PgStore {
             }
             let head = Cursor(row.map_or(0, |r| from_sql_int(r.get(0))));
             let reads = PgReads { tx: &mut tx, st };
-            let mut staged = StagedTx::with_head(partition, reads, head);
-            work(&mut staged)?; // dropping `tx` rolls back
-            let writes = staged.into_writes();
-            let injected = self.fail_commits.check(&writes);
-            write(&mut tx, st, partition, writes)?;
-            injected?;
+            // On an error, dropping `tx` rolls back.
+            let writes = StagedTx::with_head(partition, reads, head).run(work)?;
+            write(&mut tx, st, partition, &writes)?;
+            self.fail_commits.check(&writes)?;
             tx.commit().map_err(backend)
         })
     }
@@ -583,88 +417,6 @@ impl ServerStore for PgStore {
                 )
                 .map_err(backend)?;
             json_rows(&rows)
-        })
-    }
-}
-
-fn credential_row(r: &postgres::Row) -> Credential {
-    Credential {
-        key_hash: r.get(0),
-        key_id: r.get(1),
-        context: TerminalContext::new(
-            r.get::<_, String>(2),
-            r.get::<_, String>(3),
-            r.get::<_, String>(4),
-        ),
-        created_at_ms: from_sql_int(r.get(5)),
-        expires_at_ms: r.get::<_, Option<i64>>(6).map(from_sql_int),
-        revoked_at_ms: r.get::<_, Option<i64>>(7).map(from_sql_int),
-    }
-}
-
-impl CredentialStore for PgStore {
-    fn put_credential(&self, c: &Credential) -> Result<(), StorageError> {
-        self.conn(|conn| {
-            conn.client
-                .execute(
-                    "INSERT INTO credentials (key_hash, key_id, tenant, branch, terminal,
-                         created_at_ms, expires_at_ms, revoked_at_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    &[
-                        &c.key_hash,
-                        &c.key_id,
-                        &c.context.tenant,
-                        &c.context.branch,
-                        &c.context.terminal,
-                        &to_sql_int(c.created_at_ms),
-                        &c.expires_at_ms.map(to_sql_int),
-                        &c.revoked_at_ms.map(to_sql_int),
-                    ],
-                )
-                .map_err(backend)?;
-            Ok(())
-        })
-    }
-
-    fn credential(&self, key_hash: &str) -> Result<Option<Credential>, StorageError> {
-        self.conn(|conn| {
-            let row = conn
-                .client
-                .query_opt(
-                    "SELECT key_hash, key_id, tenant, branch, terminal, created_at_ms,
-                            expires_at_ms, revoked_at_ms
-                     FROM credentials WHERE key_hash = $1",
-                    &[&key_hash],
-                )
-                .map_err(backend)?;
-            Ok(row.as_ref().map(credential_row))
-        })
-    }
-
-    fn revoke_credential(&self, key_id: &str, at_ms: u64) -> Result<bool, StorageError> {
-        self.conn(|conn| {
-            let n = conn
-                .client
-                .execute(
-                    "UPDATE credentials SET revoked_at_ms = $2
-                     WHERE key_id = $1 AND revoked_at_ms IS NULL",
-                    &[&key_id, &to_sql_int(at_ms)],
-                )
-                .map_err(backend)?;
-            Ok(n > 0)
-        })
-    }
-
-    fn revoke_terminal(&self, ctx: &TerminalContext, at_ms: u64) -> Result<u64, StorageError> {
-        self.conn(|conn| {
-            conn.client
-                .execute(
-                    "UPDATE credentials SET revoked_at_ms = $4
-                     WHERE tenant = $1 AND branch = $2 AND terminal = $3
-                       AND revoked_at_ms IS NULL",
-                    &[&ctx.tenant, &ctx.branch, &ctx.terminal, &to_sql_int(at_ms)],
-                )
-                .map_err(backend)
         })
     }
 }

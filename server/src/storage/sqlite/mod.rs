@@ -7,21 +7,23 @@
 //! Reads run in deferred transactions, which in WAL mode see one consistent
 //! snapshot and never block the writer.
 
+mod credentials;
+mod transaction;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use tidesync::{Cursor, EntityKey, OpId};
+use tidesync::{Cursor, EntityKey};
 
+use self::transaction::{write, SqliteReads};
 use super::migrate::{self, Migration};
 use super::pool::Pool;
-use super::sql::{decode_json, encode_json, from_sql_int, to_sql_int};
-use super::staged::{CommitFailures, CommittedReads, StagedTx, Writes};
+use super::sql::{decode_json, from_sql_int, to_sql_int};
+use super::staged::{CommitFailures, StagedTx};
 use super::{
-    AuditRow, Change, Credential, CredentialStore, EntitiesAt, LedgerEntry, Partition, ServerStore,
-    StorageBackend, StorageError, StoreTx, StoredEntity,
+    AuditRow, Change, EntitiesAt, Partition, ServerStore, StorageBackend, StorageError, StoreTx,
 };
-use crate::context::TerminalContext;
 
 /// How hard SQLite syncs to disk at commit (`PRAGMA synchronous`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -202,152 +204,6 @@ impl Drop for SqliteStore {
     }
 }
 
-/// Reads inside a write transaction.
-struct SqliteReads<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
-}
-
-impl CommittedReads for SqliteReads<'_> {
-    fn head(&mut self, partition: &Partition) -> Result<Cursor, StorageError> {
-        read_head(self.tx, partition)
-    }
-
-    fn entity(
-        &mut self,
-        p: &Partition,
-        key: &EntityKey,
-    ) -> Result<Option<StoredEntity>, StorageError> {
-        let row: Option<(String, i64)> = self
-            .tx
-            .prepare_cached(
-                "SELECT state, cursor FROM entities
-                 WHERE tenant = ?1 AND branch = ?2 AND collection = ?3 AND id = ?4",
-            )
-            .map_err(backend)?
-            .query_row(params![p.tenant, p.branch, key.collection, key.id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()
-            .map_err(backend)?;
-        row.map(|(state, cursor)| {
-            Ok(StoredEntity {
-                state: decode_json(&state)?,
-                cursor: Cursor(from_sql_int(cursor)),
-            })
-        })
-        .transpose()
-    }
-
-    fn ledger(
-        &mut self,
-        tenant: &str,
-        terminal: &str,
-        op_id: &OpId,
-    ) -> Result<Option<LedgerEntry>, StorageError> {
-        self.tx
-            .prepare_cached(
-                "SELECT fingerprint, collection, entity_id, version, cursor FROM ledger
-                 WHERE tenant = ?1 AND terminal = ?2 AND op_id = ?3",
-            )
-            .map_err(backend)?
-            .query_row(params![tenant, terminal, op_id.0], |r| {
-                Ok(LedgerEntry {
-                    fingerprint: r.get(0)?,
-                    key: EntityKey::new(r.get::<_, String>(1)?, r.get::<_, String>(2)?),
-                    version: from_sql_int(r.get(3)?),
-                    cursor: Cursor(from_sql_int(r.get(4)?)),
-                })
-            })
-            .optional()
-            .map_err(backend)
-    }
-}
-
-/// Writes what a transaction staged (inside it, before the commit).
-fn write(
-    tx: &rusqlite::Transaction<'_>,
-    p: &Partition,
-    writes: &Writes,
-) -> Result<(), StorageError> {
-    if let Some(head) = writes.new_head() {
-        tx.prepare_cached(
-            "INSERT INTO partitions (tenant, branch, head) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant, branch) DO UPDATE SET head = excluded.head",
-        )
-        .map_err(backend)?
-        .execute(params![p.tenant, p.branch, to_sql_int(head.0)])
-        .map_err(backend)?;
-    }
-    let mut insert_change = tx
-        .prepare_cached(
-            "INSERT INTO changes (tenant, branch, cursor, state) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .map_err(backend)?;
-    for c in &writes.changes {
-        insert_change
-            .execute(params![
-                p.tenant,
-                p.branch,
-                to_sql_int(c.cursor.0),
-                encode_json(&c.state)
-            ])
-            .map_err(backend)?;
-    }
-    let mut upsert_entity = tx
-        .prepare_cached(
-            "INSERT INTO entities (tenant, branch, collection, id, version, deleted, cursor, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (tenant, branch, collection, id) DO UPDATE SET
-               version = excluded.version, deleted = excluded.deleted,
-               cursor = excluded.cursor, state = excluded.state",
-        )
-        .map_err(backend)?;
-    for e in writes.entities.values() {
-        let s = &e.state;
-        upsert_entity
-            .execute(params![
-                p.tenant,
-                p.branch,
-                s.collection,
-                s.id,
-                to_sql_int(s.version),
-                s.deleted,
-                to_sql_int(e.cursor.0),
-                encode_json(s)
-            ])
-            .map_err(backend)?;
-    }
-    let mut insert_ledger = tx
-        .prepare_cached(
-            "INSERT INTO ledger (tenant, terminal, op_id, fingerprint, collection, entity_id, version, cursor)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .map_err(backend)?;
-    for (terminal, op_id, entry) in &writes.ledger {
-        insert_ledger
-            .execute(params![
-                p.tenant,
-                terminal,
-                op_id.0,
-                entry.fingerprint,
-                entry.key.collection,
-                entry.key.id,
-                to_sql_int(entry.version),
-                to_sql_int(entry.cursor.0)
-            ])
-            .map_err(backend)?;
-    }
-    let mut insert_audit = tx
-        .prepare_cached("INSERT INTO audit (tenant, branch, entry) VALUES (?1, ?2, ?3)")
-        .map_err(backend)?;
-    for row in &writes.audit {
-        insert_audit
-            .execute(params![p.tenant, p.branch, encode_json(row)])
-            .map_err(backend)?;
-    }
-    Ok(())
-}
-
 fn read_head(tx: &rusqlite::Transaction<'_>, p: &Partition) -> Result<Cursor, StorageError> {
     let head: Option<i64> = tx
         .prepare_cached("SELECT head FROM partitions WHERE tenant = ?1 AND branch = ?2")
@@ -379,9 +235,8 @@ impl ServerStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let mut staged = StagedTx::new(partition, SqliteReads { tx: &tx });
-            work(&mut staged)?; // dropping `tx` rolls back
-            let writes = staged.into_writes();
+            // On an error, dropping `tx` rolls back.
+            let writes = StagedTx::new(partition, SqliteReads { tx: &tx }).run(work)?;
             write(&tx, partition, &writes)?;
             self.fail_commits.check(&writes)?;
             tx.commit().map_err(backend)
@@ -502,86 +357,6 @@ impl ServerStore for SqliteStore {
                 )
                 .map_err(backend)?;
             json_rows(&mut st, params![partition.tenant, partition.branch])
-        })
-    }
-}
-
-fn credential_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credential> {
-    Ok(Credential {
-        key_hash: r.get(0)?,
-        key_id: r.get(1)?,
-        context: TerminalContext::new(
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-        ),
-        created_at_ms: from_sql_int(r.get(5)?),
-        expires_at_ms: r.get::<_, Option<i64>>(6)?.map(from_sql_int),
-        revoked_at_ms: r.get::<_, Option<i64>>(7)?.map(from_sql_int),
-    })
-}
-
-impl CredentialStore for SqliteStore {
-    fn put_credential(&self, c: &Credential) -> Result<(), StorageError> {
-        self.conn(|conn| {
-            conn.execute(
-                "INSERT INTO credentials (key_hash, key_id, tenant, branch, terminal,
-                     created_at_ms, expires_at_ms, revoked_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    c.key_hash,
-                    c.key_id,
-                    c.context.tenant,
-                    c.context.branch,
-                    c.context.terminal,
-                    to_sql_int(c.created_at_ms),
-                    c.expires_at_ms.map(to_sql_int),
-                    c.revoked_at_ms.map(to_sql_int)
-                ],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-    }
-
-    fn credential(&self, key_hash: &str) -> Result<Option<Credential>, StorageError> {
-        self.conn(|conn| {
-            conn.prepare_cached(
-                "SELECT key_hash, key_id, tenant, branch, terminal, created_at_ms,
-                        expires_at_ms, revoked_at_ms
-                 FROM credentials WHERE key_hash = ?1",
-            )
-            .map_err(backend)?
-            .query_row([key_hash], credential_row)
-            .optional()
-            .map_err(backend)
-        })
-    }
-
-    fn revoke_credential(&self, key_id: &str, at_ms: u64) -> Result<bool, StorageError> {
-        self.conn(|conn| {
-            let n = conn
-                .execute(
-                    "UPDATE credentials SET revoked_at_ms = ?2
-                     WHERE key_id = ?1 AND revoked_at_ms IS NULL",
-                    params![key_id, to_sql_int(at_ms)],
-                )
-                .map_err(backend)?;
-            Ok(n > 0)
-        })
-    }
-
-    fn revoke_terminal(&self, ctx: &TerminalContext, at_ms: u64) -> Result<u64, StorageError> {
-        self.conn(|conn| {
-            let n = conn
-                .execute(
-                    "UPDATE credentials SET revoked_at_ms = ?4
-                     WHERE tenant = ?1 AND branch = ?2 AND terminal = ?3
-                       AND revoked_at_ms IS NULL",
-                    params![ctx.tenant, ctx.branch, ctx.terminal, to_sql_int(at_ms)],
-                )
-                .map_err(backend)?;
-            Ok(n as u64)
         })
     }
 }

@@ -1,0 +1,125 @@
+//! The gate of every `/v1` request, in this order: credential (401),
+//! branch header (403), rate limit (429), then body size (413) and decoding
+//! (400) of the body or query.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::http::{header, HeaderMap};
+use serde::de::DeserializeOwned;
+use tidesync::env::unix_now_ms;
+use tidesync::ErrorCode;
+
+use super::response::{ApiError, LogFields};
+use super::{retry_after_secs, AppState, BRANCH_HEADER};
+use crate::auth::{self, AuthFailure};
+use crate::context::TerminalContext;
+use crate::decode::decode_json;
+use crate::error::ServiceError;
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+/// The gate of every `/v1` request: credential, branch, rate limit.
+pub(super) async fn authorize(
+    app: &Arc<AppState>,
+    headers: &HeaderMap,
+) -> Result<(TerminalContext, LogFields), ApiError> {
+    let mut log = LogFields::default();
+    let key = bearer(headers).map(str::to_owned);
+    let verdict = app
+        .blocking(move |app| auth::verify(app.service.store(), key.as_deref(), unix_now_ms()))
+        .await?
+        .map_err(|e| ApiError::new(e.into(), &log))?;
+    let credential = match verdict {
+        Ok(c) => c,
+        Err(failure) => {
+            app.stats.auth_failure(failure.as_str());
+            let message = match failure {
+                AuthFailure::Missing => "an Authorization: Bearer <key> header is required",
+                AuthFailure::Invalid => "the key is not valid",
+                AuthFailure::Expired => "the key has expired",
+                AuthFailure::Revoked => "the key has been revoked",
+            };
+            return Err(ApiError::new(
+                ServiceError::new(ErrorCode::SyncUnauthorized, message),
+                &log,
+            ));
+        }
+    };
+    let ctx = credential.context;
+    log.terminal = Some(ctx.terminal.clone());
+    log.branch = Some(ctx.branch.clone());
+    log.key_id = Some(credential.key_id);
+    if let Some(branch) = headers.get(BRANCH_HEADER) {
+        if branch.as_bytes() != ctx.branch.as_bytes() {
+            return Err(ApiError::new(
+                ServiceError::new(
+                    ErrorCode::SyncForbidden,
+                    "x-tidesync-branch: the credential does not grant this branch",
+                ),
+                &log,
+            ));
+        }
+    }
+    if let Err(wait) = app.limiter.check(&ctx) {
+        app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let secs = retry_after_secs(wait);
+        let mut err = ApiError::new(
+            ServiceError::new(
+                ErrorCode::SyncRateLimited,
+                format!("too many requests from this terminal; retry after {secs} s"),
+            ),
+            &log,
+        );
+        err.retry_after_secs = Some(secs);
+        return Err(err);
+    }
+    Ok((ctx, log))
+}
+
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Reads and decodes a JSON body; errors name the offending field.
+pub(super) async fn read_json<T: DeserializeOwned>(
+    app: &AppState,
+    body: Body,
+    log: &LogFields,
+) -> Result<T, ApiError> {
+    let limit = app.config.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let error = if is_length_limit(&e) {
+            ServiceError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("body: larger than the limit of {limit} bytes"),
+            )
+        } else {
+            ServiceError::invalid("body", "could not be read (bad encoding?)")
+        };
+        ApiError::new(error, log)
+    })?;
+    decode_json(&bytes).map_err(|e| ApiError::new(e, log))
+}
+
+pub(super) fn query_error(rejection: &QueryRejection, log: &LogFields) -> ApiError {
+    // serde_urlencoded's message names the parameter.
+    let text = rejection.body_text();
+    let text = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    ApiError::new(ServiceError::invalid("query", text), log)
+}
