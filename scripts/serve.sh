@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# Main job: the reference sync server on embedded SQLite, with demo data.
+# Main job: the housekeeping app (www/app/) and the reference sync server on
+# embedded SQLite, with demo data, on one origin.
 #
 #   bash scripts/serve.sh            # http://127.0.0.1:8080
 #
-# Builds tidesync-server (profile `server`), creates and migrates
-# ./data/tidesync.db, loads a demo hotel branch (tenant `demo`, branch
-# `hotel-1`: 30 rooms with housekeeping statuses and a read-only catalog),
-# issues fresh API keys for two terminals (the previous demo keys are
-# revoked), prints the URL and the keys, then serves until ctrl-c.
+# Builds the npm package (pkg/), the app (www/app/dist/, esbuild) and
+# tidesync-server (profile `server`); creates and migrates ./data/tidesync.db,
+# loads a demo hotel branch (tenant `demo`, branch `hotel-1`: 30 rooms with
+# housekeeping statuses and a read-only catalog), issues fresh API keys for
+# two terminals (the previous demo keys are revoked), starts the sync server
+# on an internal port and serves the app from www/server.mjs, which proxies
+# the sync API (/v1/*, /health) to it from the same origin. Prints the URL
+# and a pairing link per terminal (the key travels in the link's fragment and
+# is kept encrypted on the device), then serves until ctrl-c.
 # Every server option can be set by environment (see `--help`), e.g.
-# TIDESYNC_LISTEN=0.0.0.0:9000 bash scripts/serve.sh
+# PORT=9000 TIDESYNC_LISTEN=127.0.0.1:9001 bash scripts/serve.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
 
+if [ ! -d node_modules/esbuild ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+[ -f pkg/tidesync_bg.wasm ] && [ -z "${REBUILD_PKG:-}" ] || bash scripts/build-pkg.sh
+node www/app/build.mjs
 cargo build --profile server -p tidesync-server --bin tidesync-server
 BIN="$CARGO_TARGET_DIR/server/tidesync-server"
 
@@ -21,10 +31,11 @@ DATA="${TIDESYNC_DATA_DIR:-./data}"
 mkdir -p "$DATA"
 [ -e "$DATA/.gitignore" ] || echo '*' > "$DATA/.gitignore"
 export TIDESYNC_DATABASE="${TIDESYNC_DATABASE:-$DATA/tidesync.db}"
-export TIDESYNC_LISTEN="${TIDESYNC_LISTEN:-127.0.0.1:8080}"
+export TIDESYNC_LISTEN="${TIDESYNC_LISTEN:-127.0.0.1:8081}"
 export TIDESYNC_READ_ONLY="${TIDESYNC_READ_ONLY:-catalog}"
-export TIDESYNC_APPEND_ONLY="${TIDESYNC_APPEND_ONLY:-sales}"
+export TIDESYNC_APPEND_ONLY="${TIDESYNC_APPEND_ONLY:-sales,telemetry}"
 export TIDESYNC_RULES="${TIDESYNC_RULES:-server/rules/hotel.json}"
+PORT="${PORT:-8080}"
 
 "$BIN" migrate
 "$BIN" seed-demo --tenant demo --branch hotel-1
@@ -35,21 +46,30 @@ key_for() {
 }
 FRONT="$(key_for front-desk)"
 HOUSE="$(key_for housekeeping-tablet-1)"
+HOUSE2="$(key_for housekeeping-tablet-2)"
 
-URL="http://$TIDESYNC_LISTEN"
+URL="http://127.0.0.1:$PORT"
+link() { # terminal key staff
+  node -e 'const [u,t,k,s]=process.argv.slice(1);const p=Buffer.from(JSON.stringify({apiKey:k,terminal:t,branch:"hotel-1",staff:s})).toString("base64url");console.log(`${u}/www/app/#pair=${p}`)' "$URL" "$1" "$2" "$3"
+}
+
+"$BIN" serve &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://$TIDESYNC_LISTEN/health" >/dev/null && break; sleep 0.1; done
+
 cat <<INFO
 
-tidesync-server on $URL  (database: $TIDESYNC_DATABASE)
-  tenant demo, branch hotel-1
-  terminal front-desk:             $FRONT
-  terminal housekeeping-tablet-1:  $HOUSE
-  (keys are shown once; only their hashes are stored)
+housekeeping app on $URL/www/app/  (sync server $TIDESYNC_LISTEN, database $TIDESYNC_DATABASE)
+  tenant demo, branch hotel-1. Open a pairing link to pair a browser as that terminal
+  (use a separate browser profile or a private window per terminal):
 
-try:
-  curl -s $URL/health
-  curl -s -H "Authorization: Bearer $FRONT" "$URL/v1/snapshot?limit=5"
-  curl -s -H "Authorization: Bearer $FRONT" "$URL/v1/changes?since=0&limit=5"
-  curl -s $URL/metrics
+  housekeeping-tablet-1:  $(link housekeeping-tablet-1 "$HOUSE" Amira)
+  housekeeping-tablet-2:  $(link housekeeping-tablet-2 "$HOUSE2" Bruno)
+  front-desk:             $(link front-desk "$FRONT" Front)
+
+  (keys are shown once; only their hashes are stored. The sync API is on the same origin:
+   curl -s -H "Authorization: Bearer $FRONT" -H "x-tidesync-branch: hotel-1" "$URL/v1/snapshot?limit=5")
 
 INFO
-exec "$BIN" serve
+QUIET=1 PORT="$PORT" TIDESYNC_UPSTREAM="http://$TIDESYNC_LISTEN" node www/server.mjs

@@ -9,7 +9,8 @@
 #      upgrade, gone database)
 #   3. the npm package in pkg/ (wasm-bindgen --target web, wasm-opt from npm
 #      binaryen), its size, and a check that its public types have no `any`
-#   4. tsc --noEmit of a TypeScript consumer
+#   4. tsc --noEmit of a TypeScript consumer; the housekeeping app (www/app/)
+#      type-checked and built with esbuild
 #   5. end-to-end tests with playwright-core against the reference server
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,10 @@ fi
 
 step "TypeScript consumer (tsc --noEmit)"
 npx tsc --noEmit -p www/tsconfig.json
+
+step "housekeeping app (tsc --noEmit, esbuild into www/app/dist/)"
+npx tsc --noEmit -p www/app/tsconfig.json
+node www/app/build.mjs
 
 step "end-to-end (playwright-core, headless Chromium)"
 if [ -f server/src/main.rs ]; then

@@ -14,7 +14,7 @@ import path from 'node:path';
 const TYPES = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
   '.wasm': 'application/wasm', '.json': 'application/json', '.ts': 'text/plain',
-  '.css': 'text/css',
+  '.css': 'text/css', '.svg': 'image/svg+xml', '.webmanifest': 'application/manifest+json',
 };
 
 export function startStaticServer({ root, upstream = null, port = 0 }) {
@@ -54,7 +54,13 @@ export function startStaticServer({ root, upstream = null, port = 0 }) {
       req.pipe(preq);
       return;
     }
-    const file = path.join(root, decodeURIComponent(url.pathname));
+    // The housekeeping app is the site's front page.
+    if (url.pathname === '/' || url.pathname === '/www/app') {
+      res.writeHead(302, { location: '/www/app/' + url.search + (url.hash ?? '') }).end();
+      return;
+    }
+    const rel = url.pathname.endsWith('/') ? `${url.pathname}index.html` : url.pathname;
+    const file = path.join(root, decodeURIComponent(rel));
     if (!file.startsWith(root)) { res.writeHead(403).end(); return; }
     fs.readFile(file, (err, data) => {
       if (err) { res.writeHead(404).end('not found'); return; }
@@ -78,5 +84,5 @@ export function startStaticServer({ root, upstream = null, port = 0 }) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
   const s = await startStaticServer({ root, upstream: process.env.TIDESYNC_UPSTREAM ?? null, port: Number(process.env.PORT ?? 8088) });
-  console.log(`serving ${root} at ${s.url}`);
+  if (!process.env.QUIET) console.log(`serving ${root} at ${s.url}`);
 }
