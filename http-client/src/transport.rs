@@ -1,0 +1,168 @@
+//! [`HttpTransport`]: the core's [`Transport`] over HTTP (reqwest).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header;
+use serde::de::DeserializeOwned;
+use tidesync::transport::http::{self, BRANCH_HEADER};
+use tidesync::{
+    ChangesPage, ChangesRequest, PushRequest, PushResponse, ReconcileRequest, ReconcileResponse,
+    SnapshotPage, SnapshotRequest, Transport, TransportError,
+};
+
+/// A sync server reached over HTTP with one terminal's key.
+#[derive(Clone, Debug)]
+pub struct HttpTransport {
+    base: String,
+    key: String,
+    branch: String,
+    client: reqwest::Client,
+}
+
+impl HttpTransport {
+    /// A transport to `base_url` (e.g. `http://127.0.0.1:8080`) presenting
+    /// `key` for `branch`. Requests time out after 30 s.
+    pub fn new(
+        base_url: impl Into<String>,
+        key: impl Into<String>,
+        branch: impl Into<String>,
+    ) -> Self {
+        Self::with_timeout(base_url, key, branch, Duration::from_secs(30))
+    }
+
+    /// As [`HttpTransport::new`] with a request timeout.
+    pub fn with_timeout(
+        base_url: impl Into<String>,
+        key: impl Into<String>,
+        branch: impl Into<String>,
+        timeout: Duration,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("a client without TLS always builds");
+        HttpTransport {
+            base: base_url.into().trim_end_matches('/').to_owned(),
+            key: key.into(),
+            branch: branch.into(),
+            client,
+        }
+    }
+
+    /// Points the transport at another server (e.g. after a restart on a new port).
+    pub fn set_base_url(&mut self, base_url: impl Into<String>) {
+        self.base = base_url.into().trim_end_matches('/').to_owned();
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Whether the server answers `GET /health` with a 2xx within 5 s: the
+    /// scheduler's probe while offline.
+    pub async fn probe(&self) -> bool {
+        self.client
+            .get(format!("{}{}", self.base, http::HEALTH_PATH))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header(BRANCH_HEADER, &self.branch)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, TransportError> {
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                TransportError::Timeout
+            } else if e.is_connect() {
+                TransportError::Unreachable(e.to_string())
+            } else {
+                // Sent, but the connection broke: it may have been processed.
+                TransportError::Server {
+                    status: 0,
+                    message: e.to_string(),
+                }
+            }
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp.json().await.map_err(|e| {
+                if e.is_timeout() {
+                    TransportError::Timeout
+                } else {
+                    http::unreadable(e)
+                }
+            });
+        }
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(http::error_for_status(
+            status.as_u16(),
+            retry_after.as_deref(),
+            &body,
+        ))
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn push(&self, request: PushRequest) -> Result<PushResponse, TransportError> {
+        self.send(
+            self.request(reqwest::Method::POST, http::PUSH_PATH)
+                .json(&request),
+        )
+        .await
+    }
+
+    async fn changes(&self, request: ChangesRequest) -> Result<ChangesPage, TransportError> {
+        let q = [
+            ("since", request.since.0),
+            ("limit", u64::from(request.limit)),
+        ];
+        self.send(
+            self.request(reqwest::Method::GET, http::CHANGES_PATH)
+                .query(&q),
+        )
+        .await
+    }
+
+    async fn snapshot(&self, request: SnapshotRequest) -> Result<SnapshotPage, TransportError> {
+        let mut q: Vec<(&str, String)> = vec![("limit", request.limit.to_string())];
+        if let Some(after) = request.after {
+            q.push(("after_collection", after.collection));
+            q.push(("after_id", after.id));
+        }
+        self.send(
+            self.request(reqwest::Method::GET, http::SNAPSHOT_PATH)
+                .query(&q),
+        )
+        .await
+    }
+
+    async fn reconcile(
+        &self,
+        request: ReconcileRequest,
+    ) -> Result<ReconcileResponse, TransportError> {
+        self.send(
+            self.request(reqwest::Method::POST, http::RECONCILE_PATH)
+                .json(&request),
+        )
+        .await
+    }
+}

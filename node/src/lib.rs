@@ -1,0 +1,1 @@
+//! tidesync's native Node addon (napi-rs): work in progress.
