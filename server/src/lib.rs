@@ -60,7 +60,11 @@
 
 mod admin;
 pub mod auth;
-pub mod client;
+/// The native HTTP transport, from its own crate (`tidesync-http-client`,
+/// which depends only on the core); re-exported for the server's tests.
+pub mod client {
+    pub use tidesync_http_client::HttpTransport;
+}
 mod context;
 mod decide;
 mod decode;
