@@ -10,6 +10,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "format and lints (native)"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+source scripts/native-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 

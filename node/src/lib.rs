@@ -1,1 +1,277 @@
-//! tidesync's native Node addon (napi-rs): work in progress.
+//! tidesync's native Node addon: the core's engine on a SQLCipher file,
+//! over HTTP, for Node and Electron's main process (N-API, so one `.node`
+//! loads in both without a rebuild).
+//!
+//! This crate is a thin translation. Commands arrive as the JSON of the
+//! core's [`Command`] and run through [`tidesync::client::execute`], the
+//! same function the browser package calls; the sync scheduler is the
+//! core's [`scheduler::run`] with a tokio timer; errors leave as the JSON
+//! of a [`ClientError`] (`{"code","message"}`), which `index.js` turns into
+//! a `TideSyncError`. The JavaScript API itself (the same as the Wasm
+//! package's) is in `index.js` and `index.d.ts`.
+
+use futures::channel::mpsc::{unbounded, UnboundedSender};
+use futures::StreamExt;
+use napi::bindgen_prelude::{Buffer, Status};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tidesync::client::scheduler::{self, HostFuture, SchedulerHost};
+use tidesync::client::{execute, ClientError, Command};
+use tidesync::crypto::KdfParams;
+use tidesync::engine::{Engine, EngineConfig};
+use tidesync::env::{Environment, SystemEnv};
+use tidesync::error_code::ErrorCode;
+use tidesync::protocol::OpId;
+use tidesync::status::Filter;
+use tidesync::ConflictPolicy;
+use tidesync_http_client::HttpTransport;
+use tidesync_sqlcipher::{KeySource, SqlCipherStore};
+use zeroize::Zeroizing;
+
+type NodeEngine = Engine<SqlCipherStore, HttpTransport, SystemEnv>;
+
+/// The event callback: one JSON array of core `Event`s per call. Weak, so
+/// an open client does not keep a Node process alive by itself.
+type EventSink = ThreadsafeFunction<String, (), String, Status, false, true>;
+
+/// `open`'s options (the key travels separately, see [`key_source`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OpenOptions {
+    path: String,
+    server_url: String,
+    api_key: String,
+    terminal_id: String,
+    branch_id: String,
+    #[serde(default)]
+    policies: BTreeMap<String, ConflictPolicy>,
+    auto_sync: Option<bool>,
+    pull_interval_ms: Option<u32>,
+    /// Cap on attempts before a mutation becomes a dead letter.
+    max_attempts: Option<u32>,
+}
+
+fn js_error(e: ClientError) -> napi::Error {
+    let body = serde_json::json!({ "code": e.code, "message": e.message });
+    napi::Error::new(Status::GenericFailure, body.to_string())
+}
+
+fn bad_argument(message: impl Into<String>) -> napi::Error {
+    js_error(ClientError::bad_argument(message))
+}
+
+/// The key material named by `kind` (`plaintext`, `passphrase`, `hostKey`).
+fn key_source(kind: &str, key: Option<Buffer>) -> napi::Result<KeySource> {
+    let bytes = key.map(|b| Zeroizing::new(b.to_vec()));
+    match (kind, bytes) {
+        ("plaintext", None) => Ok(KeySource::Plain),
+        ("passphrase", Some(b)) => {
+            let p = String::from_utf8(b.to_vec())
+                .map_err(|_| bad_argument("key.passphrase is not valid UTF-8"))?;
+            if p.is_empty() {
+                return Err(bad_argument("key.passphrase is empty"));
+            }
+            Ok(KeySource::Passphrase {
+                passphrase: Zeroizing::new(p),
+                kdf: KdfParams::production(),
+            })
+        }
+        ("hostKey", Some(b)) if b.len() >= 16 => Ok(KeySource::HostKey(b)),
+        ("hostKey", Some(b)) => Err(bad_argument(format!(
+            "key.hostKey has {} bytes; at least 16 are needed",
+            b.len()
+        ))),
+        _ => Err(bad_argument(
+            "key must be {passphrase}, {hostKey} or {plaintext: true}",
+        )),
+    }
+}
+
+/// Timer and probe of a Node host.
+struct NodeHost {
+    transport: HttpTransport,
+}
+
+impl SchedulerHost for NodeHost {
+    fn sleep(&self, ms: u64) -> HostFuture<'_, ()> {
+        Box::pin(tokio::time::sleep(Duration::from_millis(ms)))
+    }
+
+    fn probe(&self) -> HostFuture<'_, bool> {
+        Box::pin(self.transport.probe())
+    }
+}
+
+struct Inner {
+    engine: Arc<NodeEngine>,
+    path: String,
+    alive: Arc<AtomicBool>,
+    wake: Mutex<Option<UnboundedSender<()>>>,
+}
+
+impl Inner {
+    fn live(&self) -> napi::Result<&Arc<NodeEngine>> {
+        if self.alive.load(Ordering::SeqCst) {
+            Ok(&self.engine)
+        } else {
+            Err(js_error(ClientError::new(
+                ErrorCode::InvalidState,
+                "this TideSync is closed",
+            )))
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.wake.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = w.unbounded_send(());
+        }
+    }
+
+    fn shutdown(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+        // Dropping the sender ends the scheduler's loop.
+        self.wake.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// One open local database and its sync (the native half of `TideSync`).
+#[napi]
+pub struct NativeClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NativeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeClient")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[napi]
+impl NativeClient {
+    /// Opens (or creates) the store at `options.path`. `options` is JSON;
+    /// `keyKind` is `plaintext`, `passphrase` (UTF-8 bytes) or `hostKey`.
+    /// `onEvents` receives each batch of events as a JSON array.
+    #[napi(factory)]
+    pub async fn open(
+        options: String,
+        key_kind: String,
+        key: Option<Buffer>,
+        on_events: EventSink,
+    ) -> napi::Result<NativeClient> {
+        let o: OpenOptions =
+            serde_json::from_str(&options).map_err(|e| bad_argument(format!("options: {e}")))?;
+        if o.path.is_empty() {
+            return Err(bad_argument("options.path is empty"));
+        }
+        let source = key_source(&key_kind, key)?;
+        let path = o.path.clone();
+        let store = tokio::task::spawn_blocking(move || SqlCipherStore::open_keyed(&path, source))
+            .await
+            .map_err(|e| js_error(ClientError::internal(e)))?
+            .map_err(|e| js_error(ClientError::new(e.code(), e.to_string())))?;
+        let env = SystemEnv;
+        let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
+        let mut config = EngineConfig::new(client_id, o.terminal_id, o.branch_id.clone());
+        config.policies = o.policies;
+        if let Some(n) = o.max_attempts {
+            if n == 0 {
+                return Err(bad_argument("options.maxAttempts must be at least 1"));
+            }
+            config.retry.max_attempts = n;
+        }
+        let transport = HttpTransport::new(&o.server_url, &o.api_key, &o.branch_id);
+        let engine = Engine::open(store, transport.clone(), env, config)
+            .await
+            .map_err(|e| js_error(e.into()))?;
+        let engine = Arc::new(engine);
+        let alive = Arc::new(AtomicBool::new(true));
+
+        // Events: batched, as JSON, to the JS side.
+        let mut events = engine.subscribe(Filter::All);
+        tokio::spawn(async move {
+            while let Some(first) = events.next().await {
+                let mut batch = vec![first];
+                while let Ok(e) = events.try_recv() {
+                    batch.push(e);
+                }
+                if let Ok(json) = serde_json::to_string(&batch) {
+                    on_events.call(json, ThreadsafeFunctionCallMode::NonBlocking);
+                }
+            }
+        });
+
+        let (tx, rx) = unbounded();
+        let auto_sync = o.auto_sync.unwrap_or(true);
+        if auto_sync {
+            let engine = engine.clone();
+            let alive = alive.clone();
+            let interval = u64::from(o.pull_interval_ms.unwrap_or(30_000).max(100));
+            tokio::spawn(async move {
+                let host = NodeHost { transport };
+                scheduler::run(&engine, &host, rx, interval, || {
+                    alive.load(Ordering::SeqCst)
+                })
+                .await;
+            });
+        }
+        Ok(NativeClient {
+            inner: Arc::new(Inner {
+                engine,
+                path: o.path,
+                alive,
+                wake: Mutex::new(auto_sync.then_some(tx)),
+            }),
+        })
+    }
+
+    /// Runs one command (the JSON of the core's `Command`); resolves with
+    /// its JSON answer.
+    #[napi]
+    pub async fn call(&self, command: String) -> napi::Result<String> {
+        let command: Command =
+            serde_json::from_str(&command).map_err(|e| bad_argument(format!("command: {e}")))?;
+        let engine = self.inner.live()?.clone();
+        let wakes = command.wakes_sync();
+        let answer = execute(&engine, command).await.map_err(js_error)?;
+        if wakes {
+            self.inner.wake();
+        }
+        serde_json::to_string(&answer).map_err(|e| js_error(ClientError::internal(e)))
+    }
+
+    /// Tells the engine whether the host is online (Electron's `net`
+    /// events); coming online wakes the sync.
+    #[napi]
+    pub async fn set_online(&self, online: bool) -> napi::Result<()> {
+        let engine = self.inner.live()?.clone();
+        engine.set_online(online).await;
+        if online {
+            self.inner.wake();
+        }
+        Ok(())
+    }
+
+    /// Stops the sync and closes the database. Later calls fail with
+    /// `INVALID_STATE`.
+    #[napi]
+    pub fn close(&self) {
+        self.inner.shutdown();
+        self.inner.engine.store().close();
+    }
+
+    /// Closes, then deletes the database, its WAL and its key envelope:
+    /// everything not yet synced is lost.
+    #[napi]
+    pub async fn wipe(&self) -> napi::Result<()> {
+        self.close();
+        let path = self.inner.path.clone();
+        SqlCipherStore::destroy(&path).map_err(|e| js_error(e.into()))
+    }
+}

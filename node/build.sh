@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds the Node addon into node/: tidesync.node (the cdylib, loadable by
+# Node and by Electron's main process unchanged: N-API) and types.d.ts (the
+# browser package's types, shared). TIDESYNC_NODE_PROFILE: `dev` (default,
+# the tests) or `server` (the workspace's speed-optimised release profile,
+# used by the benchmark and for shipping).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
+source scripts/native-deps.sh
+profile="${TIDESYNC_NODE_PROFILE:-dev}"
+cargo build -q -p tidesync-node --profile "$profile"
+dir="$profile"; [ "$profile" = dev ] && dir=debug
+cp "$CARGO_TARGET_DIR/$dir/libtidesync_node.so" node/tidesync.node
+cp src/web/tidesync.d.ts node/types.d.ts
+echo "node/tidesync.node ($profile, $(du -h node/tidesync.node | cut -f1))"

@@ -1,0 +1,96 @@
+// tidesync for Node and Electron's main process: the same API and types as
+// the browser package (pkg/tidesync.d.ts). The shared types (types.d.ts) are
+// the browser package's own file (src/web/tidesync.d.ts), copied by
+// node/build.sh; node/test/parity.test.mjs checks this class against the
+// browser package's class, method by method.
+import type {
+  AuditEntry, ConflictRecord, ConflictPolicy, ErrorCode, Fields, KeyMaterial, LocalEntity,
+  Metrics, OutboxEntry, PageOptions, Resolution, Status, SubscriptionFilter, SyncEvent,
+  SyncReport,
+} from "./types";
+export * from "./types";
+
+/** Key material of a native store: the browser's, without `webCrypto`. */
+export type NodeKeyMaterial = Exclude<KeyMaterial, { webCrypto: true }>;
+
+export interface NodeOpenOptions {
+  /** The SQLCipher file (created if missing; its wrapped key is `<path>.key`). */
+  path: string;
+  key: NodeKeyMaterial;
+  /** Base URL of the sync server, e.g. "http://127.0.0.1:8080". */
+  serverUrl: string;
+  apiKey: string;
+  terminalId: string;
+  branchId: string;
+  policies?: { [collection: string]: ConflictPolicy };
+  /** Sync in the background (default true). */
+  autoSync?: boolean;
+  /** How often to pull when idle (ms, default 30000). */
+  pullIntervalMs?: number;
+  /** Attempts before a mutation becomes a dead letter (default: the core's). */
+  maxAttempts?: number;
+}
+
+/** What every rejected promise and thrown error of this package is. */
+export declare class TideSyncError extends Error {
+  readonly code: ErrorCode;
+}
+
+/** An offline-first, encrypted (SQLCipher), syncing local database. */
+export declare class TideSync {
+  private constructor();
+  /** Opens (or creates) the local database and starts its sync. */
+  static open(options: NodeOpenOptions): Promise<TideSync>;
+  /** Creates an entity (`id` defaults to a new ULID). */
+  create(collection: string, fields: Fields, id?: string | null): Promise<LocalEntity>;
+  /** Applies a JSON merge patch (`null` removes a field). */
+  patch(collection: string, id: string, patch: Fields): Promise<LocalEntity>;
+  /** Deletes an entity. */
+  delete(collection: string, id: string): Promise<LocalEntity>;
+  /** Appends to an append-only collection (`id` defaults to a new ULID). */
+  append(collection: string, fields: Fields, id?: string | null): Promise<LocalEntity>;
+  /** One entity's local view, or null. */
+  get(collection: string, id: string): Promise<LocalEntity | null>;
+  /** A page of a collection's live entities, by id; the next page starts after the last id returned. */
+  query(collection: string, options?: PageOptions): Promise<LocalEntity[]>;
+  /** The sync status. */
+  status(): Promise<Status>;
+  /** Counters since the engine opened. */
+  metrics(): Promise<Metrics>;
+  /** Pushes the outbox and pulls changes now. */
+  syncNow(): Promise<SyncReport>;
+  /** Verifies collections against the server and repairs differences. */
+  reconcile(collections?: string[] | null): Promise<SyncReport>;
+  /** Every queued mutation, by seq. */
+  outbox(): Promise<OutboxEntry[]>;
+  /** Mutations waiting for a person (retry or discard). */
+  deadLetters(): Promise<OutboxEntry[]>;
+  /** Sends a dead letter again; with `payload` (null for a delete) it is edited first and sent under a new op id. */
+  retry(seq: number, payload?: Fields | null): Promise<void>;
+  /** Retries every dead letter; resolves with how many. */
+  retryAll(): Promise<number>;
+  /** Discards every dead letter (each audited); resolves with how many. */
+  discardAll(): Promise<number>;
+  /** Local audit entries after `after` (a seq), at most `limit` (default 1000). */
+  audit(options?: { after?: number; limit?: number }): Promise<AuditEntry[]>;
+  /** Drops a dead letter (audited). */
+  discard(seq: number): Promise<void>;
+  /** Open conflicts. */
+  conflicts(): Promise<ConflictRecord[]>;
+  /** Resolves an open conflict. */
+  resolve(collection: string, id: string, resolution: Resolution): Promise<void>;
+  /** Calls `callback` with every event matching `filter`. Returns the function that unsubscribes. */
+  subscribe(filter: SubscriptionFilter, callback: (event: SyncEvent) => void): () => void;
+  /** Calls `callback` with the current status at once, then with each new status. */
+  onStatus(callback: (status: Status) => void): () => void;
+  /** Resolves with the status once a first snapshot has been applied completely. */
+  waitForFirstSync(): Promise<Status>;
+  /** This process runs the engine and the sync (always true until closed). */
+  isLeader(): boolean;
+  /** Node only: tells the engine whether the host is online (e.g. Electron's `net.isOnline()`). */
+  setOnline(online: boolean): Promise<void>;
+  /** Stops the sync and closes the database. */
+  close(): void;
+  /** Destroys the local database and its wrapped key: everything not yet synced is lost. */
+  wipe(): Promise<void>;
+}

@@ -1,0 +1,274 @@
+'use strict';
+// tidesync for Node and Electron's main process: the same API as the
+// browser package (see index.d.ts), over the native addon (tidesync.node:
+// the core's engine on a SQLCipher file). Everything here is translation:
+// arguments are checked and turned into the core's commands (JSON), events
+// are dispatched to subscribers, errors become TideSyncError with the core's
+// stable codes.
+
+const path = require('node:path');
+
+function loadAddon() {
+  const file = process.env.TIDESYNC_NODE_ADDON || path.join(__dirname, 'tidesync.node');
+  try {
+    return require(file);
+  } catch (e) {
+    throw new Error(`tidesync: the native addon ${file} could not be loaded (build it with node/build.sh): ${e.message}`);
+  }
+}
+
+const { NativeClient } = loadAddon();
+
+/** The error every rejected promise of this package carries. */
+class TideSyncError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'TideSyncError';
+    this.code = code;
+  }
+}
+
+function badArgument(message) {
+  return new TideSyncError('BAD_ARGUMENT', message);
+}
+
+/** A native error ({"code","message"} as its message) as a TideSyncError. */
+function translate(e) {
+  if (e instanceof TideSyncError) return e;
+  try {
+    const body = JSON.parse(e.message);
+    if (body && typeof body.code === 'string') return new TideSyncError(body.code, String(body.message ?? ''));
+  } catch { /* not one of ours */ }
+  return new TideSyncError(e && e.code === 'InvalidArg' ? 'BAD_ARGUMENT' : 'INTERNAL', String(e && e.message));
+}
+
+const MAX_DEPTH = 64;
+
+/** `v` checked to be JSON, as the browser package checks it: a Date, Map,
+ *  undefined, NaN, bigint, function or cycle is BAD_ARGUMENT naming its path
+ *  (JSON.stringify would silently store something else). */
+function checkJson(v, where, ancestors = []) {
+  if (v === null || typeof v === 'boolean' || typeof v === 'string') return;
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw badArgument(`${where}: a number that is not finite (NaN, Infinity) is not JSON`);
+    return;
+  }
+  if (v === undefined) throw badArgument(`${where}: undefined is not JSON`);
+  if (typeof v === 'bigint') throw badArgument(`${where}: a bigint is not JSON`);
+  if (typeof v === 'symbol') throw badArgument(`${where}: a symbol is not JSON`);
+  if (typeof v === 'function') throw badArgument(`${where}: a function is not JSON`);
+  if (ancestors.includes(v)) throw badArgument(`${where}: a cycle is not JSON`);
+  if (ancestors.length >= MAX_DEPTH) throw badArgument(`${where}: nested deeper than ${MAX_DEPTH} levels`);
+  ancestors.push(v);
+  if (Array.isArray(v)) {
+    v.forEach((item, i) => checkJson(item, `${where}[${i}]`, ancestors));
+  } else {
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== null && proto !== Object.prototype) {
+      throw badArgument(`${where}: a ${(v.constructor && v.constructor.name) || 'object'} is not JSON`);
+    }
+    for (const k of Object.keys(v)) checkJson(v[k], `${where}.${k}`, ancestors);
+  }
+  ancestors.pop();
+}
+
+function fields(v, where) {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw badArgument(`${where} must be an object`);
+  checkJson(v, where);
+  return v;
+}
+
+function str(v, where) {
+  if (typeof v !== 'string') throw badArgument(`${where} must be a string`);
+  return v;
+}
+
+function seq(v) {
+  if (!Number.isSafeInteger(v) || v < 1) throw badArgument(`seq must be a positive integer, not ${v}`);
+  return v;
+}
+
+function keyArgs(key) {
+  if (key === null || typeof key !== 'object') throw badArgument('options.key must be an object');
+  if (typeof key.passphrase === 'string') return ['passphrase', Buffer.from(key.passphrase, 'utf8')];
+  if (key.hostKey instanceof Uint8Array) return ['hostKey', Buffer.from(key.hostKey)];
+  if (key.plaintext === true) return ['plaintext', null];
+  throw badArgument('options.key must be {passphrase}, {hostKey} or {plaintext: true}');
+}
+
+function matches(filter, event) {
+  if (event.type !== 'changed') return true;
+  if (filter.collection !== undefined && event.key.collection !== filter.collection) return false;
+  if (filter.id !== undefined && event.key.id !== filter.id) return false;
+  return true;
+}
+
+/** An offline-first, encrypted, syncing local database (SQLCipher). */
+class TideSync {
+  /** @param {import('./index').NodeOpenOptions} options */
+  static async open(options) {
+    if (options === null || typeof options !== 'object') throw badArgument('options must be an object');
+    const { key, ...rest } = options;
+    const [kind, bytes] = keyArgs(key);
+    if (typeof rest.path !== 'string' || rest.path === '') throw badArgument('options.path must be a non-empty string');
+    const listeners = new Set();
+    const dispatch = (json) => {
+      let events;
+      try { events = JSON.parse(json); } catch { return; }
+      for (const event of events) {
+        for (const l of [...listeners]) {
+          if (!l.status ? matches(l.filter, event) : event.type === 'status') {
+            try { l.callback(l.status ? event.status : event); } catch (e) { console.error('tidesync: a subscriber threw', e); }
+          }
+        }
+      }
+    };
+    let native;
+    try {
+      native = await NativeClient.open(JSON.stringify(rest), kind, bytes, dispatch);
+    } catch (e) {
+      throw translate(e);
+    } finally {
+      if (bytes) bytes.fill(0);
+    }
+    return new TideSync(native, listeners);
+  }
+
+  constructor(native, listeners) {
+    if (!(native instanceof NativeClient)) throw new TypeError('use TideSync.open(options)');
+    this._native = native;
+    this._listeners = listeners;
+    this._closed = false;
+  }
+
+  async _run(command) {
+    let answer;
+    try {
+      answer = await this._native.call(JSON.stringify(command));
+    } catch (e) {
+      throw translate(e);
+    }
+    return JSON.parse(answer);
+  }
+
+  create(collection, fieldsValue, id) {
+    return this._call(() => ({ op: 'create', collection: str(collection, 'collection'), fields: fields(fieldsValue, 'fields'), id: id === undefined || id === null ? null : str(id, 'id') }));
+  }
+  patch(collection, id, patchValue) {
+    return this._call(() => ({ op: 'patch', collection: str(collection, 'collection'), id: str(id, 'id'), patch: fields(patchValue, 'patch') }));
+  }
+  delete(collection, id) {
+    return this._call(() => ({ op: 'delete', collection: str(collection, 'collection'), id: str(id, 'id') }));
+  }
+  append(collection, fieldsValue, id) {
+    return this._call(() => ({ op: 'append', collection: str(collection, 'collection'), fields: fields(fieldsValue, 'fields'), id: id === undefined || id === null ? null : str(id, 'id') }));
+  }
+  get(collection, id) {
+    return this._call(() => ({ op: 'get', collection: str(collection, 'collection'), id: str(id, 'id') }));
+  }
+  query(collection, options = {}) {
+    return this._call(() => {
+      if (options === null || typeof options !== 'object') throw badArgument('options must be an object');
+      const { after, limit } = options;
+      if (after !== undefined && typeof after !== 'string') throw badArgument('options.after must be a string');
+      if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0)) throw badArgument('options.limit must be a non-negative integer');
+      return { op: 'query', collection: str(collection, 'collection'), after: after ?? null, limit: limit ?? null };
+    });
+  }
+  status() { return this._call(() => ({ op: 'status' })); }
+  metrics() { return this._call(() => ({ op: 'metrics' })); }
+  syncNow() { return this._call(() => ({ op: 'sync_now' })); }
+  reconcile(collections) {
+    return this._call(() => {
+      if (collections != null && !(Array.isArray(collections) && collections.every((c) => typeof c === 'string'))) {
+        throw badArgument('collections must be an array of strings');
+      }
+      return { op: 'reconcile', collections: collections ?? null };
+    });
+  }
+  outbox() { return this._call(() => ({ op: 'outbox' })); }
+  deadLetters() { return this._call(() => ({ op: 'dead_letters' })); }
+  async retry(seqValue, ...payload) {
+    const edited = payload.length > 0 && payload[0] !== undefined;
+    await this._call(() => edited
+      ? { op: 'retry_edited', seq: seq(seqValue), payload: payload[0] === null ? null : fields(payload[0], 'payload') }
+      : { op: 'retry', seq: seq(seqValue) });
+  }
+  retryAll() { return this._call(() => ({ op: 'retry_all' })); }
+  discardAll() { return this._call(() => ({ op: 'discard_all' })); }
+  audit(options = {}) {
+    return this._call(() => {
+      if (options === null || typeof options !== 'object') throw badArgument('options must be an object');
+      const { after, limit } = options;
+      if (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) throw badArgument('options.after must be a non-negative integer');
+      if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0)) throw badArgument('options.limit must be a non-negative integer');
+      return { op: 'audit', after: after ?? 0, limit: limit ?? null };
+    });
+  }
+  async discard(seqValue) { await this._call(() => ({ op: 'discard', seq: seq(seqValue) })); }
+  conflicts() { return this._call(() => ({ op: 'conflicts' })); }
+  async resolve(collection, id, resolution) {
+    await this._call(() => {
+      if (resolution === null || typeof resolution !== 'object') throw badArgument('resolution must be an object');
+      checkJson(resolution, 'resolution');
+      return { op: 'resolve', collection: str(collection, 'collection'), id: str(id, 'id'), resolution };
+    });
+  }
+
+  /** Runs `build` (which may throw BAD_ARGUMENT) and sends its command. */
+  async _call(build) {
+    if (this._closed) throw new TideSyncError('INVALID_STATE', 'this TideSync is closed');
+    return this._run(build());
+  }
+
+  subscribe(filter, callback) {
+    if (filter === null || typeof filter !== 'object') throw badArgument('filter must be an object');
+    if (typeof callback !== 'function') throw badArgument('callback must be a function');
+    if (filter.id !== undefined && filter.collection === undefined) throw badArgument('filter.id needs filter.collection');
+    const l = { filter: { collection: filter.collection, id: filter.id }, callback, status: false };
+    this._listeners.add(l);
+    return () => { this._listeners.delete(l); };
+  }
+
+  onStatus(callback) {
+    if (typeof callback !== 'function') throw badArgument('callback must be a function');
+    const l = { filter: {}, callback, status: true };
+    this._listeners.add(l);
+    this.status().then((s) => { if (this._listeners.has(l)) callback(s); }, () => {});
+    return () => { this._listeners.delete(l); };
+  }
+
+  async waitForFirstSync() {
+    for (;;) {
+      const s = await this.status();
+      if (s.first_sync_done) return s;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** The one process that opened the file runs the engine and the sync. */
+  isLeader() { return !this._closed; }
+
+  /** Tells the engine whether the host is online (e.g. Electron's net.isOnline()). */
+  async setOnline(online) {
+    if (typeof online !== 'boolean') throw badArgument('online must be a boolean');
+    if (this._closed) throw new TideSyncError('INVALID_STATE', 'this TideSync is closed');
+    try { await this._native.setOnline(online); } catch (e) { throw translate(e); }
+  }
+
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    this._listeners.clear();
+    this._native.close();
+  }
+
+  /** Destroys the local database and its wrapped key: everything not yet synced is lost. */
+  async wipe() {
+    this._closed = true;
+    this._listeners.clear();
+    try { await this._native.wipe(); } catch (e) { throw translate(e); }
+  }
+}
+
+module.exports = { TideSync, TideSyncError };
