@@ -3,13 +3,16 @@
 # Node and by Electron's main process unchanged: N-API) and types.d.ts (the
 # browser package's types, shared). TIDESYNC_NODE_PROFILE: `dev` (default,
 # the tests) or `server` (the workspace's speed-optimised release profile,
-# used by the benchmark and for shipping).
+# used by the benchmark and for shipping). TIDESYNC_NODE_ALSO: more cargo
+# packages to build in the same graph (scripts/test-node.sh adds the server,
+# so both share one feature set and one SQLCipher build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
 source scripts/native-deps.sh
 profile="${TIDESYNC_NODE_PROFILE:-dev}"
-cargo build -q -p tidesync-node --profile "$profile"
+# shellcheck disable=SC2086
+cargo build -q -p tidesync-node ${TIDESYNC_NODE_ALSO:-} --profile "$profile"
 dir="$profile"; [ "$profile" = dev ] && dir=debug
 cp "$CARGO_TARGET_DIR/$dir/libtidesync_node.so" node/tidesync.node
 cp src/web/tidesync.d.ts node/types.d.ts
