@@ -9,7 +9,9 @@
 #      upgrade, gone database)
 #   3. the npm package in pkg/ (wasm-bindgen --target web, wasm-opt from npm
 #      binaryen), its size, and a check that its public types have no `any`
-#   4. tsc --noEmit of a TypeScript consumer; the housekeeping app (www/app/)
+#   4. the Node package's declarations (node/index.d.ts) against the
+#      browser package's class, and tsc of a Node consumer;
+#      tsc --noEmit of a TypeScript consumer; the housekeeping app (www/app/)
 #      type-checked and built with esbuild
 #   5. end-to-end tests with playwright-core against the reference server
 set -euo pipefail
@@ -51,6 +53,11 @@ step "public TypeScript types have no any"
 if sed '/^export type InitInput/,$d' pkg/tidesync.d.ts | grep -nE '\bany\b' | grep -v '^\s*[0-9]*:\s*\*'; then
   echo "pkg/tidesync.d.ts exposes any" >&2; exit 1
 fi
+
+step "Node package types: the browser's TideSync member for member; tsc of a Node consumer"
+cp src/web/tidesync.d.ts node/types.d.ts
+node node/test/dts-parity.mjs pkg/tidesync.d.ts node/index.d.ts
+npx tsc -p node/tsconfig.json
 
 step "TypeScript consumer (tsc --noEmit)"
 npx tsc --noEmit -p www/tsconfig.json

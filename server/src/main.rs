@@ -93,6 +93,22 @@ enum Command {
         #[arg(long, default_value = "hotel-1")]
         branch: String,
     },
+    /// Load `count` synthetic rooms (`<collection>/r0000001`, …), for
+    /// benchmarks (bench/node): 10,000 per transaction.
+    SeedSynthetic {
+        /// Tenant to load into.
+        #[arg(long)]
+        tenant: String,
+        /// Branch to load into.
+        #[arg(long)]
+        branch: String,
+        /// Collection to fill.
+        #[arg(long, default_value = "rooms")]
+        collection: String,
+        /// How many entities.
+        #[arg(long)]
+        count: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -301,6 +317,43 @@ fn run(cli: Cli) -> Result<(), String> {
             let p = Partition::new(tenant, branch);
             let n = seed_demo(&service, &p)?;
             println!("loaded {n} demo entities into {p}");
+            Ok(())
+        }
+        Some(Command::SeedSynthetic {
+            tenant,
+            branch,
+            collection,
+            count,
+        }) => {
+            let backend = open(&cli.db)?;
+            let service = SyncService::new(backend);
+            let p = Partition::new(tenant, branch);
+            let kinds = ["single", "double", "twin", "suite"];
+            let hlc = Hlc {
+                wall_ms: tidesync_server::now_ms(),
+                counter: 0,
+                node: 0,
+            };
+            let mut start = 1;
+            while start <= count {
+                let end = (start + 10_000).min(count + 1);
+                let batch = (start..end).map(|i| {
+                    (
+                        EntityKey::new(collection.clone(), format!("r{i:07}")),
+                        obj(json!({
+                            "number": i.to_string(),
+                            "floor": i % 20,
+                            "kind": kinds[(i % 4) as usize],
+                            "status": "dirty",
+                            "rate_cents": 8900 + 1000 * (i % 4),
+                            "notes": "no feather pillows",
+                        })),
+                    )
+                });
+                service.seed(&p, hlc, batch).map_err(|e| e.to_string())?;
+                start = end;
+            }
+            println!("loaded {count} entities into {p}/{collection}");
             Ok(())
         }
     }
