@@ -4,21 +4,44 @@
 //   node node/test/dts-parity.mjs pkg/tidesync.d.ts node/index.d.ts
 import fs from 'node:fs';
 
-/** name → normalised signature, for the members of `export (declare) class TideSync`. */
+/** The bodies of every `{…}` that follows a match of `re` in `text`. */
+function blocks(text, re) {
+  const out = [];
+  for (const m of text.matchAll(re)) {
+    let depth = 0, i = m.index + m[0].length - 1, body = '';
+    for (; i < text.length; i++) {
+      if (text[i] === '{') depth++;
+      if (text[i] === '}' && --depth === 0) break;
+      body += text[i];
+    }
+    out.push(body.slice(1));
+  }
+  return out;
+}
+
+/** name → normalised signature, for the members of TideSync: its class and
+ *  any interface merged into it (wasm-bindgen's optional-argument methods). */
 function members(file) {
   const text = fs.readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
-  const start = text.search(/export (declare )?class TideSync \{/);
-  if (start < 0) throw new Error(`${file}: no class TideSync`);
-  let depth = 0, i = text.indexOf('{', start), body = '';
-  for (; i < text.length; i++) {
-    if (text[i] === '{') depth++;
-    if (text[i] === '}' && --depth === 0) break;
-    body += text[i];
+  const bodies = [...blocks(text, /export (?:declare )?class TideSync \{/g), ...blocks(text, /export interface TideSync \{/g)];
+  if (bodies.length === 0) throw new Error(`${file}: no class TideSync`);
+  // Members end at a `;` outside any (), {}, [] or <> (inline object types hold `;` too).
+  const parts = [];
+  for (const src of bodies) {
+    let cur = '', level = 0;
+    for (let k = 0; k < src.length; k++) {
+      const ch = src[k];
+      if ('({[<'.includes(ch)) level++;
+      if (')}]'.includes(ch) || (ch === '>' && src[k - 1] !== '=')) level--;
+      if (ch === ';' && level === 0) { parts.push(cur); cur = ''; } else cur += ch;
+    }
+    parts.push(cur);
   }
   const out = new Map();
-  for (const m of body.slice(1).split(';').map((s) => s.replace(/\s+/g, ' ').trim()).filter(Boolean)) {
+  for (const m of parts.map((s) => s.replace(/\s+/g, ' ').trim()).filter(Boolean)) {
     const name = m.match(/^(?:static |private |readonly )*([A-Za-z_$][\w$]*|\[Symbol\.\w+\])/)?.[1];
     if (!name) throw new Error(`${file}: cannot read member ${m}`);
+    if (out.has(name)) throw new Error(`${file}: ${name} declared twice`);
     out.set(name, m.replace(/ ?([(),:<>|]) ?/g, '$1'));
   }
   return out;
@@ -35,7 +58,8 @@ for (const [name, sig] of browser) {
   if (browserOnly.has(name)) continue;
   if (!node.has(name)) { problems.push(`missing in ${nodeFile}: ${sig}`); continue; }
   const theirs = node.get(name);
-  const norm = (s) => s.replace(/options:NodeOpenOptions/, 'options:OpenOptions');
+  // wasm-bindgen writes a promise of nothing as Promise<undefined>.
+  const norm = (s) => s.replace(/options:NodeOpenOptions/, 'options:OpenOptions').replace(/Promise<undefined>/g, 'Promise<void>');
   if (norm(theirs) !== norm(sig)) problems.push(`${name} differs:\n  browser ${sig}\n  node    ${theirs}`);
 }
 for (const name of node.keys()) {
