@@ -4,7 +4,7 @@
 // node/build.sh; node/test/parity.test.mjs checks this class against the
 // browser package's class, method by method.
 import type {
-  AuditEntry, ConflictRecord, ConflictPolicy, ErrorCode, Fields, KeyMaterial, LocalEntity,
+  AuditEntry, ConflictRecord, ConflictPolicy, ErrorCode, FieldMigration, Fields, KeyMaterial, LocalEntity,
   Metrics, OutboxEntry, PageOptions, Resolution, Status, SubscriptionFilter, SyncEvent,
   SyncReport,
 } from "./types";
@@ -29,6 +29,10 @@ export interface NodeOpenOptions {
   pullIntervalMs?: number;
   /** Attempts before a mutation becomes a dead letter (default: the core's). */
   maxAttempts?: number;
+  /** The app's payload schema version (default 1). Raising it runs `migrations` on queued mutations. */
+  schemaVersion?: number;
+  /** Steps that carry queued mutations from older schema versions forward. */
+  migrations?: FieldMigration[];
 }
 
 /** What every rejected promise and thrown error of this package is. */

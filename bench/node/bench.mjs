@@ -44,7 +44,8 @@ function freePort() {
 async function startServer(db) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(BIN, ['--database', db, '--listen', `127.0.0.1:${port}`, '--rate-limit', '0'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(BIN, ['--database', db, '--listen', `127.0.0.1:${port}`, '--rate-limit', '0'], { stdio: 'ignore' });
+  process.on('exit', () => child.kill('SIGKILL'));
   for (let i = 0; i < 400; i++) {
     try { if ((await fetch(`${url}/health`)).ok) break; } catch { /* starting */ }
     await new Promise((r) => setTimeout(r, 50));
@@ -59,14 +60,20 @@ const open = (file, server, terminal, apiKey, extra = {}) => TideSync.open({
 
 async function writes() {
   const server = { url: 'http://127.0.0.1:9' }; // never contacted: autoSync off
-  const db = await open(path.join(dir, 'writes.db'), server, 'w1', 'unused');
-  const ours = [];
-  for (let i = 0; i < WRITES + 200; i++) {
-    const t = now();
-    await db.create('rooms', room(i), `r${String(i).padStart(7, '0')}`);
-    if (i >= 200) ours.push(now() - t);
-  }
-  db.close();
+  const addon = async (file, key) => {
+    const db = await TideSync.open({ path: path.join(dir, file), key, serverUrl: server.url, apiKey: 'unused', terminalId: 'w1', branchId: 'b1', autoSync: false });
+    const xs = [];
+    for (let i = 0; i < WRITES + 200; i++) {
+      const t = now();
+      await db.create('rooms', room(i), `r${String(i).padStart(7, '0')}`);
+      if (i >= 200) xs.push(now() - t);
+    }
+    db.close();
+    return xs;
+  };
+  const ours = await addon('writes.db', { hostKey: hostKey() });
+  // The same without encryption: what SQLCipher's page encryption costs.
+  const oursPlain = await addon('writes-plain.db', { plaintext: true });
 
   const peer = new Database(path.join(dir, 'peer-writes.db'));
   peer.pragma('journal_mode = WAL');
@@ -83,7 +90,7 @@ async function writes() {
     if (i >= 200) theirs.push(now() - t);
   }
   peer.close();
-  return { ours, theirs };
+  return { ours, oursPlain, theirs };
 }
 
 async function flush(server) {
@@ -146,11 +153,12 @@ async function firstSync(server) {
 }
 
 const w = await writes();
-const serverDb = path.join(dir, 'server.db');
-const server = await startServer(serverDb);
+console.error(`writes done: p50 ${ms(pct(w.ours, 0.5))} vs ${ms(pct(w.theirs, 0.5))}`);
+const server = await startServer(path.join(dir, 'server.db'));
 const f = await flush(server);
 await server.stop();
-console.error(`seeding ${ENTITIES} entities into the server…`);
+console.error(`flush done: ${f.secs.toFixed(2)} s; seeding ${ENTITIES} entities into a second server…`);
+const serverDb = path.join(dir, 'server-first.db');
 execFileSync(BIN, ['--database', serverDb, 'seed-synthetic', '--tenant', 't1', '--branch', 'b1', '--collection', 'rooms', '--count', String(ENTITIES)], { stdio: ['ignore', 'ignore', 'inherit'] });
 const server2 = await startServer(serverDb);
 const fs1 = await firstSync(server2);
@@ -160,5 +168,6 @@ fs.rmSync(dir, { recursive: true, force: true });
 const p50 = pct(w.ours, 0.5), p99 = pct(w.ours, 0.99), q50 = pct(w.theirs, 0.5), q99 = pct(w.theirs, 0.99);
 console.log(`tidesync Node addon vs better-sqlite3 ${require('better-sqlite3/package.json').version}, Node ${process.version}, ${os.cpus().length} cores`);
 console.log(`durable write (${WRITES}): addon encrypted p50 ${ms(p50)} p99 ${ms(p99)} | better-sqlite3 plain put+outbox p50 ${ms(q50)} p99 ${ms(q99)} | p50 ratio ${(p50 / q50).toFixed(2)}x (target ≤ 1.00x)`);
+console.log(`  (addon without encryption: p50 ${ms(pct(w.oursPlain, 0.5))} p99 ${ms(pct(w.oursPlain, 0.99))})`);
 console.log(`flush ${FLUSH} queued mutations: ${f.secs.toFixed(2)} s in ${f.rounds} syncNow rounds (${Math.round(FLUSH / f.secs)}/s; target ≤ 1 s)`);
 console.log(`first sync ${ENTITIES}: addon ${fs1.secs.toFixed(2)} s (${Math.round(ENTITIES / fs1.secs)}/s, target < 5 s) | plain fetch + better-sqlite3 ${fs1.peerSecs.toFixed(2)} s | ratio ${(fs1.secs / fs1.peerSecs).toFixed(2)}x | store ${(fs1.size / 1e6).toFixed(0)} MB, RSS +${(fs1.rss / 1e6).toFixed(0)} MB`);

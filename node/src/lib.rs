@@ -21,11 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tidesync::client::scheduler::{self, HostFuture, SchedulerHost};
-use tidesync::client::{execute, ClientError, Command};
+use tidesync::client::{self, execute, ClientError, Command};
 use tidesync::crypto::KdfParams;
 use tidesync::engine::{Engine, EngineConfig};
 use tidesync::env::{Environment, SystemEnv};
 use tidesync::error_code::ErrorCode;
+use tidesync::migrate::FieldMigration;
 use tidesync::protocol::OpId;
 use tidesync::status::Filter;
 use tidesync::ConflictPolicy;
@@ -54,6 +55,11 @@ struct OpenOptions {
     pull_interval_ms: Option<u32>,
     /// Cap on attempts before a mutation becomes a dead letter.
     max_attempts: Option<u32>,
+    /// The app's payload schema version (default 1).
+    schema_version: Option<u32>,
+    /// Steps that carry queued mutations forward to `schema_version`.
+    #[serde(default)]
+    migrations: Vec<FieldMigration>,
 }
 
 fn js_error(e: ClientError) -> napi::Error {
@@ -178,8 +184,11 @@ impl NativeClient {
             .map_err(|e| js_error(ClientError::new(e.code(), e.to_string())))?;
         let env = SystemEnv;
         let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
+        let (schema_version, migrations) =
+            client::schema_options(o.schema_version, o.migrations).map_err(js_error)?;
         let mut config = EngineConfig::new(client_id, o.terminal_id, o.branch_id.clone());
         config.policies = o.policies;
+        config.schema_version = schema_version;
         if let Some(n) = o.max_attempts {
             if n == 0 {
                 return Err(bad_argument("options.maxAttempts must be at least 1"));
@@ -187,9 +196,15 @@ impl NativeClient {
             config.retry.max_attempts = n;
         }
         let transport = HttpTransport::new(&o.server_url, &o.api_key, &o.branch_id);
-        let engine = Engine::open(store, transport.clone(), env, config)
-            .await
-            .map_err(|e| js_error(e.into()))?;
+        let engine = Engine::open_with_migrations(
+            store,
+            transport.clone(),
+            env,
+            config,
+            FieldMigration::boxed(migrations),
+        )
+        .await
+        .map_err(|e| js_error(e.into()))?;
         let engine = Arc::new(engine);
         let alive = Arc::new(AtomicBool::new(true));
 

@@ -39,7 +39,7 @@ async function waitHealthy(url, ms = 20000) {
 }
 
 /** The reference server on a SQLite file; `start()` again after `stop()` keeps its data and port. */
-export async function referenceServer(dir) {
+export async function referenceServer(dir, extraArgs = []) {
   const bin = serverBinary();
   const db = path.join(dir, 'server.db');
   const issue = (terminal) => execFileSync(bin, ['--database', db, 'issue-key', '--tenant', 't1', '--branch', 'b1', '--terminal', terminal, '--quiet'], { encoding: 'utf8' }).trim();
@@ -49,7 +49,7 @@ export async function referenceServer(dir) {
   const s = {
     url, branch: 'b1', issue,
     async start() {
-      child = spawn(bin, ['--database', db, '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+      child = spawn(bin, ['--database', db, '--listen', `127.0.0.1:${port}`, ...extraArgs], { stdio: ['ignore', 'ignore', 'inherit'] });
       await waitHealthy(url);
     },
     async stop() {

@@ -141,6 +141,11 @@ struct ServeArgs {
     /// Most manifest entries in one reconcile (more: 413 MANIFEST_TOO_LARGE).
     #[arg(long, env = "TIDESYNC_MAX_MANIFEST", default_value_t = 10_000)]
     max_manifest: usize,
+    /// Newest payload schema version accepted (from 1): raise it when an
+    /// app release moves to a new schema (`open({ schemaVersion })`); a
+    /// newer mutation is refused with SCHEMA_UNSUPPORTED.
+    #[arg(long, env = "TIDESYNC_MAX_SCHEMA_VERSION", default_value_t = 1)]
+    max_schema_version: u32,
     /// Requests per second per terminal, on average (token bucket refill);
     /// 0 disables rate limiting.
     #[arg(long, env = "TIDESYNC_RATE_LIMIT", default_value_t = 50.0)]
@@ -202,6 +207,10 @@ fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
         max_manifest: args.max_manifest,
         ..ServiceConfig::default()
     };
+    if args.max_schema_version == 0 {
+        return Err("--max-schema-version must be at least 1".into());
+    }
+    config.limits.schema_versions = (1, args.max_schema_version);
     if let Some(path) = &args.rules {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the rules file {}: {e}", path.display()))?;

@@ -52,6 +52,25 @@ impl ClientError {
     }
 }
 
+/// The schema options of `open` (`schemaVersion`, `migrations`), checked
+/// the same way for every binding: the version (default 1) is at least 1,
+/// and each migration step is one the engine can run
+/// ([`FieldMigration::check_all`](crate::migrate::FieldMigration::check_all)).
+pub fn schema_options(
+    schema_version: Option<u32>,
+    migrations: Vec<crate::migrate::FieldMigration>,
+) -> Result<(u32, Vec<crate::migrate::FieldMigration>), ClientError> {
+    let version = schema_version.unwrap_or(1);
+    if version == 0 {
+        return Err(ClientError::bad_argument(
+            "options.schemaVersion must be at least 1",
+        ));
+    }
+    crate::migrate::FieldMigration::check_all(&migrations, version)
+        .map_err(|e| ClientError::bad_argument(format!("options.{e}")))?;
+    Ok((version, migrations))
+}
+
 impl From<EngineError> for ClientError {
     fn from(e: EngineError) -> Self {
         ClientError::new(e.code(), e.message())

@@ -132,6 +132,9 @@ struct OpenOptions {
     policies: BTreeMap<String, ConflictPolicy>,
     auto_sync: Option<bool>,
     pull_interval_ms: Option<u32>,
+    schema_version: Option<u32>,
+    #[serde(default)]
+    migrations: Vec<crate::migrate::FieldMigration>,
 }
 
 /// An offline-first, encrypted, syncing local database in the browser.
@@ -165,18 +168,22 @@ impl TideSync {
         if o.db_name.is_empty() {
             return Err(ApiError::bad_argument("options.dbName is empty"));
         }
+        let (schema_version, migrations) =
+            crate::client::schema_options(o.schema_version, o.migrations)?;
         let store = IdbStore::open(&o.db_name, key).await?;
         navigator::request_persistence();
         let env = BrowserEnv;
         let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
         let mut engine = EngineConfig::new(client_id, o.terminal_id, o.branch_id);
         engine.policies = o.policies;
+        engine.schema_version = schema_version;
         let tab_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
         let session = Session::start(SessionConfig {
             db_name: o.db_name,
             store,
             transport: FetchTransport::new(&o.server_url, &o.api_key, &engine.branch_id),
             engine,
+            migrations,
             auto_sync: o.auto_sync.unwrap_or(true),
             pull_interval_ms: o.pull_interval_ms.unwrap_or(30_000).max(100),
             tab_id,

@@ -35,6 +35,9 @@ pub(crate) struct SessionConfig {
     pub store: IdbStore,
     pub transport: FetchTransport,
     pub engine: EngineConfig,
+    /// Run by each tab that comes to lead; a step already applied (the
+    /// store's schema version says so) is not run again.
+    pub migrations: Vec<crate::migrate::FieldMigration>,
     pub auto_sync: bool,
     pub pull_interval_ms: u32,
     pub tab_id: String,
@@ -202,11 +205,12 @@ impl Session {
             return Ok(());
         }
         let c = &self.config;
-        let engine = Engine::open(
+        let engine = Engine::open_with_migrations(
             c.store.clone(),
             c.transport.clone(),
             BrowserEnv,
             c.engine.clone(),
+            crate::migrate::FieldMigration::boxed(c.migrations.clone()),
         )
         .await?;
         let engine = Rc::new(engine);

@@ -41,6 +41,26 @@ export interface OpenOptions {
   autoSync?: boolean;
   /** How often the leader pulls when idle (ms, default 30000). */
   pullIntervalMs?: number;
+  /** The app's payload schema version (default 1). Raising it runs `migrations` on queued mutations. */
+  schemaVersion?: number;
+  /** Steps that carry queued mutations from older schema versions forward. */
+  migrations?: FieldMigration[];
+}
+
+/**
+ * One step of a schema migration of queued mutations, from `from` to
+ * `from + 1`, for `collections` (all when absent): a payload holding a
+ * field of `hold_if_present` becomes a dead letter (SCHEMA_UNSUPPORTED);
+ * otherwise fields are renamed (old → new), removed, and a create or append
+ * gets the `defaults` it lacks. Each step runs once per store.
+ */
+export interface FieldMigration {
+  from: number;
+  collections?: string[];
+  rename?: { [oldName: string]: string };
+  remove?: string[];
+  defaults?: Fields;
+  hold_if_present?: string[];
 }
 
 export interface Hlc { wall_ms: number; counter: number; node: number; }

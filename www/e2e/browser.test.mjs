@@ -299,3 +299,32 @@ test('onStatus delivers the current status at once; waitForFirstSync resolves af
     await browser.close();
   }
 });
+
+test('queued mutations are migrated when the schema version rises (the same options as the Node package)', async () => {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+  try {
+    const page = await openPage(await browser.newContext());
+    const step = { from: 1, collections: ['rooms'], rename: { state: 'status' }, remove: ['legacy'], defaults: { floor: 0 }, hold_if_present: ['minibar'] };
+    const got = await page.evaluate(async ({ opts, step }) => {
+      const v1 = await TideSync.open({ ...opts, autoSync: false });
+      await v1.create('rooms', { state: 'dirty', legacy: 1 }, 'mig-1');
+      await v1.patch('rooms', 'mig-1', { minibar: 2 });
+      v1.close();
+      const v2 = await TideSync.open({ ...opts, autoSync: false, schemaVersion: 2, migrations: [step] });
+      const outbox = (await v2.outbox()).map((e) => [e.mutation.kind, e.mutation.payload, e.state.state, e.state.code ?? null]);
+      v2.close();
+      const out = { outbox };
+      try { await TideSync.open({ ...opts, autoSync: false }); } catch (e) { out.older = e.code; }
+      try { await TideSync.open({ ...opts, schemaVersion: 2, migrations: [{ from: 0 }] }); } catch (e) { out.bad = e.code; }
+      return out;
+    }, { opts: options('e2e-migrate'), step });
+    assert.deepEqual(got.outbox, [
+      ['create', { status: 'dirty', floor: 0 }, 'pending', null],
+      ['patch', { minibar: 2 }, 'dead_letter', 'SCHEMA_UNSUPPORTED'],
+    ]);
+    assert.equal(got.older, 'SCHEMA_UNSUPPORTED', 'an older app cannot open a newer store');
+    assert.equal(got.bad, 'BAD_ARGUMENT');
+  } finally {
+    await browser.close();
+  }
+});
