@@ -94,13 +94,29 @@ fn is_length_limit(err: &axum::Error) -> bool {
     false
 }
 
-/// Reads and decodes a JSON body; errors name the offending field.
+/// Reads and decodes a JSON body; errors name the offending field. A
+/// `Content-Length` over the limit is refused before any of the body is
+/// read; a body without one is cut off at the limit.
 pub(super) async fn read_json<T: DeserializeOwned>(
     app: &AppState,
+    headers: &HeaderMap,
     body: Body,
     log: &LogFields,
 ) -> Result<T, ApiError> {
     let limit = app.config.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len > limit as u64) {
+        return Err(ApiError::new(
+            ServiceError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("body: Content-Length {len} is over the limit of {limit} bytes"),
+            ),
+            log,
+        ));
+    }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let error = if is_length_limit(&e) {
             ServiceError::new(

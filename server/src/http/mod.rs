@@ -34,7 +34,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 use self::gate::{authorize, query_error, read_json};
 pub use self::limits::{InFlight, InFlightGuard, RateLimiter};
-use self::response::{observe, ok, ApiError};
+use self::response::{json_refusals, observe, ok, ApiError};
 pub use self::stats::HttpStats;
 use crate::error::ServiceError;
 use crate::service::SyncService;
@@ -136,9 +136,12 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route(http::HEALTH_PATH, get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .layer(CompressionLayer::new().gzip(true).br(true))
         .layer(RequestDecompressionLayer::new())
+        // Outside the decompression and compression layers, so that their
+        // refusals (415) get a JSON body and are counted and logged too.
+        .layer(middleware::from_fn(json_refusals))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(app)
 }
 
@@ -179,7 +182,7 @@ pub async fn shutdown_signal() {
 }
 
 async fn not_found() -> ApiError {
-    ServiceError::new(ErrorCode::NotFound, "no such endpoint").into()
+    ServiceError::new(ErrorCode::NotFound, "path: no such endpoint").into()
 }
 
 async fn push(
@@ -188,7 +191,7 @@ async fn push(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (ctx, mut log) = authorize(&app, &headers).await?;
-    let req: PushRequest = read_json(&app, body, &log).await?;
+    let req: PushRequest = read_json(&app, &headers, body, &log).await?;
     log.attempt = Some(req.attempt);
     log.mutations = Some(req.mutations.len());
     app.stats
@@ -323,7 +326,7 @@ async fn reconcile(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (ctx, log) = authorize(&app, &headers).await?;
-    let req: ReconcileRequest = read_json(&app, body, &log).await?;
+    let req: ReconcileRequest = read_json(&app, &headers, body, &log).await?;
     let resp = app
         .blocking(move |app| app.service.reconcile(&ctx, req))
         .await
