@@ -313,10 +313,12 @@ impl<S: ServerStore> SyncService<S> {
                     format_args!("must be 1 to {max} bytes of [a-z0-9_-], starting with a letter"),
                 ));
             }
-            if after.id.is_empty() || after.id.chars().any(char::is_control) {
+            let max = self.config.limits.max_id_len;
+            if after.id.is_empty() || after.id.len() > max || after.id.chars().any(char::is_control)
+            {
                 return Err(ServiceError::invalid(
                     "after_id",
-                    "must be a non-empty entity id without control characters",
+                    format_args!("must be 1 to {max} bytes (UTF-8) without control characters"),
                 ));
             }
         }

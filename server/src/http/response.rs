@@ -102,7 +102,7 @@ pub(super) async fn json_refusals(req: Request, next: Next) -> Response {
         }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             ErrorCode::EventInvalid,
-            "content-encoding: not supported (send gzip or identity)".to_owned(),
+            "content-encoding: not supported (send gzip, br or identity)".to_owned(),
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
             ErrorCode::PayloadTooLarge,
