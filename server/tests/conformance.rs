@@ -20,4 +20,5 @@ on_sqlite!(
     bodies_over_the_limit_are_413_before_the_body_is_read,
     the_same_terminal_and_op_id_on_two_branches_are_both_applied,
     no_query_parameter_yields_a_5xx,
+    id_limits_are_bytes_and_client_and_server_agree,
 );

@@ -131,11 +131,26 @@ pub(super) async fn read_json<T: DeserializeOwned>(
     decode_json(&bytes).map_err(|e| ApiError::new(e, log))
 }
 
+/// The query parameters of the `/v1` endpoints.
+const QUERY_PARAMETERS: [&str; 4] = ["since", "limit", "after_collection", "after_id"];
+
+/// An undecodable query string: the message starts with the parameter at
+/// fault (`since: invalid digit found in string`), or with `query` when the
+/// query string as a whole is wrong (a parameter given twice).
 pub(super) fn query_error(rejection: &QueryRejection, log: &LogFields) -> ApiError {
-    // serde_urlencoded's message names the parameter.
+    // axum decodes the query with serde_path_to_error, whose message
+    // starts with the parameter's name when there is one.
     let text = rejection.body_text();
     let text = text
         .strip_prefix("Failed to deserialize query string: ")
         .unwrap_or(&text);
-    ApiError::new(ServiceError::invalid("query", text), log)
+    let named = text
+        .split_once(": ")
+        .is_some_and(|(name, _)| QUERY_PARAMETERS.contains(&name));
+    let error = if named {
+        ServiceError::new(ErrorCode::EventInvalid, text)
+    } else {
+        ServiceError::invalid("query", text)
+    };
+    ApiError::new(error, log)
 }

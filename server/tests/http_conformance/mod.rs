@@ -576,6 +576,67 @@ pub async fn no_query_parameter_yields_a_5xx(backend: Backend) {
         assert_eq!((status, code.as_str()), (400, "EVENT_INVALID"), "{q}");
         assert!(message.starts_with("after_"), "{q}: {message}");
     }
+    // An undecodable parameter is named first; a query string wrong as a
+    // whole is `query: …`.
+    for (path, q, prefix) in [
+        ("/v1/changes", "since=abc", "since: "),
+        ("/v1/changes", "since=-1", "since: "),
+        ("/v1/changes", "limit=%FF", "limit: "),
+        ("/v1/changes", "limit=4294967296", "limit: "),
+        (
+            "/v1/snapshot",
+            "limit=x&after_collection=rooms&after_id=r1",
+            "limit: ",
+        ),
+        ("/v1/changes", "since=1&since=2", "query: "),
+        (
+            "/v1/snapshot",
+            "after_collection=%FF&after_id=r1",
+            "after_collection: ",
+        ),
+        (
+            "/v1/snapshot",
+            "after_collection=rooms&after_id=%0A",
+            "after_id: ",
+        ),
+        ("/v1/snapshot", "after_collection=rooms", "after_id: "),
+    ] {
+        let resp = c
+            .get(format!("{}?{q}", s.url(path)))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        let (status, code, message) = refusal(resp).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "EVENT_INVALID"),
+            "{path}?{q}"
+        );
+        assert!(
+            message.starts_with(prefix),
+            "{path}?{q}: {message:?} should start with {prefix:?}"
+        );
+    }
+    // An after_id longer than any entity id (128 bytes) is refused; 128
+    // bytes of a 3-byte character count as 384.
+    for (id, status) in [
+        ("a".repeat(128), 200),
+        ("a".repeat(129), 400),
+        ("%E2%82%AC".repeat(42), 200),
+        ("%E2%82%AC".repeat(43), 400),
+    ] {
+        let resp = c
+            .get(format!(
+                "{}?after_collection=rooms&after_id={id}",
+                s.url("/v1/snapshot")
+            ))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{id}");
+    }
     // Paging still works after all that.
     let resp = c
         .get(s.url("/v1/snapshot?after_collection=rooms&after_id=r0"))
@@ -587,5 +648,71 @@ pub async fn no_query_parameter_yields_a_5xx(backend: Backend) {
     let page: tidesync::SnapshotPage = resp.json().await.unwrap();
     let ids: Vec<_> = page.entities.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["r1", "r2"]);
+    s.shutdown().await;
+}
+
+/// Entity ids are limited in bytes of UTF-8 (128), not in characters, and
+/// the client's check (`tidesync::validate_mutation` with the default
+/// limits, which the engine runs before accepting a write) and the
+/// server's verdict agree at the boundary. Collections: 64 bytes.
+pub async fn id_limits_are_bytes_and_client_and_server_agree(backend: Backend) {
+    let s = start_on(backend, relaxed()).await;
+    let key = s.key("b1", "t1");
+    let limits = tidesync::Limits::default();
+    assert_eq!((limits.max_id_len, limits.max_collection_len), (128, 64));
+    let ctx = TerminalContext::new("acme", "b1", "t1");
+    let cases: Vec<(String, String, bool)> = vec![
+        ("rooms".into(), "a".repeat(128), true),
+        ("rooms".into(), "a".repeat(129), false),
+        ("rooms".into(), "€".repeat(42), true),  // 126 bytes
+        ("rooms".into(), "€".repeat(43), false), // 43 characters, 129 bytes
+        ("rooms".into(), format!("{}é", "a".repeat(126)), true), // 128 bytes
+        ("rooms".into(), format!("{}é", "a".repeat(127)), false), // 129 bytes
+        ("rooms".into(), "🛎".repeat(32), true),  // 128 bytes
+        ("rooms".into(), "a\u{85}b".into(), false), // a C1 control character
+        (format!("r{}", "a".repeat(63)), "x".into(), true),
+        (format!("r{}", "a".repeat(64)), "x".into(), false),
+    ];
+    for (n, (collection, id, ok)) in cases.into_iter().enumerate() {
+        let m = tidesync_server::testing::mutation(
+            &ctx,
+            tidesync_server::testing::op_id(n as u64 + 1),
+            tidesync::MutationKind::Create,
+            &collection,
+            &id,
+            Some(room(n as u64)),
+            0,
+        );
+        let client_says = tidesync::validate_mutation(&m, &limits);
+        assert_eq!(client_says.is_ok(), ok, "client on {collection}/{id}");
+        let resp: PushResponse = client()
+            .post(s.url("/v1/mutations"))
+            .bearer_auth(&key)
+            .json(&push_request(vec![m]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match (&resp.acks[0].result, ok) {
+            (AckResult::Applied { .. }, true) => {}
+            (AckResult::Rejected { code, message }, false) => {
+                assert_eq!(*code, tidesync::ErrorCode::EventInvalid);
+                let field = if id == "x" {
+                    "collection: "
+                } else {
+                    "entity_id: "
+                };
+                assert!(message.starts_with(field), "{message}");
+                assert_eq!(
+                    Some(message.as_str()),
+                    client_says.as_ref().err().map(|e| e.message.as_str()),
+                    "the same words on both sides"
+                );
+            }
+            (other, _) => panic!("{collection}/{id}: server {other:?}, client {client_says:?}"),
+        }
+    }
     s.shutdown().await;
 }
