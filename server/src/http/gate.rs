@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use tidesync::env::unix_now_ms;
 use tidesync::ErrorCode;
@@ -117,7 +117,22 @@ pub(super) async fn read_json<T: DeserializeOwned>(
             log,
         ));
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = axum::body::to_bytes(body, limit);
+    let within = app.config.body_timeout;
+    let read = if within.is_zero() {
+        read.await
+    } else if let Ok(read) = tokio::time::timeout(within, read).await {
+        read
+    } else {
+        app.stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
+        let mut err = ApiError::new(
+            ServiceError::invalid("body", format_args!("not received within {within:?}")),
+            log,
+        );
+        err.status = Some(StatusCode::REQUEST_TIMEOUT);
+        return Err(err);
+    };
+    let bytes = read.map_err(|e| {
         let error = if is_length_limit(&e) {
             ServiceError::new(
                 ErrorCode::PayloadTooLarge,

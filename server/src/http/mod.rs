@@ -6,6 +6,7 @@
 //! blocking worker (bounded by a semaphore). Errors are JSON
 //! [`tidesync::ErrorBody`]s with the status of their code.
 
+mod conn;
 mod gate;
 mod limits;
 mod response;
@@ -58,6 +59,18 @@ pub struct HttpConfig {
     pub storage_workers: usize,
     /// Default page size of changes and snapshot when `limit` is absent.
     pub default_page: u32,
+    /// Most connections open at once; a connection over it is answered
+    /// `503` (JSON body, `Retry-After: 1`) and closed. 0: no cap.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long since it was accepted
+    /// or since its last response is closed. Zero: never.
+    pub idle_timeout: Duration,
+    /// Once a request's first byte has arrived, its headers must be
+    /// complete within this; else the connection is closed. Zero: no limit.
+    pub header_timeout: Duration,
+    /// A request body must arrive within this, counted from when the
+    /// handler starts reading it; else `408` (JSON body). Zero: no limit.
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -68,6 +81,10 @@ impl Default for HttpConfig {
             burst: 100.0,
             storage_workers: 16,
             default_page: 500,
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -142,18 +159,24 @@ pub fn router(app: Arc<AppState>) -> Router {
         // refusals (415) get a JSON body and are counted and logged too.
         .layer(middleware::from_fn(json_refusals))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
+        // Outermost: a request is in progress (its connection's idle and
+        // header deadlines stopped) until it has its response.
+        .layer(middleware::from_fn(conn::track_requests))
         .with_state(app)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops
 /// accepting connections and waits for the requests in progress to finish
 /// (each mutation is its own transaction: nothing is left half-applied).
+/// Connections are capped and slow ones closed as [`HttpConfig`] says.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
+    let listener = conn::GuardedListener::new(listener, Arc::clone(&app));
+    let service = router(app).into_make_service_with_connect_info::<conn::Conn>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

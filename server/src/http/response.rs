@@ -32,6 +32,8 @@ pub(super) struct LogFields {
 pub(super) struct ApiError {
     pub(super) error: ServiceError,
     pub(super) retry_after_secs: Option<u64>,
+    /// A status other than the code's (408 for a body that came too late).
+    pub(super) status: Option<StatusCode>,
     pub(super) log: LogFields,
 }
 
@@ -40,6 +42,7 @@ impl ApiError {
         ApiError {
             error,
             retry_after_secs: None,
+            status: None,
             log: log.clone(),
         }
     }
@@ -53,8 +56,10 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.error.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = self.status.unwrap_or_else(|| {
+            StatusCode::from_u16(self.error.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
         let mut resp = (status, Json(self.error.body())).into_response();
         if let Some(secs) = self.retry_after_secs {
             resp.headers_mut()

@@ -238,15 +238,15 @@ pub async fn refusals_outside_the_handlers_have_the_json_error_body(backend: Bac
 }
 
 /// An HTTP/1.1 response read off a raw connection: status, headers, body.
-struct RawResponse {
-    status: u16,
-    headers: String,
-    body: Vec<u8>,
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
 }
 
 /// Reads one response (its body framed by `Content-Length`) from `stream`,
 /// within `within`.
-async fn read_response(stream: &mut tokio::net::TcpStream, within: Duration) -> RawResponse {
+pub async fn read_response(stream: &mut tokio::net::TcpStream, within: Duration) -> RawResponse {
     let read = async {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -287,7 +287,7 @@ async fn read_response(stream: &mut tokio::net::TcpStream, within: Duration) -> 
         .expect("a response in time")
 }
 
-fn json_body(r: &RawResponse) -> (String, String) {
+pub fn json_body(r: &RawResponse) -> (String, String) {
     let v: Value = serde_json::from_slice(&r.body)
         .unwrap_or_else(|e| panic!("{}: body is not JSON: {e}", r.headers));
     (
