@@ -69,7 +69,7 @@ impl<S: ServerStore> SyncService<S> {
             return Err(ServiceError::invalid(
                 "entity_id",
                 format_args!(
-                    "must be 1 to {} characters without control characters",
+                    "must be 1 to {} bytes (UTF-8) without control characters",
                     limits.max_id_len
                 ),
             ));

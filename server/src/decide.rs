@@ -143,6 +143,7 @@ pub(crate) fn decide_mutation(
             key: key.clone(),
             version,
             cursor,
+            applied_at_ms,
         },
     )?;
     tx.put_audit(&AuditRow {

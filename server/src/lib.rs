@@ -14,7 +14,7 @@
 //! `Applied` (new version and cursor), `Duplicate` (a retry of an applied op:
 //! the original result, never applied twice), `Conflict` (stale
 //! `base_version`: here is the server state) or `Rejected` (stable code). An
-//! idempotency ledger keyed by (tenant, terminal, op_id) remembers applied
+//! idempotency ledger keyed by (tenant, branch, terminal, op_id) remembers applied
 //! ops only, so a conflicting op can be rebased and resent with the same id.
 //! [`SyncService::changes`] and [`SyncService::snapshot`] page through the
 //! log and the state; [`SyncService::reconcile`] compares bucket digests and

@@ -157,6 +157,21 @@ struct ServeArgs {
     /// database connections).
     #[arg(long, env = "TIDESYNC_STORAGE_WORKERS", default_value_t = 16)]
     storage_workers: usize,
+    /// Most connections open at once (keep it under the file descriptor
+    /// limit); more are answered 503 and closed. 0: no cap.
+    #[arg(long, env = "TIDESYNC_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a connection may stay silent (after it was accepted or its
+    /// last response) before it is closed. 0: never.
+    #[arg(long, env = "TIDESYNC_IDLE_TIMEOUT", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Seconds a request's headers may take once its first byte arrived;
+    /// slower, the connection is closed. 0: no limit.
+    #[arg(long, env = "TIDESYNC_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a request body may take to arrive; slower is 408. 0: no limit.
+    #[arg(long, env = "TIDESYNC_BODY_TIMEOUT", default_value_t = 30)]
+    body_timeout: u64,
     /// Collections that are append-only for terminals (comma separated).
     #[arg(long, env = "TIDESYNC_APPEND_ONLY", value_delimiter = ',')]
     append_only: Vec<String>,
@@ -233,6 +248,10 @@ fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
             burst: args.rate_burst,
             storage_workers: args.storage_workers,
             default_page: args.default_page,
+            max_connections: args.max_connections,
+            idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+            header_timeout: std::time::Duration::from_secs(args.header_timeout),
+            body_timeout: std::time::Duration::from_secs(args.body_timeout),
         },
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

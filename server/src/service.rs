@@ -303,6 +303,25 @@ impl<S: ServerStore> SyncService<S> {
         ctx: &TerminalContext,
         req: SnapshotRequest,
     ) -> Result<SnapshotPage, ServiceError> {
+        if let Some(after) = &req.after {
+            // Keys outside what the store can hold are refused here, not
+            // handed to the database (a NUL is an error on PostgreSQL).
+            let max = self.config.limits.max_collection_len;
+            if !tidesync::valid_collection_name(&after.collection, max) {
+                return Err(ServiceError::invalid(
+                    "after_collection",
+                    format_args!("must be 1 to {max} bytes of [a-z0-9_-], starting with a letter"),
+                ));
+            }
+            let max = self.config.limits.max_id_len;
+            if after.id.is_empty() || after.id.len() > max || after.id.chars().any(char::is_control)
+            {
+                return Err(ServiceError::invalid(
+                    "after_id",
+                    format_args!("must be 1 to {max} bytes (UTF-8) without control characters"),
+                ));
+            }
+        }
         let partition = ctx.partition();
         let limit = req.limit.clamp(1, self.config.max_snapshot_page.max(1)) as usize;
         let mut read = self.storage(self.store.snapshot(

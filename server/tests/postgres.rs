@@ -5,6 +5,7 @@
 
 mod common;
 mod http_common;
+mod http_conformance;
 mod suite;
 
 const BACKEND: common::Kind = common::Kind::Postgres;
@@ -17,6 +18,7 @@ mod pg_only {
 
     use serde_json::json;
     use tidesync::{AckResult, ChangesRequest, Cursor, MutationKind};
+    use tidesync_server::storage::migrate;
     use tidesync_server::{Backend, PgStore, SyncService, TerminalContext};
 
     use crate::common::*;
@@ -128,6 +130,43 @@ mod pg_only {
         assert!(err.to_string().contains("newer than this server"), "{err}");
         drop(store);
     }
+
+    /// A database written by schema 0001 (ledger keyed by tenant, terminal,
+    /// op id) migrates to 0002 (the branch in the key), and a retry of an
+    /// op applied before the upgrade is still a duplicate.
+    #[test]
+    fn a_0001_database_with_ledger_rows_migrates_and_old_ops_stay_duplicates() {
+        let url = test_pg_url();
+        let schema = format!("ts_ledger_v1_{}", std::process::id());
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\";
+             SET search_path TO \"{schema}\""
+        ))
+        .unwrap();
+        let old = database_at_0001_with_ledger_rows(
+            &mut |sql| c.batch_execute(sql).unwrap(),
+            &migrate::POSTGRES[0],
+            "BIGINT",
+        );
+        let store = PgStore::open_in_schema(&url, Some(&schema)).unwrap();
+        let versions: Vec<i64> = c
+            .query(
+                "SELECT version FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let all: Vec<i64> = migrate::POSTGRES.iter().map(|m| m.version).collect();
+        assert_eq!(versions, all);
+        let s = SyncService::new(Backend::new(store));
+        old_ops_are_still_duplicates_after_the_migration(&s, &old);
+        drop(s);
+        c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .unwrap();
+    }
 }
 
 /// The engine end to end over HTTP with the server on PostgreSQL.
@@ -141,3 +180,26 @@ async fn engine_offline_writes_flush_exactly_once_over_http() {
     ))
     .await;
 }
+
+macro_rules! on_postgres {
+    ($($name:ident),* $(,)?) => {$(
+        /// Protocol conformance over HTTP on PostgreSQL (http_conformance/).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let store = http_common::blocking(|| {
+                tidesync_server::testing::temporary_postgres(&common::test_pg_url())
+            });
+            http_conformance::$name(tidesync_server::Backend::new(store)).await;
+        }
+    )*};
+}
+
+on_postgres!(
+    trailing_bytes_after_the_body_are_400_and_nothing_is_applied,
+    decoding_errors_start_with_body_or_the_field_path,
+    refusals_outside_the_handlers_have_the_json_error_body,
+    bodies_over_the_limit_are_413_before_the_body_is_read,
+    the_same_terminal_and_op_id_on_two_branches_are_both_applied,
+    no_query_parameter_yields_a_5xx,
+    id_limits_are_bytes_and_client_and_server_agree,
+);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use tidesync::env::unix_now_ms;
 use tidesync::ErrorCode;
@@ -94,14 +94,45 @@ fn is_length_limit(err: &axum::Error) -> bool {
     false
 }
 
-/// Reads and decodes a JSON body; errors name the offending field.
+/// Reads and decodes a JSON body; errors name the offending field. A
+/// `Content-Length` over the limit is refused before any of the body is
+/// read; a body without one is cut off at the limit.
 pub(super) async fn read_json<T: DeserializeOwned>(
     app: &AppState,
+    headers: &HeaderMap,
     body: Body,
     log: &LogFields,
 ) -> Result<T, ApiError> {
     let limit = app.config.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len > limit as u64) {
+        return Err(ApiError::new(
+            ServiceError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("body: Content-Length {len} is over the limit of {limit} bytes"),
+            ),
+            log,
+        ));
+    }
+    let read = axum::body::to_bytes(body, limit);
+    let within = app.config.body_timeout;
+    let read = if within.is_zero() {
+        read.await
+    } else if let Ok(read) = tokio::time::timeout(within, read).await {
+        read
+    } else {
+        app.stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
+        let mut err = ApiError::new(
+            ServiceError::invalid("body", format_args!("not received within {within:?}")),
+            log,
+        );
+        err.status = Some(StatusCode::REQUEST_TIMEOUT);
+        return Err(err);
+    };
+    let bytes = read.map_err(|e| {
         let error = if is_length_limit(&e) {
             ServiceError::new(
                 ErrorCode::PayloadTooLarge,
@@ -115,11 +146,26 @@ pub(super) async fn read_json<T: DeserializeOwned>(
     decode_json(&bytes).map_err(|e| ApiError::new(e, log))
 }
 
+/// The query parameters of the `/v1` endpoints.
+const QUERY_PARAMETERS: [&str; 4] = ["since", "limit", "after_collection", "after_id"];
+
+/// An undecodable query string: the message starts with the parameter at
+/// fault (`since: invalid digit found in string`), or with `query` when the
+/// query string as a whole is wrong (a parameter given twice).
 pub(super) fn query_error(rejection: &QueryRejection, log: &LogFields) -> ApiError {
-    // serde_urlencoded's message names the parameter.
+    // axum decodes the query with serde_path_to_error, whose message
+    // starts with the parameter's name when there is one.
     let text = rejection.body_text();
     let text = text
         .strip_prefix("Failed to deserialize query string: ")
         .unwrap_or(&text);
-    ApiError::new(ServiceError::invalid("query", text), log)
+    let named = text
+        .split_once(": ")
+        .is_some_and(|(name, _)| QUERY_PARAMETERS.contains(&name));
+    let error = if named {
+        ServiceError::new(ErrorCode::EventInvalid, text)
+    } else {
+        ServiceError::invalid("query", text)
+    };
+    ApiError::new(error, log)
 }

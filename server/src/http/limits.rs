@@ -68,10 +68,10 @@ impl RateLimiter {
     }
 }
 
-type OpKey = (String, String, OpId);
+type OpKey = (String, String, String, OpId);
 
 /// The op ids being processed right now, keyed like the ledger
-/// (tenant, terminal, op_id). A second request carrying one of them while
+/// (tenant, branch, terminal, op_id). A second request carrying one of them while
 /// the first is still running is refused with `EVENT_IN_FLIGHT` (409), as
 /// the IETF Idempotency-Key draft prescribes, instead of racing it.
 #[derive(Debug, Default)]
@@ -105,7 +105,12 @@ impl InFlight {
     ) -> Result<InFlightGuard, OpId> {
         let mut held: Vec<OpKey> = Vec::new();
         for op in op_ids {
-            let key = (ctx.tenant.clone(), ctx.terminal.clone(), op.clone());
+            let key = (
+                ctx.tenant.clone(),
+                ctx.branch.clone(),
+                ctx.terminal.clone(),
+                op.clone(),
+            );
             if !held.contains(&key) {
                 held.push(key); // an op repeated within one request counts once
             }
@@ -113,7 +118,7 @@ impl InFlight {
         {
             let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(busy) = held.iter().find(|k| ops.contains(*k)) {
-                return Err(busy.2.clone());
+                return Err(busy.3.clone());
             }
             ops.extend(held.iter().cloned());
         }

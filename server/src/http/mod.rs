@@ -6,6 +6,7 @@
 //! blocking worker (bounded by a semaphore). Errors are JSON
 //! [`tidesync::ErrorBody`]s with the status of their code.
 
+mod conn;
 mod gate;
 mod limits;
 mod response;
@@ -34,7 +35,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 use self::gate::{authorize, query_error, read_json};
 pub use self::limits::{InFlight, InFlightGuard, RateLimiter};
-use self::response::{observe, ok, ApiError};
+use self::response::{json_refusals, observe, ok, ApiError};
 pub use self::stats::HttpStats;
 use crate::error::ServiceError;
 use crate::service::SyncService;
@@ -58,6 +59,18 @@ pub struct HttpConfig {
     pub storage_workers: usize,
     /// Default page size of changes and snapshot when `limit` is absent.
     pub default_page: u32,
+    /// Most connections open at once; a connection over it is answered
+    /// `503` (JSON body, `Retry-After: 1`) and closed. 0: no cap.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long since it was accepted
+    /// or since its last response is closed. Zero: never.
+    pub idle_timeout: Duration,
+    /// Once a request's first byte has arrived, its headers must be
+    /// complete within this; else the connection is closed. Zero: no limit.
+    pub header_timeout: Duration,
+    /// A request body must arrive within this, counted from when the
+    /// handler starts reading it; else `408` (JSON body). Zero: no limit.
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -68,6 +81,10 @@ impl Default for HttpConfig {
             burst: 100.0,
             storage_workers: 16,
             default_page: 500,
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -136,21 +153,30 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route(http::HEALTH_PATH, get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .layer(CompressionLayer::new().gzip(true).br(true))
         .layer(RequestDecompressionLayer::new())
+        // Outside the decompression and compression layers, so that their
+        // refusals (415) get a JSON body and are counted and logged too.
+        .layer(middleware::from_fn(json_refusals))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
+        // Outermost: a request is in progress (its connection's idle and
+        // header deadlines stopped) until it has its response.
+        .layer(middleware::from_fn(conn::track_requests))
         .with_state(app)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops
 /// accepting connections and waits for the requests in progress to finish
 /// (each mutation is its own transaction: nothing is left half-applied).
+/// Connections are capped and slow ones closed as [`HttpConfig`] says.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
+    let listener = conn::GuardedListener::new(listener, Arc::clone(&app));
+    let service = router(app).into_make_service_with_connect_info::<conn::Conn>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -179,7 +205,7 @@ pub async fn shutdown_signal() {
 }
 
 async fn not_found() -> ApiError {
-    ServiceError::new(ErrorCode::NotFound, "no such endpoint").into()
+    ServiceError::new(ErrorCode::NotFound, "path: no such endpoint").into()
 }
 
 async fn push(
@@ -188,7 +214,7 @@ async fn push(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (ctx, mut log) = authorize(&app, &headers).await?;
-    let req: PushRequest = read_json(&app, body, &log).await?;
+    let req: PushRequest = read_json(&app, &headers, body, &log).await?;
     log.attempt = Some(req.attempt);
     log.mutations = Some(req.mutations.len());
     app.stats
@@ -323,7 +349,7 @@ async fn reconcile(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (ctx, log) = authorize(&app, &headers).await?;
-    let req: ReconcileRequest = read_json(&app, body, &log).await?;
+    let req: ReconcileRequest = read_json(&app, &headers, body, &log).await?;
     let resp = app
         .blocking(move |app| app.service.reconcile(&ctx, req))
         .await

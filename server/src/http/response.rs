@@ -32,6 +32,8 @@ pub(super) struct LogFields {
 pub(super) struct ApiError {
     pub(super) error: ServiceError,
     pub(super) retry_after_secs: Option<u64>,
+    /// A status other than the code's (408 for a body that came too late).
+    pub(super) status: Option<StatusCode>,
     pub(super) log: LogFields,
 }
 
@@ -40,6 +42,7 @@ impl ApiError {
         ApiError {
             error,
             retry_after_secs: None,
+            status: None,
             log: log.clone(),
         }
     }
@@ -53,8 +56,10 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.error.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = self.status.unwrap_or_else(|| {
+            StatusCode::from_u16(self.error.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
         let mut resp = (status, Json(self.error.body())).into_response();
         if let Some(secs) = self.retry_after_secs {
             resp.headers_mut()
@@ -72,6 +77,83 @@ impl IntoResponse for ApiError {
         resp.extensions_mut().insert(log);
         resp
     }
+}
+
+/// Gives every refusal that did not come from a handler (axum's 405, the
+/// request decompression's 415, a timeout's 408, …) the JSON error body of
+/// the protocol: `{"code", "message"}`, the status kept. Handler errors
+/// ([`ApiError`]) are JSON already and pass through.
+pub(super) async fn json_refusals(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if status.as_u16() < 400 || is_json(&resp) {
+        return resp;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "path: no such endpoint".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = resp
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (
+                ErrorCode::NotFound,
+                format!("method: {method} is not allowed on {path} (allowed: {allowed})"),
+            )
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            ErrorCode::EventInvalid,
+            "content-encoding: not supported (send gzip, br or identity)".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            ErrorCode::PayloadTooLarge,
+            "body: larger than the server's limit".to_owned(),
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            ErrorCode::EventInvalid,
+            "body: not received in time".to_owned(),
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            ErrorCode::Internal,
+            "server: overloaded; retry later".to_owned(),
+        ),
+        s if s.is_client_error() => (
+            ErrorCode::EventInvalid,
+            format!("request: refused ({})", s.as_u16()),
+        ),
+        s => (
+            ErrorCode::Internal,
+            format!("server: internal error ({})", s.as_u16()),
+        ),
+    };
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
+    let body = serde_json::to_vec(&tidesync::ErrorBody { code, message })
+        .expect("an error body serialises");
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut log = parts
+        .extensions
+        .get::<LogFields>()
+        .cloned()
+        .unwrap_or_default();
+    log.error_code = Some(code);
+    parts.extensions.insert(log);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+fn is_json(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
 }
 
 pub(super) fn ok<T: serde::Serialize>(value: T, log: LogFields) -> Response {

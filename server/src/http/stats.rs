@@ -49,6 +49,14 @@ pub struct HttpStats {
     pub storage_busy: AtomicU64,
     /// The most storage calls that ever ran at once (≤ `storage_workers`).
     pub storage_busy_max: AtomicU64,
+    /// Connections open now.
+    pub connections_open: AtomicU64,
+    /// Connections refused because `max_connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Connections closed by the idle or the header timeout.
+    pub connections_timed_out: AtomicU64,
+    /// Requests whose body did not arrive within `body_timeout` (408).
+    pub body_timeouts: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -120,6 +128,21 @@ impl HttpStats {
             "Requests refused because an op id was already in flight (409).",
             get(&self.in_flight_refused),
         );
+        counter(
+            "tidesync_connections_refused_total",
+            "Connections refused (503) because the most connections were open.",
+            get(&self.connections_refused),
+        );
+        counter(
+            "tidesync_connections_timed_out_total",
+            "Connections closed by the idle or the header timeout.",
+            get(&self.connections_timed_out),
+        );
+        counter(
+            "tidesync_body_timeouts_total",
+            "Requests whose body did not arrive in time (408).",
+            get(&self.body_timeouts),
+        );
         let _ = writeln!(
             out,
             "# HELP tidesync_mutations_total Mutations answered, by result (applied = synced).\n\
@@ -187,9 +210,12 @@ impl HttpStats {
             out,
             "# HELP tidesync_storage_busy Storage calls running now.\n\
              # TYPE tidesync_storage_busy gauge\ntidesync_storage_busy {}\n\
+             # HELP tidesync_connections_open Connections open now.\n\
+             # TYPE tidesync_connections_open gauge\ntidesync_connections_open {}\n\
              # HELP tidesync_info Server build and backend.\n# TYPE tidesync_info gauge\n\
              tidesync_info{{version=\"{}\",backend=\"{backend}\"}} 1",
             get(&self.storage_busy),
+            get(&self.connections_open),
             env!("CARGO_PKG_VERSION")
         );
         out

@@ -19,8 +19,8 @@ use super::{
 };
 use crate::context::TerminalContext;
 
-/// The ledger key: `(tenant, terminal, op_id)`.
-type LedgerKey = (String, String, OpId);
+/// The ledger key: `(partition, terminal, op_id)`.
+type LedgerKey = (Partition, String, OpId);
 
 #[derive(Debug, Default)]
 struct PartitionData {
@@ -97,11 +97,11 @@ impl CommittedReads for &MemoryData {
 
     fn ledger(
         &mut self,
-        tenant: &str,
+        partition: &Partition,
         terminal: &str,
         op_id: &OpId,
     ) -> Result<Option<LedgerEntry>, StorageError> {
-        let key = (tenant.to_owned(), terminal.to_owned(), op_id.clone());
+        let key = (partition.clone(), terminal.to_owned(), op_id.clone());
         Ok(self.ledger.get(&key).cloned())
     }
 }
@@ -123,7 +123,7 @@ impl ServerStore for MemoryServerStore {
             writes
                 .ledger
                 .into_iter()
-                .map(|(terminal, op, e)| ((partition.tenant.clone(), terminal, op), e)),
+                .map(|(terminal, op, e)| ((partition.clone(), terminal, op), e)),
         );
         let data = all.partitions.entry(partition.clone()).or_default();
         data.entities.extend(writes.entities);
@@ -331,6 +331,7 @@ mod tests {
                 key: EntityKey::new("rooms", "a"),
                 version: 1,
                 cursor,
+                applied_at_ms: 0,
             };
             tx.put_ledger("term", &op, &entry)
         });
@@ -349,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn ledger_is_per_tenant_and_rejects_a_second_row() {
+    fn ledger_is_per_partition_and_rejects_a_second_row() {
         let store = MemoryServerStore::new();
         let op = OpId::from_parts(1, 1);
         let entry = LedgerEntry {
@@ -357,13 +358,18 @@ mod tests {
             key: EntityKey::new("rooms", "a"),
             version: 1,
             cursor: Cursor(1),
+            applied_at_ms: 0,
         };
         store
             .transaction(&p("b1"), |tx| tx.put_ledger("term", &op, &entry))
             .unwrap();
-        // Same tenant, other branch: the ledger is keyed by tenant, not branch.
-        let again = store.transaction(&p("b2"), |tx| tx.put_ledger("term", &op, &entry));
+        let again = store.transaction(&p("b1"), |tx| tx.put_ledger("term", &op, &entry));
         assert!(matches!(again, Err(StorageError::Constraint(_))));
+        // Same tenant, other branch: its own ledger (issue 17).
+        let other_branch = store
+            .transaction(&p("b2"), |tx| tx.ledger("term", &op))
+            .unwrap();
+        assert_eq!(other_branch, None);
         let other_tenant = Partition::new("t2", "b1");
         let found = store
             .transaction(&other_tenant, |tx| tx.ledger("term", &op))

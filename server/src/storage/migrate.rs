@@ -30,18 +30,32 @@ impl Migration {
 }
 
 /// The SQLite steps.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init.sql",
-    sql: include_str!("../../../migrations/sqlite/0001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init.sql",
+        sql: include_str!("../../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_ledger_by_branch.sql",
+        sql: include_str!("../../../migrations/sqlite/0002_ledger_by_branch.sql"),
+    },
+];
 
 /// The PostgreSQL steps.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init.sql",
-    sql: include_str!("../../../migrations/postgres/0001_init.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init.sql",
+        sql: include_str!("../../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_ledger_by_branch.sql",
+        sql: include_str!("../../../migrations/postgres/0002_ledger_by_branch.sql"),
+    },
+];
 
 /// Checks what a database has applied (`(version, checksum)` pairs) against
 /// `known` and returns the steps still to apply, in order.

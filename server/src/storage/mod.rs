@@ -21,10 +21,10 @@
 //! |-------------------------------|------------------------------------------------------------|
 //! | [`ServerStore::transaction`]  | `BEGIN` … `COMMIT` (`ROLLBACK` when the closure fails)     |
 //! | [`StoreTx::entity`]           | `SELECT … FROM entities WHERE tenant, branch, collection, id` |
-//! | [`StoreTx::ledger`]           | `SELECT … FROM ledger WHERE tenant, terminal, op_id`       |
+//! | [`StoreTx::ledger`]           | `SELECT … FROM ledger WHERE tenant, branch, terminal, op_id` |
 //! | [`StoreTx::append_change`]    | at commit: `INSERT INTO changes`, then the partition's `head` |
 //! | [`StoreTx::put_entity`]       | at commit: `INSERT … ON CONFLICT DO UPDATE` into `entities` |
-//! | [`StoreTx::put_ledger`]       | at commit: `INSERT INTO ledger` (primary key `tenant, terminal, op_id`) |
+//! | [`StoreTx::put_ledger`]       | at commit: `INSERT INTO ledger` (primary key `tenant, branch, terminal, op_id`) |
 //! | [`StoreTx::put_audit`]        | at commit: `INSERT INTO audit`                             |
 //!
 //! The backends:
@@ -93,7 +93,9 @@ pub struct Change {
 }
 
 /// What the idempotency ledger remembers about one applied mutation, keyed by
-/// `(tenant, terminal, op_id)`. Only applied mutations are recorded.
+/// `(tenant, branch, terminal, op_id)`: two branches never share a row, even
+/// when one terminal name was issued on both. Only applied mutations are
+/// recorded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// The mutation's payload fingerprint (its `checksum`): a replay must
@@ -105,6 +107,10 @@ pub struct LedgerEntry {
     pub version: u64,
     /// The cursor of the change it produced.
     pub cursor: Cursor,
+    /// Server time of the application, milliseconds since the Unix epoch
+    /// (the replay window counts from it).
+    #[serde(default)]
+    pub applied_at_ms: u64,
 }
 
 /// One audit row per applied write (the server's record of who changed
@@ -177,8 +183,8 @@ pub trait StoreTx {
     /// The entity's current state (tombstones included) and its cursor.
     fn entity(&mut self, key: &EntityKey) -> Result<Option<StoredEntity>, StorageError>;
 
-    /// The ledger entry of `(partition.tenant, terminal, op_id)`, if that
-    /// mutation was applied.
+    /// The ledger entry of `(partition, terminal, op_id)`, if that mutation
+    /// was applied on this partition.
     fn ledger(&mut self, terminal: &str, op_id: &OpId)
         -> Result<Option<LedgerEntry>, StorageError>;
 

@@ -31,10 +31,10 @@ pub(crate) trait CommittedReads {
         key: &EntityKey,
     ) -> Result<Option<StoredEntity>, StorageError>;
 
-    /// The committed ledger entry of `(tenant, terminal, op_id)`.
+    /// The committed ledger entry of `(partition, terminal, op_id)`.
     fn ledger(
         &mut self,
-        tenant: &str,
+        partition: &Partition,
         terminal: &str,
         op_id: &OpId,
     ) -> Result<Option<LedgerEntry>, StorageError>;
@@ -44,11 +44,11 @@ pub(crate) trait CommittedReads {
     /// (the default: cheap reads gain nothing from a batch).
     fn ledger_batch(
         &mut self,
-        tenant: &str,
+        partition: &Partition,
         terminal: &str,
         op_ids: &[OpId],
     ) -> Result<Option<HashMap<OpId, LedgerEntry>>, StorageError> {
-        let _ = (tenant, terminal, op_ids);
+        let _ = (partition, terminal, op_ids);
         Ok(None)
     }
 }
@@ -60,8 +60,8 @@ pub(crate) struct Writes {
     pub(crate) entities: BTreeMap<EntityKey, StoredEntity>,
     /// The new changes, in cursor order (dense, after the old head).
     pub(crate) changes: Vec<Change>,
-    /// The new ledger rows `(terminal, op_id, entry)` of the partition's
-    /// tenant, in the order written.
+    /// The new ledger rows `(terminal, op_id, entry)` of the partition, in
+    /// the order written.
     pub(crate) ledger: Vec<(String, OpId, LedgerEntry)>,
     /// The new audit rows, in the order written.
     pub(crate) audit: Vec<AuditRow>,
@@ -150,7 +150,7 @@ impl<R: CommittedReads> StoreTx for StagedTx<'_, R> {
         if let Some(seen) = self.ledger.get(&k) {
             return Ok(seen.clone());
         }
-        let found = self.reads.ledger(&self.partition.tenant, terminal, op_id)?;
+        let found = self.reads.ledger(self.partition, terminal, op_id)?;
         self.ledger.insert(k, found.clone());
         Ok(found)
     }
@@ -213,8 +213,7 @@ impl<R: CommittedReads> StoreTx for StagedTx<'_, R> {
         if op_ids.is_empty() {
             return Ok(());
         }
-        let tenant = &self.partition.tenant;
-        let Some(mut found) = self.reads.ledger_batch(tenant, terminal, op_ids)? else {
+        let Some(mut found) = self.reads.ledger_batch(self.partition, terminal, op_ids)? else {
             return Ok(());
         };
         for op in op_ids {

@@ -81,10 +81,11 @@ fn prepare(mut client: Client) -> Result<PgConn, StorageError> {
         set_head: p("UPDATE partitions SET head = $3 WHERE tenant = $1 AND branch = $2")?,
         entity: p("SELECT state, cursor FROM entities
                    WHERE tenant = $1 AND branch = $2 AND collection = $3 AND id = $4")?,
-        ledger: p("SELECT fingerprint, collection, entity_id, version, cursor FROM ledger
-                   WHERE tenant = $1 AND terminal = $2 AND op_id = $3")?,
-        ledger_many: p("SELECT op_id, fingerprint, collection, entity_id, version, cursor FROM ledger
-                        WHERE tenant = $1 AND terminal = $2 AND op_id = ANY($3::text[])")?,
+        ledger: p("SELECT fingerprint, collection, entity_id, version, cursor, applied_at_ms FROM ledger
+                   WHERE tenant = $1 AND branch = $2 AND terminal = $3 AND op_id = $4")?,
+        ledger_many: p("SELECT op_id, fingerprint, collection, entity_id, version, cursor, applied_at_ms
+                        FROM ledger
+                        WHERE tenant = $1 AND branch = $2 AND terminal = $3 AND op_id = ANY($4::text[])")?,
         insert_changes: p("INSERT INTO changes (tenant, branch, cursor, state)
                            SELECT $1, $2, c, s FROM unnest($3::bigint[], $4::text[]) AS t(c, s)")?,
         upsert_entities: p(
@@ -97,10 +98,12 @@ fn prepare(mut client: Client) -> Result<PgConn, StorageError> {
                cursor = excluded.cursor, state = excluded.state",
         )?,
         insert_ledger: p(
-            "INSERT INTO ledger (tenant, terminal, op_id, fingerprint, collection, entity_id, version, cursor)
-             SELECT $1, t, o, f, c, e, v, cu
-             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
-               AS x(t, o, f, c, e, v, cu)",
+            "INSERT INTO ledger (tenant, branch, terminal, op_id, fingerprint, collection, entity_id,
+                                 version, cursor, applied_at_ms)
+             SELECT $1, $2, t, o, f, c, e, v, cu, at
+             FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
+                         $9::bigint[], $10::bigint[])
+               AS x(t, o, f, c, e, v, cu, at)",
         )?,
         insert_audit: p("INSERT INTO audit (tenant, branch, entry)
                          SELECT $1, $2, e FROM unnest($3::text[]) WITH ORDINALITY AS t(e, n)

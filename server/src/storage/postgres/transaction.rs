@@ -26,6 +26,7 @@ fn ledger_row(r: &postgres::Row, offset: usize) -> LedgerEntry {
         ),
         version: from_sql_int(r.get(offset + 3)),
         cursor: Cursor(from_sql_int(r.get(offset + 4))),
+        applied_at_ms: from_sql_int(r.get(offset + 5)),
     }
 }
 
@@ -57,27 +58,33 @@ impl CommittedReads for PgReads<'_, '_> {
 
     fn ledger(
         &mut self,
-        tenant: &str,
+        p: &Partition,
         terminal: &str,
         op_id: &OpId,
     ) -> Result<Option<LedgerEntry>, StorageError> {
         let row = self
             .tx
-            .query_opt(&self.st.ledger, &[&tenant, &terminal, &op_id.0])
+            .query_opt(
+                &self.st.ledger,
+                &[&p.tenant, &p.branch, &terminal, &op_id.0],
+            )
             .map_err(backend)?;
         Ok(row.map(|r| ledger_row(&r, 0)))
     }
 
     fn ledger_batch(
         &mut self,
-        tenant: &str,
+        p: &Partition,
         terminal: &str,
         op_ids: &[OpId],
     ) -> Result<Option<HashMap<OpId, LedgerEntry>>, StorageError> {
         let ops: Vec<&str> = op_ids.iter().map(OpId::as_str).collect();
         let rows = self
             .tx
-            .query(&self.st.ledger_many, &[&tenant, &terminal, &ops])
+            .query(
+                &self.st.ledger_many,
+                &[&p.tenant, &p.branch, &terminal, &ops],
+            )
             .map_err(backend)?;
         Ok(Some(
             rows.iter()
@@ -144,6 +151,7 @@ pub(super) fn write(
             Vec<String>,
             Vec<i64>,
             Vec<i64>,
+            Vec<i64>,
         ) = Default::default();
         for (terminal, op, e) in &writes.ledger {
             cols.0.push(terminal.clone());
@@ -153,11 +161,13 @@ pub(super) fn write(
             cols.4.push(e.key.id.clone());
             cols.5.push(to_sql_int(e.version));
             cols.6.push(to_sql_int(e.cursor.0));
+            cols.7.push(to_sql_int(e.applied_at_ms));
         }
         tx.execute(
             &st.insert_ledger,
             &[
-                &p.tenant, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6,
+                &p.tenant, &p.branch, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5,
+                &cols.6, &cols.7,
             ],
         )
         .map_err(backend)?;

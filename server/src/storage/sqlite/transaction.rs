@@ -47,22 +47,23 @@ impl CommittedReads for SqliteReads<'_> {
 
     fn ledger(
         &mut self,
-        tenant: &str,
+        p: &Partition,
         terminal: &str,
         op_id: &OpId,
     ) -> Result<Option<LedgerEntry>, StorageError> {
         self.tx
             .prepare_cached(
-                "SELECT fingerprint, collection, entity_id, version, cursor FROM ledger
-                 WHERE tenant = ?1 AND terminal = ?2 AND op_id = ?3",
+                "SELECT fingerprint, collection, entity_id, version, cursor, applied_at_ms FROM ledger
+                 WHERE tenant = ?1 AND branch = ?2 AND terminal = ?3 AND op_id = ?4",
             )
             .map_err(backend)?
-            .query_row(params![tenant, terminal, op_id.0], |r| {
+            .query_row(params![p.tenant, p.branch, terminal, op_id.0], |r| {
                 Ok(LedgerEntry {
                     fingerprint: r.get(0)?,
                     key: EntityKey::new(r.get::<_, String>(1)?, r.get::<_, String>(2)?),
                     version: from_sql_int(r.get(3)?),
                     cursor: Cursor(from_sql_int(r.get(4)?)),
+                    applied_at_ms: from_sql_int(r.get(5)?),
                 })
             })
             .optional()
@@ -126,21 +127,24 @@ pub(super) fn write(
     }
     let mut insert_ledger = tx
         .prepare_cached(
-            "INSERT INTO ledger (tenant, terminal, op_id, fingerprint, collection, entity_id, version, cursor)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO ledger (tenant, branch, terminal, op_id, fingerprint, collection, entity_id,
+                                 version, cursor, applied_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(backend)?;
     for (terminal, op_id, entry) in &writes.ledger {
         insert_ledger
             .execute(params![
                 p.tenant,
+                p.branch,
                 terminal,
                 op_id.0,
                 entry.fingerprint,
                 entry.key.collection,
                 entry.key.id,
                 to_sql_int(entry.version),
-                to_sql_int(entry.cursor.0)
+                to_sql_int(entry.cursor.0),
+                to_sql_int(entry.applied_at_ms)
             ])
             .map_err(backend)?;
     }

@@ -1,0 +1,24 @@
+//! Protocol conformance over HTTP (issue 17) on SQLite: the checks of
+//! `http_conformance/`, which `postgres.rs` runs on PostgreSQL too.
+
+mod http_common;
+mod http_conformance;
+
+macro_rules! on_sqlite {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            http_conformance::$name(http_common::sqlite_backend()).await;
+        }
+    )*};
+}
+
+on_sqlite!(
+    trailing_bytes_after_the_body_are_400_and_nothing_is_applied,
+    decoding_errors_start_with_body_or_the_field_path,
+    refusals_outside_the_handlers_have_the_json_error_body,
+    bodies_over_the_limit_are_413_before_the_body_is_read,
+    the_same_terminal_and_op_id_on_two_branches_are_both_applied,
+    no_query_parameter_yields_a_5xx,
+    id_limits_are_bytes_and_client_and_server_agree,
+);
