@@ -10,8 +10,13 @@ import type {
 } from "./types";
 export * from "./types";
 
-/** Key material of a native store: the browser's, without `webCrypto`. */
-export type NodeKeyMaterial = Exclude<KeyMaterial, { webCrypto: true }>;
+/** Key material of a native store: the browser's without `webCrypto`, or
+ *  a host key kept by the OS keychain (Secret Service, Keychain, Credential
+ *  Manager) under `service` (default "tidesync") and `account` (default the
+ *  store's path), created with the store. */
+export type NodeKeyMaterial =
+  | Exclude<KeyMaterial, { webCrypto: true }>
+  | { keychain: true | { service?: string; account?: string } };
 
 export interface NodeOpenOptions {
   /** The SQLCipher file (created if missing; its wrapped key is `<path>.key`). */

@@ -88,12 +88,22 @@ function seq(v) {
   return v;
 }
 
-function keyArgs(key) {
+function keyArgs(key, dbPath) {
   if (key === null || typeof key !== 'object') throw badArgument('options.key must be an object');
   if (typeof key.passphrase === 'string') return ['passphrase', Buffer.from(key.passphrase, 'utf8')];
   if (key.hostKey instanceof Uint8Array) return ['hostKey', Buffer.from(key.hostKey)];
   if (key.plaintext === true) return ['plaintext', null];
-  throw badArgument('options.key must be {passphrase}, {hostKey} or {plaintext: true}');
+  if (key.keychain !== undefined) {
+    const k = key.keychain === true ? {} : key.keychain;
+    if (k === null || typeof k !== 'object') throw badArgument('options.key.keychain must be true or {service, account}');
+    const service = k.service ?? 'tidesync';
+    const account = k.account ?? path.resolve(dbPath);
+    if (typeof service !== 'string' || service === '' || typeof account !== 'string' || account === '') {
+      throw badArgument('options.key.keychain: service and account must be non-empty strings');
+    }
+    return ['keychain', Buffer.from(JSON.stringify({ service, account }), 'utf8')];
+  }
+  throw badArgument('options.key must be {passphrase}, {hostKey}, {keychain} or {plaintext: true}');
 }
 
 function matches(filter, event) {
@@ -109,8 +119,8 @@ class TideSync {
   static async open(options) {
     if (options === null || typeof options !== 'object') throw badArgument('options must be an object');
     const { key, ...rest } = options;
-    const [kind, bytes] = keyArgs(key);
     if (typeof rest.path !== 'string' || rest.path === '') throw badArgument('options.path must be a non-empty string');
+    const [kind, bytes] = keyArgs(key, rest.path);
     const listeners = new Set();
     const dispatch = (json) => {
       let events;

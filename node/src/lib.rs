@@ -10,6 +10,8 @@
 //! a `TideSyncError`. The JavaScript API itself (the same as the Wasm
 //! package's) is in `index.js` and `index.d.ts`.
 
+mod keychain;
+
 use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::StreamExt;
 use napi::bindgen_prelude::{Buffer, Status};
@@ -69,6 +71,40 @@ fn js_error(e: ClientError) -> napi::Error {
 
 fn bad_argument(message: impl Into<String>) -> napi::Error {
     js_error(ClientError::bad_argument(message))
+}
+
+/// Where `open`'s key comes from: material in hand, or the OS keychain
+/// (`kind` `keychain`, `key` the JSON `{"service", "account"}`).
+enum KeyArg {
+    Source(KeySource),
+    Keychain { service: String, account: String },
+}
+
+impl KeyArg {
+    fn parse(kind: &str, key: Option<Buffer>) -> napi::Result<KeyArg> {
+        if kind != "keychain" {
+            return key_source(kind, key).map(KeyArg::Source);
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Names {
+            service: String,
+            account: String,
+        }
+        let names: Names = key
+            .as_deref()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .ok_or_else(|| bad_argument("key.keychain must name a service and an account"))?;
+        if names.service.is_empty() || names.account.is_empty() {
+            return Err(bad_argument(
+                "key.keychain.service and .account must not be empty",
+            ));
+        }
+        Ok(KeyArg::Keychain {
+            service: names.service,
+            account: names.account,
+        })
+    }
 }
 
 /// The key material named by `kind` (`plaintext`, `passphrase`, `hostKey`).
@@ -176,12 +212,23 @@ impl NativeClient {
         if o.path.is_empty() {
             return Err(bad_argument("options.path is empty"));
         }
-        let source = key_source(&key_kind, key)?;
+        let key = KeyArg::parse(&key_kind, key)?;
         let path = o.path.clone();
-        let store = tokio::task::spawn_blocking(move || SqlCipherStore::open_keyed(&path, source))
-            .await
-            .map_err(|e| js_error(ClientError::internal(e)))?
-            .map_err(|e| js_error(ClientError::new(e.code(), e.to_string())))?;
+        let store = tokio::task::spawn_blocking(move || {
+            let source =
+                match key {
+                    KeyArg::Source(source) => source,
+                    // The keychain may block (D-Bus): here, off the JS thread.
+                    KeyArg::Keychain { service, account } => KeySource::HostKey(
+                        keychain::host_key(&service, &account, std::path::Path::new(&path))?,
+                    ),
+                };
+            SqlCipherStore::open_keyed(&path, source)
+                .map_err(|e| ClientError::new(e.code(), e.to_string()))
+        })
+        .await
+        .map_err(|e| js_error(ClientError::internal(e)))?
+        .map_err(js_error)?;
         let env = SystemEnv;
         let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
         let (schema_version, migrations) =

@@ -212,9 +212,12 @@ async fn a_body_that_stalls_is_408_and_a_slow_one_within_the_limit_is_served() {
 /// file descriptor limits of a CI machine.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_answers_within_1_s_while_1000_half_sent_requests_are_open() {
+    // Timeouts long enough that opening the 1000 connections on a loaded
+    // 2-core machine (the whole suite runs in parallel) ends before the
+    // first of them is cut off.
     let s = start(HttpConfig {
-        header_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(1),
+        header_timeout: Duration::from_secs(8),
+        idle_timeout: Duration::from_secs(8),
         ..relaxed()
     })
     .await;
@@ -232,7 +235,7 @@ async fn health_answers_within_1_s_while_1000_half_sent_requests_are_open() {
     let started = Instant::now();
     while s.app.stats.connections_open.load(Ordering::SeqCst) > 0 {
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(20),
             "{} still open",
             s.app.stats.connections_open.load(Ordering::SeqCst)
         );
