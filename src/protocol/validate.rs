@@ -59,14 +59,14 @@ pub fn validate_mutation(m: &Mutation, limits: &Limits) -> Result<(), ApplyError
         ("branch_id", &m.branch_id),
     ] {
         if value.is_empty() || value.len() > 128 {
-            return Err(invalid(field, "must be 1 to 128 characters"));
+            return Err(invalid(field, "must be 1 to 128 bytes (UTF-8)"));
         }
     }
     if !valid_collection_name(&m.collection, limits.max_collection_len) {
         return Err(invalid(
             "collection",
             format_args!(
-                "must be 1 to {} characters of [a-z0-9_-], starting with a letter",
+                "must be 1 to {} bytes of [a-z0-9_-], starting with a letter",
                 limits.max_collection_len
             ),
         ));
@@ -78,7 +78,7 @@ pub fn validate_mutation(m: &Mutation, limits: &Limits) -> Result<(), ApplyError
         return Err(invalid(
             "entity_id",
             format_args!(
-                "must be 1 to {} characters without control characters",
+                "must be 1 to {} bytes (UTF-8) without control characters",
                 limits.max_id_len
             ),
         ));

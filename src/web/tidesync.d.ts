@@ -135,5 +135,6 @@ export type AuditEvent =
 export interface AuditEntry {
   seq: number; at_ms: number; op_id: string | null; key: EntityKey; event: AuditEvent;
 }
-/** {} for everything, { collection } for one collection, { collection, id } for one entity. */
+/** {} for everything, { collection } for one collection, { collection, id } for one entity.
+ *  The filter narrows `changed` events only: `status` and `alert` events reach every subscriber. */
 export interface SubscriptionFilter { collection?: string; id?: string; }
