@@ -1,8 +1,8 @@
 // tidesync for Node and Electron's main process: the same API and types as
 // the browser package (pkg/tidesync.d.ts). The shared types (types.d.ts) are
 // the browser package's own file (src/web/tidesync.d.ts), copied by
-// node/build.sh; node/test/parity.test.mjs checks this class against the
-// browser package's class, method by method.
+// node/build.sh; node/test/dts-parity.mjs (run by scripts/test-web.sh)
+// checks this class against the browser package's class, member by member.
 import type {
   AuditEntry, ConflictRecord, ConflictPolicy, ErrorCode, FieldMigration, Fields, KeyMaterial, LocalEntity,
   Metrics, OutboxEntry, PageOptions, Resolution, Status, SubscriptionFilter, SyncEvent,

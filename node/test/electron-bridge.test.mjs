@@ -48,6 +48,18 @@ test('every TideSync method a renderer may call is in the bridge, the preload an
   assert.deepEqual(exposed.sort(), own.sort(), 'preload exposes the same methods');
   for (const m of ['subscribe', 'onStatus', 'isLeader', 'close']) assert.equal(typeof api[m], 'function', m);
   port1.close(); port2.close();
+  // The package's declarations (electron/*.d.ts, named in package.json's exports) declare what each module exports.
+  for (const [mod, dts] of [['../electron/main.js', '../electron/main.d.ts'], ['../electron/bridge.js', '../electron/bridge.d.ts']]) {
+    const text = fs.readFileSync(new URL(dts, import.meta.url), 'utf8');
+    const declared = [...text.matchAll(/export (?:declare (?:function|const) (\w+)|\{ (\w+) \} from)/g)].map((m) => m[1] ?? m[2]).sort();
+    assert.deepEqual(declared, Object.keys(require(mod)).sort(), dts);
+  }
+  const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  for (const entry of Object.values(pkg.exports)) {
+    for (const f of typeof entry === 'string' ? [entry] : Object.values(entry)) {
+      if (f !== './tidesync.node' && f !== './types.d.ts') assert.ok(fs.existsSync(new URL(`../${f}`, import.meta.url)), `package.json exports ${f}`);
+    }
+  }
 });
 
 test('a renderer reaches the addon over a MessagePort: calls, errors with codes, events, status, unsubscribe', async () => {

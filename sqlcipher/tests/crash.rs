@@ -18,6 +18,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tidesync::env::{Environment, SimEnv};
+use tidesync::store::conformance::{contents, Contents};
 use tidesync::store::{
     AuditEntry, ConflictRecord, EntityRecord, InjectFaults, OutboxEntry, Store, StoreError,
     SyncMeta, WriteBatch,
@@ -29,29 +30,6 @@ use tidesync_sqlcipher::SqlCipherStore;
 
 const T0: u64 = 1_767_225_600_000;
 type Server = SyncService<MemoryServerStore>;
-
-#[derive(Debug, PartialEq, Clone)]
-struct Contents {
-    meta: Option<SyncMeta>,
-    entities: Vec<EntityRecord>,
-    outbox: Vec<OutboxEntry>,
-    conflicts: Vec<ConflictRecord>,
-    audit: Vec<AuditEntry>,
-}
-
-async fn contents<S: Store>(store: &S) -> Contents {
-    let mut entities = Vec::new();
-    for c in store.collections().await.unwrap() {
-        entities.extend(store.scan(&c).await.unwrap());
-    }
-    Contents {
-        meta: store.load_meta().await.unwrap(),
-        entities,
-        outbox: store.outbox().await.unwrap(),
-        conflicts: store.conflicts().await.unwrap(),
-        audit: store.audit(0, usize::MAX).await.unwrap(),
-    }
-}
 
 /// Counts writes across commits; dies at write `fail_at`; in the reference
 /// run, records the contents after every commit.

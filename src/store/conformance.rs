@@ -379,17 +379,24 @@ pub async fn large_batch_round_trips<S: Store>(store: S) {
     assert_eq!(all[999], record("sales", "s00999", 999));
 }
 
-/// Everything a store holds, read back through the trait.
-#[derive(Debug, PartialEq)]
-struct Contents {
-    meta: Option<SyncMeta>,
-    entities: Vec<EntityRecord>,
-    outbox: Vec<OutboxEntry>,
-    conflicts: Vec<ConflictRecord>,
-    audit: Vec<AuditEntry>,
+/// Everything a store holds, read back through the trait (also used by
+/// backends' own crash tests to compare a reopened store with a reference).
+#[derive(Debug, PartialEq, Clone)]
+pub struct Contents {
+    /// The sync state.
+    pub meta: Option<SyncMeta>,
+    /// Every entity record, by collection, then id.
+    pub entities: Vec<EntityRecord>,
+    /// The outbox, by seq.
+    pub outbox: Vec<OutboxEntry>,
+    /// Open conflicts.
+    pub conflicts: Vec<ConflictRecord>,
+    /// The audit log, by seq.
+    pub audit: Vec<AuditEntry>,
 }
 
-async fn contents<S: Store>(store: &S) -> Contents {
+/// Reads [`Contents`] of `store`; panics on a read error.
+pub async fn contents<S: Store>(store: &S) -> Contents {
     let mut entities = Vec::new();
     for c in store.collections().await.unwrap() {
         entities.extend(store.scan(&c).await.unwrap());
