@@ -25,7 +25,7 @@ use std::time::Duration;
 use tidesync::client::scheduler::{self, HostFuture, SchedulerHost};
 use tidesync::client::{self, execute, ClientError, Command};
 use tidesync::crypto::KdfParams;
-use tidesync::engine::{Engine, EngineConfig};
+use tidesync::engine::Engine;
 use tidesync::env::{Environment, SystemEnv};
 use tidesync::error_code::ErrorCode;
 use tidesync::migrate::FieldMigration;
@@ -213,6 +213,19 @@ impl NativeClient {
             return Err(bad_argument("options.path is empty"));
         }
         let key = KeyArg::parse(&key_kind, key)?;
+        // Checked before the store is opened: a bad option creates nothing.
+        let env = SystemEnv;
+        let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
+        let (config, migrations) = client::EngineSettings {
+            terminal_id: o.terminal_id,
+            branch_id: o.branch_id.clone(),
+            policies: o.policies,
+            max_attempts: o.max_attempts,
+            schema_version: o.schema_version,
+            migrations: o.migrations,
+        }
+        .into_config(client_id)
+        .map_err(js_error)?;
         let path = o.path.clone();
         let store = tokio::task::spawn_blocking(move || {
             let source =
@@ -229,19 +242,6 @@ impl NativeClient {
         .await
         .map_err(|e| js_error(ClientError::internal(e)))?
         .map_err(js_error)?;
-        let env = SystemEnv;
-        let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
-        let (schema_version, migrations) =
-            client::schema_options(o.schema_version, o.migrations).map_err(js_error)?;
-        let mut config = EngineConfig::new(client_id, o.terminal_id, o.branch_id.clone());
-        config.policies = o.policies;
-        config.schema_version = schema_version;
-        if let Some(n) = o.max_attempts {
-            if n == 0 {
-                return Err(bad_argument("options.maxAttempts must be at least 1"));
-            }
-            config.retry.max_attempts = n;
-        }
         let transport = HttpTransport::new(&o.server_url, &o.api_key, &o.branch_id);
         let engine = Engine::open_with_migrations(
             store,

@@ -5,6 +5,7 @@
 // new shape, once. An older app then cannot open the store.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { TideSync, referenceServer, deadUrl, options, syncUntilIdle, serverView, tempDir } from './support.mjs';
 
@@ -73,4 +74,6 @@ test('malformed schema options are BAD_ARGUMENT and open nothing', async () => {
     await assert.rejects(TideSync.open(options(file, url, 'desk-1', 'k', extra)),
       (e) => e.code === 'BAD_ARGUMENT' && e.message.includes(fragment), JSON.stringify(extra));
   }
+  await assert.rejects(TideSync.open(options(file, url, 'desk-1', 'k', { maxAttempts: 0 })), (e) => e.code === 'BAD_ARGUMENT' && e.message.includes('maxAttempts'));
+  assert.equal(fs.existsSync(file), false, 'a refused open created no store');
 });

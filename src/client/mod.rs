@@ -52,23 +52,61 @@ impl ClientError {
     }
 }
 
-/// The schema options of `open` (`schemaVersion`, `migrations`), checked
-/// the same way for every binding: the version (default 1) is at least 1,
-/// and each migration step is one the engine can run
-/// ([`FieldMigration::check_all`](crate::migrate::FieldMigration::check_all)).
-pub fn schema_options(
-    schema_version: Option<u32>,
-    migrations: Vec<crate::migrate::FieldMigration>,
-) -> Result<(u32, Vec<crate::migrate::FieldMigration>), ClientError> {
-    let version = schema_version.unwrap_or(1);
-    if version == 0 {
-        return Err(ClientError::bad_argument(
-            "options.schemaVersion must be at least 1",
-        ));
+/// What every binding's `open` sets the engine up with, checked here once
+/// (the bindings only translate their options into it).
+#[derive(Debug, Default)]
+pub struct EngineSettings {
+    /// This terminal.
+    pub terminal_id: String,
+    /// Its branch.
+    pub branch_id: String,
+    /// Conflict policy per collection.
+    pub policies: std::collections::BTreeMap<String, crate::policy::ConflictPolicy>,
+    /// Attempts before a mutation becomes a dead letter (the core's default when absent).
+    pub max_attempts: Option<u32>,
+    /// The app's payload schema version (default 1).
+    pub schema_version: Option<u32>,
+    /// Steps that carry queued mutations forward to `schema_version`.
+    pub migrations: Vec<crate::migrate::FieldMigration>,
+}
+
+impl EngineSettings {
+    /// The engine's configuration for a client `client_id`, and the
+    /// migrations to open it with. `BAD_ARGUMENT` names the option: a
+    /// version or attempt cap of 0, a migration step the engine cannot run
+    /// ([`FieldMigration::check_all`](crate::migrate::FieldMigration::check_all)).
+    pub fn into_config(
+        self,
+        client_id: String,
+    ) -> Result<
+        (
+            crate::engine::EngineConfig,
+            Vec<crate::migrate::FieldMigration>,
+        ),
+        ClientError,
+    > {
+        let version = self.schema_version.unwrap_or(1);
+        if version == 0 {
+            return Err(ClientError::bad_argument(
+                "options.schemaVersion must be at least 1",
+            ));
+        }
+        crate::migrate::FieldMigration::check_all(&self.migrations, version)
+            .map_err(|e| ClientError::bad_argument(format!("options.{e}")))?;
+        let mut config =
+            crate::engine::EngineConfig::new(client_id, self.terminal_id, self.branch_id);
+        config.policies = self.policies;
+        config.schema_version = version;
+        if let Some(n) = self.max_attempts {
+            if n == 0 {
+                return Err(ClientError::bad_argument(
+                    "options.maxAttempts must be at least 1",
+                ));
+            }
+            config.retry.max_attempts = n;
+        }
+        Ok((config, self.migrations))
     }
-    crate::migrate::FieldMigration::check_all(&migrations, version)
-        .map_err(|e| ClientError::bad_argument(format!("options.{e}")))?;
-    Ok((version, migrations))
 }
 
 impl From<EngineError> for ClientError {

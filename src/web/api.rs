@@ -16,7 +16,7 @@ use super::store::IdbStore;
 use super::transport::FetchTransport;
 use crate::client::{ClientError as ApiError, Command};
 use crate::crypto::KdfParams;
-use crate::engine::{EngineConfig, Resolution};
+use crate::engine::Resolution;
 use crate::policy::ConflictPolicy;
 use crate::protocol::{EntityKey, Fields, OpId};
 use crate::status::Filter;
@@ -132,6 +132,7 @@ struct OpenOptions {
     policies: BTreeMap<String, ConflictPolicy>,
     auto_sync: Option<bool>,
     pull_interval_ms: Option<u32>,
+    max_attempts: Option<u32>,
     schema_version: Option<u32>,
     #[serde(default)]
     migrations: Vec<crate::migrate::FieldMigration>,
@@ -168,15 +169,20 @@ impl TideSync {
         if o.db_name.is_empty() {
             return Err(ApiError::bad_argument("options.dbName is empty"));
         }
-        let (schema_version, migrations) =
-            crate::client::schema_options(o.schema_version, o.migrations)?;
-        let store = IdbStore::open(&o.db_name, key).await?;
-        navigator::request_persistence();
+        // Checked before the store is opened: a bad option creates nothing.
         let env = BrowserEnv;
         let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
-        let mut engine = EngineConfig::new(client_id, o.terminal_id, o.branch_id);
-        engine.policies = o.policies;
-        engine.schema_version = schema_version;
+        let (engine, migrations) = crate::client::EngineSettings {
+            terminal_id: o.terminal_id,
+            branch_id: o.branch_id,
+            policies: o.policies,
+            max_attempts: o.max_attempts,
+            schema_version: o.schema_version,
+            migrations: o.migrations,
+        }
+        .into_config(client_id)?;
+        let store = IdbStore::open(&o.db_name, key).await?;
+        navigator::request_persistence();
         let tab_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
         let session = Session::start(SessionConfig {
             db_name: o.db_name,

@@ -41,6 +41,8 @@ export interface OpenOptions {
   autoSync?: boolean;
   /** How often the leader pulls when idle (ms, default 30000). */
   pullIntervalMs?: number;
+  /** Attempts before a mutation becomes a dead letter (default: the core's). */
+  maxAttempts?: number;
   /** The app's payload schema version (default 1). Raising it runs `migrations` on queued mutations. */
   schemaVersion?: number;
   /** Steps that carry queued mutations from older schema versions forward. */
