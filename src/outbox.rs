@@ -59,6 +59,11 @@ impl Outbox {
         Some(e)
     }
 
+    /// The highest seq held.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.entries.keys().next_back().copied()
+    }
+
     /// One entry.
     pub fn get(&self, seq: u64) -> Option<&OutboxEntry> {
         self.entries.get(&seq)

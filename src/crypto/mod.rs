@@ -29,7 +29,7 @@
 
 pub(crate) mod ring;
 
-pub use ring::{KdfParams, KeyEnvelope, KeyRing, WrapKind};
+pub use ring::{KdfParams, KeyEnvelope, KeyRing, Mark, WrapKind};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -255,6 +255,55 @@ impl StoreCipher {
         self.ring.seal(&self.master)
     }
 
+    /// Merges the stored key ring (read inside the commit's transaction)
+    /// into this one: keys another connection added are kept, the counter
+    /// never goes back, and the stored integrity mark is taken.
+    pub fn merge_stored_ring(&mut self, sealed: &[u8]) -> Result<(), CipherError> {
+        let stored = KeyRing::open(&self.master, sealed)?;
+        let (current, reserved) = (stored.current, stored.reserved);
+        let before = self.ring.current;
+        if self.ring.merge(stored)? {
+            self.dirty = true;
+        }
+        if self.ring.current != before {
+            // Another connection rotated: its key is current now, and up to
+            // its reservation may have been used.
+            self.used = reserved;
+        } else if current == self.ring.current {
+            // The same key, counted by another connection too: count its
+            // block as begun.
+            self.used = self.used.max(reserved.saturating_sub(COUNTER_BLOCK));
+        }
+        Ok(())
+    }
+
+    /// The integrity mark of the ring as last read or set; `None` for a
+    /// ring written before marks existed.
+    pub fn mark(&self) -> Option<Mark> {
+        self.ring.mark
+    }
+
+    /// Sets the integrity mark the next sealed ring carries.
+    pub fn set_mark(&mut self, mark: Mark) {
+        self.ring.mark = Some(mark);
+        self.dirty = true;
+    }
+
+    /// The keyed tag of one stored record for the integrity mark: binds the
+    /// object store, the record key and the sealed value (through its GCM
+    /// tag), and cannot be computed without the ring's MAC key.
+    pub fn record_tag(&self, store: &str, record_key: &str, sealed: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.ring.mac_key[..])
+            .expect("HMAC takes any key length");
+        mac.update(b"tidesync/mark/v1\0");
+        mac.update(store.as_bytes());
+        mac.update(&[0]);
+        mac.update(record_key.as_bytes());
+        mac.update(&[0]);
+        mac.update(&sealed[sealed.len().saturating_sub(TAG_LEN)..]);
+        mac.finalize().into_bytes().into()
+    }
+
     /// Seals `plaintext` as the value of `record_key` in `store`.
     pub fn seal(
         &mut self,
@@ -458,7 +507,7 @@ mod tests {
         for i in 0..5 {
             c.seal("s", &format!("k{i}"), b"v").unwrap();
         }
-        assert!(c.current_key_id() > first);
+        assert_ne!(c.current_key_id(), first);
         assert_eq!(&c.open_value("s", "k0", &old).unwrap()[..], b"v0");
         // The rotated ring is marked for storage, and survives a reopen.
         let ring = c.take_dirty_ring().unwrap().expect("ring changed");
@@ -478,6 +527,75 @@ mod tests {
         assert!(c.take_dirty_ring().unwrap().is_none(), "within the block");
         let reopened = StoreCipher::open(Zeroizing::new(*c.master_key()), &ring, 1).unwrap();
         assert!(reopened.current_key_uses() >= COUNTER_BLOCK);
+    }
+
+    /// Two connections (tabs) that opened one ring and rotated apart: a
+    /// merge keeps every key, and the later rotation's key is current.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn rings_that_rotated_apart_merge_without_losing_a_key() {
+        let mut a = cipher();
+        let stored = a.take_dirty_ring().unwrap().unwrap();
+        let mut b = StoreCipher::open(Zeroizing::new(*a.master_key()), &stored, 1).unwrap();
+        a.set_rotate_after(1);
+        b.set_rotate_after(1);
+        let va = [
+            a.seal("s", "a", b"a").unwrap(),
+            a.seal("s", "a2", b"a2").unwrap(),
+        ];
+        let vb = [
+            b.seal("s", "b", b"b").unwrap(),
+            b.seal("s", "b2", b"b2").unwrap(),
+        ];
+        assert_ne!(a.current_key_id(), b.current_key_id(), "random ids");
+        // b merges the ring a stored before writing its own ...
+        let a_ring = a.sealed_ring().unwrap();
+        b.merge_stored_ring(&a_ring).unwrap();
+        let merged = b.sealed_ring().unwrap();
+        let c = StoreCipher::open(Zeroizing::new(*a.master_key()), &merged, 1).unwrap();
+        for (v, (k, p)) in
+            va.iter()
+                .chain(&vb)
+                .zip([("a", &b"a"[..]), ("a2", b"a2"), ("b", b"b"), ("b2", b"b2")])
+        {
+            assert_eq!(&c.open_value("s", k, v).unwrap()[..], p, "{k}");
+        }
+        // ... and the counter of one shared key never goes back.
+        let mut x = cipher();
+        let ring = x.take_dirty_ring().unwrap().unwrap();
+        let mut y = StoreCipher::open(Zeroizing::new(*x.master_key()), &ring, 1).unwrap();
+        for _ in 0..(COUNTER_BLOCK + 2) {
+            x.seal("s", "k", b"v").unwrap();
+        }
+        let ahead = x.take_dirty_ring().unwrap().unwrap();
+        y.merge_stored_ring(&ahead).unwrap();
+        let y_ring = y.sealed_ring().unwrap();
+        let z = StoreCipher::open(Zeroizing::new(*x.master_key()), &y_ring, 1).unwrap();
+        assert!(z.current_key_uses() >= COUNTER_BLOCK + 2);
+        // A ring of another store is refused.
+        let other = cipher().sealed_ring().unwrap();
+        assert!(StoreCipher::open(Zeroizing::new(*x.master_key()), &other, 1).is_err());
+    }
+
+    /// A version-1 ring (no epoch, no mark) still opens, without a mark.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_version_1_ring_opens_without_a_mark() {
+        let c = cipher();
+        let master = *c.master_key();
+        let key = [5u8; 32];
+        let mut b = vec![1u8];
+        b.extend_from_slice(&7u32.to_be_bytes());
+        b.extend_from_slice(&100u64.to_be_bytes());
+        b.extend_from_slice(&[6u8; 32]);
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(&7u32.to_be_bytes());
+        b.extend_from_slice(&key);
+        let sealed = gcm_seal(&master, b"tidesync/keyring/v1", &b).unwrap();
+        let opened = StoreCipher::open(Zeroizing::new(master), &sealed, 1).unwrap();
+        assert_eq!(opened.current_key_id(), 7);
+        assert_eq!(opened.mark(), None);
+        assert!(StoreCipher::generate(1).unwrap().mark().is_some());
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-const RING_VERSION: u8 = 1;
+/// Version 2 adds the rotation epoch and the integrity mark; version 1
+/// rings (no mark) still open.
+const RING_VERSION: u8 = 2;
 const RING_AAD: &[u8] = b"tidesync/keyring/v1";
+const MARK_LEN: usize = 8 * 4 + 32;
 /// Most PBKDF2-SHA256 iterations accepted from a stored envelope: a
 /// tampered count cannot hang the page (10M is ~7 s in Wasm).
 pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
@@ -16,14 +19,47 @@ pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 /// Minimum PBKDF2-SHA256 iterations for a passphrase (OWASP 2023).
 pub const MIN_PBKDF2_ITERATIONS: u32 = 600_000;
 
-/// Random data keys (by id), the MAC key for record keys, and the usage
-/// counter reservation of the current key. Zeroized on drop.
+/// Random data keys (by random id), the MAC key for record keys, the usage
+/// counter reservation of the current key, and the store's integrity
+/// [`Mark`]. Zeroized on drop.
 pub struct KeyRing {
     pub(super) keys: Vec<(u32, Zeroizing<[u8; 32]>)>,
     pub(super) mac_key: Zeroizing<[u8; 32]>,
     pub(super) current: u32,
     /// Seals of the current key that may have happened (reserved block end).
     pub(super) reserved: u64,
+    /// Rotations so far: of two rings that rotated apart, the later
+    /// rotation's key is current after a merge.
+    pub(super) epoch: u64,
+    /// The integrity mark, if the ring carries one (version 2).
+    pub(super) mark: Option<Mark>,
+}
+
+/// The sealed high-water mark of a store's records, kept inside the key
+/// ring and rewritten by every commit: a rolled-back, removed or re-added
+/// record makes the records disagree with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// Commits so far.
+    pub generation: u64,
+    /// One past the highest outbox seq ever stored.
+    pub next_outbox_seq: u64,
+    /// One past the highest audit seq ever stored.
+    pub next_audit_seq: u64,
+    /// Records covered.
+    pub count: u64,
+    /// XOR of every covered record's keyed tag (see
+    /// [`StoreCipher::record_tag`](super::StoreCipher::record_tag)).
+    pub digest: [u8; 32],
+}
+
+impl Mark {
+    /// Adds or removes (XOR is its own inverse) one record's tag.
+    pub fn toggle(&mut self, tag: &[u8; 32]) {
+        for (d, t) in self.digest.iter_mut().zip(tag) {
+            *d ^= t;
+        }
+    }
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -37,11 +73,14 @@ impl std::fmt::Debug for KeyRing {
 
 impl KeyRing {
     pub(super) fn generate() -> Result<Self, CipherError> {
+        let id = random_id(&[])?;
         Ok(KeyRing {
-            keys: vec![(1, random_key()?)],
+            keys: vec![(id, random_key()?)],
             mac_key: random_key()?,
-            current: 1,
+            current: id,
             reserved: super::COUNTER_BLOCK,
+            epoch: 0,
+            mark: Some(Mark::default()),
         })
     }
 
@@ -49,15 +88,59 @@ impl KeyRing {
         self.keys.iter().find(|(i, _)| *i == id).map(|(_, k)| &**k)
     }
 
+    /// A new random data key becomes current. Its id is random, so two
+    /// rings that rotate apart do not give one id to two keys.
     pub(super) fn rotate(&mut self) -> Result<(), CipherError> {
-        let id = self.current + 1;
+        let ids: Vec<u32> = self.keys.iter().map(|(i, _)| *i).collect();
+        let id = random_id(&ids)?;
         self.keys.push((id, random_key()?));
         self.current = id;
+        self.epoch += 1;
         Ok(())
     }
 
+    /// Takes in `stored`, the ring another connection (tab) may have written
+    /// since this one read it: the union of the keys; the current key of
+    /// the later rotation (ties: the higher id); of one current key, the
+    /// higher reserved counter; the stored mark. `true` if `self` changed.
+    pub(super) fn merge(&mut self, stored: KeyRing) -> Result<bool, CipherError> {
+        if stored.mac_key[..] != self.mac_key[..] {
+            return Err(CipherError::Tampered(
+                "the stored key ring belongs to another store".into(),
+            ));
+        }
+        let mut changed = false;
+        for (id, k) in stored.keys.iter() {
+            match self.key(*id) {
+                Some(mine) if mine[..] == k[..] => {}
+                Some(_) => {
+                    return Err(CipherError::Tampered(format!("two data keys with id {id}")))
+                }
+                None => {
+                    self.keys.push((*id, k.clone()));
+                    changed = true;
+                }
+            }
+        }
+        if stored.current == self.current {
+            if stored.reserved > self.reserved {
+                self.reserved = stored.reserved;
+                changed = true;
+            }
+        } else if (stored.epoch, stored.current) > (self.epoch, self.current) {
+            self.current = stored.current;
+            self.reserved = stored.reserved;
+            changed = true;
+        }
+        if stored.epoch > self.epoch {
+            self.epoch = stored.epoch;
+        }
+        self.mark = stored.mark;
+        Ok(changed)
+    }
+
     pub(super) fn seal(&self, master: &[u8; 32]) -> Result<Vec<u8>, CipherError> {
-        let mut b = Zeroizing::new(Vec::with_capacity(53 + 36 * self.keys.len()));
+        let mut b = Zeroizing::new(Vec::with_capacity(62 + 36 * self.keys.len() + MARK_LEN));
         b.push(RING_VERSION);
         b.extend_from_slice(&self.current.to_be_bytes());
         b.extend_from_slice(&self.reserved.to_be_bytes());
@@ -67,16 +150,26 @@ impl KeyRing {
             b.extend_from_slice(&id.to_be_bytes());
             b.extend_from_slice(&k[..]);
         }
+        b.extend_from_slice(&self.epoch.to_be_bytes());
+        match &self.mark {
+            None => b.push(0),
+            Some(m) => {
+                b.push(1);
+                for v in [m.generation, m.next_outbox_seq, m.next_audit_seq, m.count] {
+                    b.extend_from_slice(&v.to_be_bytes());
+                }
+                b.extend_from_slice(&m.digest);
+            }
+        }
         gcm_seal(master, RING_AAD, &b)
     }
 
     pub(super) fn open(master: &[u8; 32], sealed: &[u8]) -> Result<Self, CipherError> {
         let b = gcm_open(master, RING_AAD, sealed).ok_or(CipherError::WrongKey)?;
         let bad = || CipherError::Tampered("malformed key ring".into());
-        if b.first() != Some(&RING_VERSION) {
-            return Err(CipherError::UnsupportedVersion(
-                b.first().copied().unwrap_or(0),
-            ));
+        let version = b.first().copied().unwrap_or(0);
+        if version != 1 && version != RING_VERSION {
+            return Err(CipherError::UnsupportedVersion(version));
         }
         if b.len() < 49 {
             return Err(bad());
@@ -87,9 +180,32 @@ impl KeyRing {
         let mut mac_key = Zeroizing::new([0u8; 32]);
         mac_key.copy_from_slice(&b[13..45]);
         let n = u32_at(45) as usize;
-        if b.len() != 49 + 36 * n {
-            return Err(bad());
-        }
+        let keys_end = n
+            .checked_mul(36)
+            .and_then(|k| k.checked_add(49))
+            .ok_or_else(bad)?;
+        let tail = b.len().checked_sub(keys_end).ok_or_else(bad)?;
+        let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let (epoch, mark) = match (version, tail) {
+            (1, 0) => (0, None),
+            (2, 9) if b[keys_end + 8] == 0 => (u64_at(keys_end), None),
+            (2, t) if t == 9 + MARK_LEN && b[keys_end + 8] == 1 => {
+                let at = keys_end + 9;
+                let mut digest = [0u8; 32];
+                digest.copy_from_slice(&b[at + 32..at + 64]);
+                (
+                    u64_at(keys_end),
+                    Some(Mark {
+                        generation: u64_at(at),
+                        next_outbox_seq: u64_at(at + 8),
+                        next_audit_seq: u64_at(at + 16),
+                        count: u64_at(at + 24),
+                        digest,
+                    }),
+                )
+            }
+            _ => return Err(bad()),
+        };
         let mut keys = Vec::with_capacity(n);
         for i in 0..n {
             let at = 49 + 36 * i;
@@ -102,11 +218,23 @@ impl KeyRing {
             mac_key,
             current,
             reserved,
+            epoch,
+            mark,
         };
         if ring.key(current).is_none() {
             return Err(bad());
         }
         Ok(ring)
+    }
+}
+
+/// A random key id that is not in `taken` (and not 0).
+fn random_id(taken: &[u32]) -> Result<u32, CipherError> {
+    loop {
+        let id = u32::from_be_bytes(random_bytes()?);
+        if id != 0 && !taken.contains(&id) {
+            return Ok(id);
+        }
     }
 }
 

@@ -169,6 +169,13 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             }
         };
         let outbox = Outbox::from_entries(store.outbox().await?);
+        let mut meta = meta;
+        // A sync state older than the queue (restored, or written by a
+        // buggy build) must not hand out a seq that is still queued: the
+        // next write would replace a pending mutation.
+        if let Some(last) = outbox.last_seq() {
+            meta.next_seq = meta.next_seq.max(last + 1);
+        }
         let conflicts = store
             .conflicts()
             .await?
@@ -361,5 +368,76 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         let ev = self.status_event(&mut st);
         drop(st);
         self.emit(ev.into_iter().collect());
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod seq_tests {
+    use crate::env::SimEnv;
+    use crate::store::{MemoryStore, Store, WriteBatch, WriteOp};
+    use crate::*;
+    use futures::executor::block_on;
+
+    struct Unplugged;
+    #[async_trait::async_trait]
+    impl Transport for Unplugged {
+        async fn push(&self, _: PushRequest) -> Result<PushResponse, TransportError> {
+            Err(TransportError::Unreachable("no route".into()))
+        }
+        async fn changes(&self, _: ChangesRequest) -> Result<ChangesPage, TransportError> {
+            Err(TransportError::Unreachable("no route".into()))
+        }
+        async fn snapshot(&self, _: SnapshotRequest) -> Result<SnapshotPage, TransportError> {
+            Err(TransportError::Unreachable("no route".into()))
+        }
+        async fn reconcile(
+            &self,
+            _: ReconcileRequest,
+        ) -> Result<ReconcileResponse, TransportError> {
+            Err(TransportError::Unreachable("no route".into()))
+        }
+    }
+
+    #[test]
+    fn next_seq_never_goes_below_the_highest_queued_seq() {
+        block_on(async {
+            let config = EngineConfig::new("t1", "b1", "lobby");
+            let store = MemoryStore::new();
+            let fields = |s: &str| {
+                let mut f = Fields::new();
+                f.insert("status".into(), s.into());
+                f
+            };
+            let e = Engine::open(store.clone(), Unplugged, SimEnv::new(0, 1), config.clone())
+                .await
+                .unwrap();
+            for id in ["101", "102", "103"] {
+                e.create("rooms", Some(id), fields("dirty")).await.unwrap();
+            }
+            drop(e);
+            // The sync state goes back to before the three writes.
+            let mut meta = store.load_meta().await.unwrap().unwrap();
+            meta.next_seq = 1;
+            store
+                .commit(WriteBatch {
+                    ops: vec![WriteOp::PutMeta(meta)],
+                })
+                .await
+                .unwrap();
+            let e = Engine::open(store.clone(), Unplugged, SimEnv::new(5, 2), config)
+                .await
+                .unwrap();
+            e.create("rooms", Some("104"), fields("dirty"))
+                .await
+                .unwrap();
+            let ids: Vec<String> = store
+                .outbox()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.mutation.entity_id)
+                .collect();
+            assert_eq!(ids, ["101", "102", "103", "104"], "nothing replaced");
+        })
     }
 }

@@ -93,6 +93,12 @@ pub fn sample_outbox_entry(seq: u64) -> OutboxEntry {
     outbox_entry(seq)
 }
 
+/// A sample sync state (for backend-specific tests).
+#[doc(hidden)]
+pub fn sample_meta() -> SyncMeta {
+    meta()
+}
+
 fn audit(seq: u64) -> AuditEntry {
     AuditEntry {
         seq,

@@ -115,13 +115,16 @@ async fn webcrypto_wrap(master: &[u8; 32]) -> Result<(JsValue, Vec<u8>), OpenErr
     let mut iv = [0u8; 12];
     getrandom::fill(&mut iv)
         .map_err(|e| OpenError::Cipher(crate::crypto::CipherError::Random(e.to_string())))?;
-    let ct = JsFuture::from(
-        subtle
-            .encrypt_js(&gcm_params(&iv), &kek, &Uint8Array::from(&master[..]))
-            .map_err(js_err)?,
-    )
-    .await
-    .map_err(js_err)?;
+    // The master key's only JS copy: cleared once WebCrypto has read it
+    // (encrypt copies its input before it resolves).
+    let plain = Uint8Array::from(&master[..]);
+    let sealed = subtle.encrypt_js(&gcm_params(&iv), &kek, &plain);
+    let ct = match sealed {
+        Ok(p) => JsFuture::from(p).await,
+        Err(e) => Err(e),
+    };
+    plain.fill(0, 0, plain.length());
+    let ct = ct.map_err(js_err)?;
     let mut wrapped = iv.to_vec();
     wrapped.extend(Uint8Array::new(&ct).to_vec());
     Ok((kek, wrapped))
@@ -140,7 +143,10 @@ async fn webcrypto_unwrap(kek: &JsValue, wrapped: &[u8]) -> Result<Zeroizing<[u8
         )
         .map_err(|_| OpenError::WrongKey)?;
     let plain = JsFuture::from(p).await.map_err(|_| OpenError::WrongKey)?;
-    let bytes = Zeroizing::new(Uint8Array::new(&plain).to_vec());
+    let view = Uint8Array::new(&plain);
+    let bytes = Zeroizing::new(view.to_vec());
+    // Clear the JS copy of the master key.
+    view.fill(0, 0, view.length());
     Ok(crate::crypto::ring::master_from_slice(&bytes)?)
 }
 
@@ -165,7 +171,9 @@ pub(crate) async fn open_cipher(db: &IdbDatabase, key: KeySource) -> Result<Code
             (Some("plain"), KeySource::Plain) => return Ok(Codec::Plain),
             (Some("plain"), _) => {
                 return Err(OpenError::KeyMismatch(
-                    "this store is not encrypted; open it without a key".into(),
+                    "refusing to open: a key was given but this database holds no \
+                     encrypted store (it may have been replaced). Nothing was read or changed"
+                        .into(),
                 ))
             }
             (Some("sealed"), KeySource::Plain) => {
@@ -224,7 +232,9 @@ pub(crate) async fn open_cipher(db: &IdbDatabase, key: KeySource) -> Result<Code
             }
             (None, _) if has_data => {
                 return Err(OpenError::KeyMismatch(
-                    "this store was created without encryption; open it without a key".into(),
+                    "refusing to open: a key was given but this database holds unencrypted \
+                     data (it may have been replaced). Nothing was read or changed"
+                        .into(),
                 ))
             }
             (None, k) => {

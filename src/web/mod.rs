@@ -33,3 +33,5 @@ pub use transport::FetchTransport;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_integrity;

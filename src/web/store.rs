@@ -32,6 +32,8 @@ struct Connection {
     /// Armed by [`InjectFaults`]: the next commit aborts its transaction
     /// after issuing this many requests.
     fail_after: Cell<Option<usize>>,
+    /// A read met a data key id this connection's ring does not hold.
+    unknown_key: Cell<bool>,
     _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
 
@@ -94,16 +96,22 @@ impl IdbStore {
                 return Err(e);
             }
         };
-        Ok(IdbStore {
+        let store = IdbStore {
             inner: Rc::new(Connection {
                 name: name.to_string(),
                 db,
                 codec,
                 gone,
                 fail_after: Cell::new(None),
+                unknown_key: Cell::new(false),
                 _listeners: listeners,
             }),
-        })
+        };
+        if let Err(e) = store.verify_mark().await {
+            store.close();
+            return Err(OpenError::Store(e));
+        }
+        Ok(store)
     }
 
     /// The database name.
@@ -139,6 +147,21 @@ impl IdbStore {
     pub(crate) fn data_key_for_tests(&self) -> Option<[u8; 32]> {
         match &self.inner.codec {
             Codec::Sealed(c) => Some(c.borrow().current_data_key()),
+            Codec::Plain => None,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn rotate_after_for_tests(&self, n: u64) {
+        if let Codec::Sealed(c) = &self.inner.codec {
+            c.borrow_mut().set_rotate_after(n);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn key_id_for_tests(&self) -> Option<u32> {
+        match &self.inner.codec {
+            Codec::Sealed(c) => Some(c.borrow().current_key_id()),
             Codec::Plain => None,
         }
     }
@@ -237,10 +260,12 @@ impl IdbStore {
         match &self.inner.codec {
             Codec::Plain => serde_json::from_slice(&bytes).map_err(|e| corrupt(store, e)),
             Codec::Sealed(c) => {
-                let plain = c
-                    .borrow()
-                    .open_value(store, label, &bytes)
-                    .map_err(|e| corrupt(store, e))?;
+                let plain = c.borrow().open_value(store, label, &bytes).map_err(|e| {
+                    if matches!(e, crate::crypto::CipherError::UnknownKey(_)) {
+                        self.inner.unknown_key.set(true);
+                    }
+                    corrupt(store, e)
+                })?;
                 serde_json::from_slice(&plain).map_err(|e| corrupt(store, e))
             }
         }
@@ -302,10 +327,157 @@ impl Store for IdbStore {
     }
 
     async fn load_meta(&self) -> Result<Option<SyncMeta>, StoreError> {
-        self.get_one(META, &JsValue::from_str("meta"), "meta").await
+        let key = JsValue::from_str("meta");
+        self.fresh(|| self.get_one(META, &key, "meta")).await
     }
 
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
+        self.fresh(|| self.get_inner(key)).await
+    }
+
+    async fn get_many(&self, keys: &[EntityKey]) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        self.fresh(|| self.get_many_inner(keys)).await
+    }
+
+    async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
+        self.fresh(|| self.scan_inner(collection)).await
+    }
+
+    async fn collections(&self) -> Result<Vec<String>, StoreError> {
+        self.fresh(|| self.collections_inner()).await
+    }
+
+    async fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.fresh(|| self.outbox_inner()).await
+    }
+
+    async fn conflicts(&self) -> Result<Vec<ConflictRecord>, StoreError> {
+        self.fresh(|| self.conflicts_inner()).await
+    }
+
+    async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.fresh(|| self.audit_inner(after, limit)).await
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.check()?;
+        if batch.ops.is_empty() {
+            return Ok(());
+        }
+        // 1. Seal everything, synchronously, before the transaction exists.
+        let json = |v: &dyn erased::Json| v.to_json();
+        let mut reqs: Vec<Req> = Vec::with_capacity(batch.ops.len() + 1);
+        for op in &batch.ops {
+            let r = match op {
+                WriteOp::PutEntity(r) => {
+                    let (k, label) = self.entity_key(ENTITIES, &r.key);
+                    let v = self.seal(ENTITIES, &label, &json(r)?)?;
+                    Req::put(ENTITIES, k, label, v)
+                }
+                WriteOp::DeleteEntity(key) => {
+                    let (k, label) = self.entity_key(ENTITIES, key);
+                    Req::delete(ENTITIES, k, label)
+                }
+                WriteOp::PutOutbox(e) => {
+                    let label = e.seq.to_string();
+                    let v = self.seal(OUTBOX, &label, &json(e)?)?;
+                    Req::put(OUTBOX, JsValue::from_f64(e.seq as f64), label, v)
+                }
+                WriteOp::DeleteOutbox(seq) => {
+                    Req::delete(OUTBOX, JsValue::from_f64(*seq as f64), seq.to_string())
+                }
+                WriteOp::PutConflict(c) => {
+                    let (k, label) = self.entity_key(CONFLICTS, &c.key);
+                    let v = self.seal(CONFLICTS, &label, &json(c)?)?;
+                    Req::put(CONFLICTS, k, label, v)
+                }
+                WriteOp::DeleteConflict(key) => {
+                    let (k, label) = self.entity_key(CONFLICTS, key);
+                    Req::delete(CONFLICTS, k, label)
+                }
+                WriteOp::AppendAudit(a) => {
+                    let label = a.seq.to_string();
+                    let v = self.seal(AUDIT, &label, &json(a)?)?;
+                    Req::put(AUDIT, JsValue::from_f64(a.seq as f64), label, v)
+                }
+                WriteOp::PutMeta(m) => {
+                    let v = self.seal(META, "meta", &json(m)?)?;
+                    Req::put(META, JsValue::from_str("meta"), "meta".into(), v)
+                }
+            };
+            reqs.push(r);
+        }
+        let cipher = match &self.inner.codec {
+            Codec::Sealed(c) => Some(c),
+            Codec::Plain => None,
+        };
+        let mut stores: Vec<&str> = reqs.iter().map(|r| r.store).collect();
+        if cipher.is_some() {
+            stores.push(KEYRING);
+        }
+        stores.sort_unstable();
+        stores.dedup();
+
+        // 2. One strict transaction. A sealed store first reads the stored
+        // key ring (another tab may have written it) and the old value of
+        // every record it replaces or deletes, then issues every write and
+        // the ring with the updated integrity mark, and awaits completion.
+        let result = async {
+            let tx = self.tx(&stores, true)?;
+            let done = idb::completion(&tx);
+            let abort = |e: StoreError| async {
+                let _ = tx.abort();
+                let _ = idb::completion(&tx).await;
+                e
+            };
+            if let Some(cipher) = cipher {
+                match self.update_mark(&tx, cipher, &batch, &reqs).await {
+                    Ok(ring) => reqs.push(Req::put(
+                        KEYRING,
+                        JsValue::from_str("ring"),
+                        "ring".into(),
+                        Uint8Array::from(&ring[..]).into(),
+                    )),
+                    Err(e) => {
+                        let _ = tx.abort();
+                        let _ = done.await;
+                        return Err(e);
+                    }
+                }
+            }
+            let fail_after = self.inner.fail_after.take();
+            for (i, r) in reqs.iter().enumerate() {
+                if fail_after == Some(i) {
+                    let _ = tx.abort();
+                    let _ = done.await;
+                    return Err(StoreError::Backend("injected commit failure".into()));
+                }
+                let issued = tx.object_store(r.store).and_then(|os| match &r.value {
+                    Some(v) => os.put_with_key(v, &r.key),
+                    None => os.delete(&r.key),
+                });
+                if let Err(e) = issued {
+                    return Err(abort(idb::store_error(&e)).await);
+                }
+            }
+            if fail_after.is_some() {
+                // Armed past the last request: abort before the commit lands.
+                let _ = tx.abort();
+                let _ = done.await;
+                return Err(StoreError::Backend("injected commit failure".into()));
+            }
+            done.await.map(|_| ()).map_err(|e| idb::store_error(&e))
+        }
+        .await;
+        if let Err(StoreError::Gone(_)) = &result {
+            self.inner.gone.set(true);
+        }
+        result
+    }
+}
+
+impl IdbStore {
+    async fn get_inner(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
         let (k, label) = self.entity_key(ENTITIES, key);
         let rec: Option<EntityRecord> = self.get_one(ENTITIES, &k, &label).await?;
         if let Some(r) = &rec {
@@ -316,7 +488,10 @@ impl Store for IdbStore {
         Ok(rec)
     }
 
-    async fn get_many(&self, keys: &[EntityKey]) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+    async fn get_many_inner(
+        &self,
+        keys: &[EntityKey],
+    ) -> Result<Vec<Option<EntityRecord>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -346,7 +521,7 @@ impl Store for IdbStore {
         Ok(out)
     }
 
-    async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
+    async fn scan_inner(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
         let range = self.collection_range(collection)?;
         let (keys, values) = self.get_all(ENTITIES, Some(&range)).await?;
         let mut out = Vec::with_capacity(values.length() as usize);
@@ -361,7 +536,7 @@ impl Store for IdbStore {
         Ok(out)
     }
 
-    async fn collections(&self) -> Result<Vec<String>, StoreError> {
+    async fn collections_inner(&self) -> Result<Vec<String>, StoreError> {
         // Walk one record per collection: read it, then jump past the
         // collection's key range.
         let tx = self.tx(&[ENTITIES], false)?;
@@ -391,7 +566,7 @@ impl Store for IdbStore {
         Ok(out)
     }
 
-    async fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+    async fn outbox_inner(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         let (keys, values) = self.get_all(OUTBOX, None).await?;
         keys.iter()
             .zip(values.iter())
@@ -399,7 +574,7 @@ impl Store for IdbStore {
             .collect()
     }
 
-    async fn conflicts(&self) -> Result<Vec<ConflictRecord>, StoreError> {
+    async fn conflicts_inner(&self) -> Result<Vec<ConflictRecord>, StoreError> {
         let (keys, values) = self.get_all(CONFLICTS, None).await?;
         let mut out: Vec<ConflictRecord> = keys
             .iter()
@@ -410,7 +585,7 @@ impl Store for IdbStore {
         Ok(out)
     }
 
-    async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit_inner(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let range = IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(after as f64), true)
             .map_err(|e| idb::store_error(&e))?;
         let tx = self.tx(&[AUDIT], false)?;
@@ -425,123 +600,261 @@ impl Store for IdbStore {
             .map(|(k, v)| self.open_value(AUDIT, &Self::seq_label(&k), &v))
             .collect()
     }
+}
 
-    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.check()?;
-        // 1. Seal everything, synchronously, before the transaction exists.
-        enum Req {
-            Put(&'static str, JsValue, JsValue),
-            Delete(&'static str, JsValue),
+/// One write of a commit: a put (`value`) or a delete, with the record's
+/// label (its AAD and integrity-mark name).
+struct Req {
+    store: &'static str,
+    key: JsValue,
+    label: String,
+    value: Option<JsValue>,
+}
+
+impl Req {
+    fn put(store: &'static str, key: JsValue, label: String, value: JsValue) -> Self {
+        Req {
+            store,
+            key,
+            label,
+            value: Some(value),
         }
-        let mut reqs = Vec::with_capacity(batch.ops.len() + 1);
-        let json = |v: &dyn erased::Json| v.to_json();
-        for op in &batch.ops {
-            let r = match op {
-                WriteOp::PutEntity(r) => {
-                    let (k, label) = self.entity_key(ENTITIES, &r.key);
-                    Req::Put(ENTITIES, k, self.seal(ENTITIES, &label, &json(r)?)?)
-                }
-                WriteOp::DeleteEntity(key) => {
-                    Req::Delete(ENTITIES, self.entity_key(ENTITIES, key).0)
-                }
-                WriteOp::PutOutbox(e) => {
-                    let label = e.seq.to_string();
-                    Req::Put(
-                        OUTBOX,
-                        JsValue::from_f64(e.seq as f64),
-                        self.seal(OUTBOX, &label, &json(e)?)?,
-                    )
-                }
-                WriteOp::DeleteOutbox(seq) => Req::Delete(OUTBOX, JsValue::from_f64(*seq as f64)),
-                WriteOp::PutConflict(c) => {
-                    let (k, label) = self.entity_key(CONFLICTS, &c.key);
-                    Req::Put(CONFLICTS, k, self.seal(CONFLICTS, &label, &json(c)?)?)
-                }
-                WriteOp::DeleteConflict(key) => {
-                    Req::Delete(CONFLICTS, self.entity_key(CONFLICTS, key).0)
-                }
-                WriteOp::AppendAudit(a) => {
-                    let label = a.seq.to_string();
-                    Req::Put(
-                        AUDIT,
-                        JsValue::from_f64(a.seq as f64),
-                        self.seal(AUDIT, &label, &json(a)?)?,
-                    )
-                }
-                WriteOp::PutMeta(m) => Req::Put(
-                    META,
-                    JsValue::from_str("meta"),
-                    self.seal(META, "meta", &json(m)?)?,
-                ),
-            };
-            reqs.push(r);
+    }
+    fn delete(store: &'static str, key: JsValue, label: String) -> Self {
+        Req {
+            store,
+            key,
+            label,
+            value: None,
         }
-        let mut ring_written = false;
-        if let Codec::Sealed(c) = &self.inner.codec {
-            if let Some(ring) = c
-                .borrow_mut()
-                .take_dirty_ring()
-                .map_err(|e| StoreError::Backend(e.to_string()))?
-            {
-                reqs.push(Req::Put(
-                    KEYRING,
-                    JsValue::from_str("ring"),
-                    Uint8Array::from(&ring[..]).into(),
-                ));
-                ring_written = true;
+    }
+}
+
+/// Object stores covered by the integrity mark, with how a raw IndexedDB
+/// key becomes the record's label.
+type LabelOf = fn(&JsValue) -> String;
+const MARKED: [(&str, LabelOf); 5] = [
+    (ENTITIES, IdbStore::pair_label),
+    (CONFLICTS, IdbStore::pair_label),
+    (OUTBOX, IdbStore::seq_label),
+    (AUDIT, IdbStore::seq_label),
+    (META, IdbStore::meta_label),
+];
+
+/// Records read per request when the mark is checked.
+const VERIFY_PAGE: u32 = 2_000;
+
+impl IdbStore {
+    fn meta_label(k: &JsValue) -> String {
+        k.as_string().unwrap_or_default()
+    }
+
+    /// Inside the commit's transaction `tx`: merges the stored key ring,
+    /// reads the old value of every record `reqs` replaces or deletes, and
+    /// returns the sealed ring whose mark covers the records after the
+    /// commit.
+    async fn update_mark(
+        &self,
+        tx: &IdbTransaction,
+        cipher: &std::cell::RefCell<crate::crypto::StoreCipher>,
+        batch: &WriteBatch,
+        reqs: &[Req],
+    ) -> Result<Vec<u8>, StoreError> {
+        use std::collections::HashMap;
+        let ring_os = tx.object_store(KEYRING).map_err(|e| idb::store_error(&e))?;
+        let ring_req = idb::issued(ring_os.get(&"ring".into()))?;
+        // The record each request names, as it is before the commit.
+        let mut olds: HashMap<(&str, &str), Option<[u8; 32]>> = HashMap::new();
+        let mut pending = Vec::new();
+        for r in reqs {
+            if olds.insert((r.store, r.label.as_str()), None).is_none() {
+                let os = tx.object_store(r.store).map_err(|e| idb::store_error(&e))?;
+                pending.push(((r.store, r.label.as_str()), idb::issued(os.get(&r.key))?));
             }
         }
-        if reqs.is_empty() {
+        let stored_ring = bytes_of(&idb::request(&ring_req).await?)
+            .ok_or_else(|| corrupt(KEYRING, "the key ring is missing"))?;
+        cipher
+            .borrow_mut()
+            .merge_stored_ring(&stored_ring)
+            .map_err(|e| corrupt(KEYRING, e))?;
+        let mut old_bytes = Vec::with_capacity(pending.len());
+        for (k, req) in pending {
+            if let Some(b) = bytes_of(&idb::request(&req).await?) {
+                old_bytes.push((k, b));
+            }
+        }
+        let mut c = cipher.borrow_mut();
+        for (k, b) in old_bytes {
+            olds.insert(k, Some(c.record_tag(k.0, k.1, &b)));
+        }
+        if let Some(mut mark) = c.mark() {
+            for r in reqs {
+                let slot = olds.get_mut(&(r.store, r.label.as_str())).expect("read");
+                if let Some(t) = slot.take() {
+                    mark.toggle(&t);
+                    mark.count = mark.count.saturating_sub(1);
+                }
+                if let Some(v) = &r.value {
+                    let b = bytes_of(v).expect("sealed bytes");
+                    let t = c.record_tag(r.store, &r.label, &b);
+                    mark.toggle(&t);
+                    mark.count += 1;
+                    *slot = Some(t);
+                }
+            }
+            for op in &batch.ops {
+                match op {
+                    WriteOp::PutOutbox(e) => {
+                        mark.next_outbox_seq = mark.next_outbox_seq.max(e.seq + 1)
+                    }
+                    WriteOp::AppendAudit(a) => {
+                        mark.next_audit_seq = mark.next_audit_seq.max(a.seq + 1)
+                    }
+                    _ => {}
+                }
+            }
+            mark.generation += 1;
+            c.set_mark(mark);
+        }
+        c.sealed_ring()
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    /// Checks every record against the integrity mark, in one transaction
+    /// (a store written before marks existed gets one here). A record
+    /// rolled back to an older sealed value, removed or added outside
+    /// tidesync makes the store `STORE_CORRUPT`; nothing is changed.
+    async fn verify_mark(&self) -> Result<(), StoreError> {
+        let Codec::Sealed(cipher) = &self.inner.codec else {
             return Ok(());
-        }
-        let mut stores: Vec<&str> = reqs
-            .iter()
-            .map(|r| match r {
-                Req::Put(s, ..) | Req::Delete(s, _) => *s,
-            })
-            .collect();
-        stores.sort_unstable();
-        stores.dedup();
-
-        // 2. One strict transaction: issue every request, await completion once.
-        let result = async {
-            let tx = self.tx(&stores, true)?;
-            let done = idb::completion(&tx);
-            let fail_after = self.inner.fail_after.take();
-            for (i, r) in reqs.iter().enumerate() {
-                if fail_after == Some(i) {
-                    let _ = tx.abort();
-                    let _ = done.await;
-                    return Err(StoreError::Backend("injected commit failure".into()));
-                }
-                let issued = match r {
-                    Req::Put(s, k, v) => tx.object_store(s).and_then(|os| os.put_with_key(v, k)),
-                    Req::Delete(s, k) => tx.object_store(s).and_then(|os| os.delete(k)),
+        };
+        let migrate = cipher.borrow().mark().is_none();
+        let mut stores: Vec<&str> = MARKED.iter().map(|(s, _)| *s).collect();
+        stores.push(KEYRING);
+        let tx = self.tx(&stores, migrate)?;
+        let done = migrate.then(|| idb::completion(&tx));
+        let ring_os = tx.object_store(KEYRING).map_err(|e| idb::store_error(&e))?;
+        let stored_ring =
+            bytes_of(&idb::request(&idb::issued(ring_os.get(&"ring".into()))?).await?)
+                .ok_or_else(|| corrupt(KEYRING, "the key ring is missing"))?;
+        cipher
+            .borrow_mut()
+            .merge_stored_ring(&stored_ring)
+            .map_err(|e| corrupt(KEYRING, e))?;
+        let mut found = crate::crypto::Mark::default();
+        for (store, label_of) in MARKED {
+            let os = tx.object_store(store).map_err(|e| idb::store_error(&e))?;
+            let mut after: Option<JsValue> = None;
+            loop {
+                let range = match &after {
+                    None => None,
+                    Some(k) => Some(
+                        IdbKeyRange::lower_bound_with_open(k, true)
+                            .map_err(|e| idb::store_error(&e))?,
+                    ),
                 };
-                if let Err(e) = issued {
-                    let _ = tx.abort();
-                    let _ = done.await;
-                    return Err(idb::store_error(&e));
+                let (kr, vr) = match &range {
+                    None => (
+                        idb::issued(
+                            os.get_all_keys_with_key_and_limit(&JsValue::UNDEFINED, VERIFY_PAGE),
+                        )?,
+                        idb::issued(
+                            os.get_all_with_key_and_limit(&JsValue::UNDEFINED, VERIFY_PAGE),
+                        )?,
+                    ),
+                    Some(r) => (
+                        idb::issued(os.get_all_keys_with_key_and_limit(r, VERIFY_PAGE))?,
+                        idb::issued(os.get_all_with_key_and_limit(r, VERIFY_PAGE))?,
+                    ),
+                };
+                let keys: Array = idb::request(&kr).await?.unchecked_into();
+                let values: Array = idb::request(&vr).await?.unchecked_into();
+                let c = cipher.borrow();
+                for (k, v) in keys.iter().zip(values.iter()) {
+                    let label = label_of(&k);
+                    let b = bytes_of(&v)
+                        .ok_or_else(|| corrupt(store, format!("record {label:?} is not bytes")))?;
+                    found.toggle(&c.record_tag(store, &label, &b));
+                    found.count += 1;
+                    let seq = k.as_f64().map(|f| f as u64 + 1).unwrap_or(0);
+                    match store {
+                        OUTBOX => found.next_outbox_seq = found.next_outbox_seq.max(seq),
+                        AUDIT => found.next_audit_seq = found.next_audit_seq.max(seq),
+                        _ => {}
+                    }
                 }
-            }
-            if fail_after.is_some() {
-                // Armed past the last request: abort before the commit lands.
-                let _ = tx.abort();
-                let _ = done.await;
-                return Err(StoreError::Backend("injected commit failure".into()));
-            }
-            done.await.map(|_| ()).map_err(|e| idb::store_error(&e))
-        }
-        .await;
-        if result.is_err() && ring_written {
-            if let Codec::Sealed(c) = &self.inner.codec {
-                c.borrow_mut().mark_ring_dirty();
+                if keys.length() < VERIFY_PAGE {
+                    break;
+                }
+                after = Some(keys.get(keys.length() - 1));
             }
         }
-        if let Err(StoreError::Gone(_)) = &result {
-            self.inner.gone.set(true);
+        let stored_mark = cipher.borrow().mark();
+        match stored_mark {
+            Some(mark) => {
+                let behind = found.next_outbox_seq > mark.next_outbox_seq
+                    || found.next_audit_seq > mark.next_audit_seq;
+                if found.count != mark.count || found.digest != mark.digest || behind {
+                    return Err(StoreError::Corrupt(format!(
+                        "the store's records do not match its sealed integrity mark \
+                         ({} records found, {} expected at commit {}): a record was rolled \
+                         back to an older copy, removed or added outside tidesync. Nothing \
+                         was changed",
+                        found.count, mark.count, mark.generation
+                    )));
+                }
+                Ok(())
+            }
+            None => {
+                // First open by a build with marks: the records as they are.
+                let ring = {
+                    let mut c = cipher.borrow_mut();
+                    c.set_mark(found);
+                    c.sealed_ring()
+                        .map_err(|e| StoreError::Backend(e.to_string()))?
+                };
+                ring_os
+                    .put_with_key(&Uint8Array::from(&ring[..]), &"ring".into())
+                    .map_err(|e| idb::store_error(&e))?;
+                done.expect("readwrite")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| idb::store_error(&e))
+            }
         }
-        result
+    }
+
+    /// Re-reads the stored key ring (another tab may have added a data key).
+    async fn refresh_ring(&self) -> Result<(), StoreError> {
+        let Codec::Sealed(cipher) = &self.inner.codec else {
+            return Ok(());
+        };
+        let tx = self.tx(&[KEYRING], false)?;
+        let os = tx.object_store(KEYRING).map_err(|e| idb::store_error(&e))?;
+        let ring = bytes_of(&idb::request(&idb::issued(os.get(&"ring".into()))?).await?)
+            .ok_or_else(|| corrupt(KEYRING, "the key ring is missing"))?;
+        cipher
+            .borrow_mut()
+            .merge_stored_ring(&ring)
+            .map_err(|e| corrupt(KEYRING, e))
+    }
+
+    /// Runs a read; if it met a data key this connection's ring lacks
+    /// (another tab rotated), reloads the ring and runs it once more.
+    async fn fresh<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        self.inner.unknown_key.set(false);
+        match read().await {
+            Err(_) if self.inner.unknown_key.replace(false) => {
+                self.refresh_ring().await?;
+                read().await
+            }
+            r => r,
+        }
     }
 }
 
