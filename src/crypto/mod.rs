@@ -114,7 +114,11 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CipherError> {
 
 /// AES-256-GCM with a random nonce: `[nonce][ct ‖ tag]`.
 pub(crate) fn gcm_seal(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> Result<Vec<u8>, CipherError> {
-    let cipher = Aes256Gcm::new(key.into());
+    gcm_seal_with(&Aes256Gcm::new(key.into()), aad, msg)
+}
+
+/// [`gcm_seal`] with a keyed cipher.
+fn gcm_seal_with(cipher: &Aes256Gcm, aad: &[u8], msg: &[u8]) -> Result<Vec<u8>, CipherError> {
     let nonce: [u8; 12] = random_bytes()?;
     let ct = cipher
         .encrypt(Nonce::from_slice(&nonce), Payload { msg, aad })
@@ -127,10 +131,14 @@ pub(crate) fn gcm_seal(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> Result<Vec<u8>
 
 /// Opens [`gcm_seal`]'s output; `None` if authentication fails.
 pub(crate) fn gcm_open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    gcm_open_with(&Aes256Gcm::new(key.into()), aad, sealed)
+}
+
+/// [`gcm_open`] with a keyed cipher.
+fn gcm_open_with(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     if sealed.len() < 12 + TAG_LEN {
         return None;
     }
-    let cipher = Aes256Gcm::new(key.into());
     cipher
         .decrypt(
             Nonce::from_slice(&sealed[..12]),
@@ -141,6 +149,17 @@ pub(crate) fn gcm_open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Zero
         )
         .ok()
         .map(Zeroizing::new)
+}
+
+fn aeads_of(ring: &KeyRing) -> Vec<(u32, Aes256Gcm)> {
+    ring.keys
+        .iter()
+        .map(|(id, k)| (*id, Aes256Gcm::new((&**k).into())))
+        .collect()
+}
+
+fn mac_of(ring: &KeyRing) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(&ring.mac_key[..]).expect("HMAC takes any key length")
 }
 
 fn value_aad(store: &str, record_key: &str, schema_version: u32) -> Vec<u8> {
@@ -162,6 +181,11 @@ fn value_aad(store: &str, record_key: &str, schema_version: u32) -> Vec<u8> {
 /// the key ring to store (in the same transaction as the values).
 pub struct StoreCipher {
     ring: KeyRing,
+    /// One keyed AES-256-GCM per data key (round keys and GHASH key are
+    /// expanded once, and zeroized on drop).
+    aeads: Vec<(u32, Aes256Gcm)>,
+    /// HMAC-SHA256 keyed with the ring's MAC key, cloned per hash.
+    mac: Hmac<Sha256>,
     master: Zeroizing<[u8; 32]>,
     used: u64,
     rotate_after: u64,
@@ -184,6 +208,8 @@ impl StoreCipher {
         let master = random_key()?;
         let ring = KeyRing::generate()?;
         Ok(StoreCipher {
+            aeads: aeads_of(&ring),
+            mac: mac_of(&ring),
             ring,
             master,
             used: 0,
@@ -203,6 +229,8 @@ impl StoreCipher {
         // Everything up to the reserved mark may have been used before a crash.
         let used = ring.reserved;
         Ok(StoreCipher {
+            aeads: aeads_of(&ring),
+            mac: mac_of(&ring),
             ring,
             master,
             used,
@@ -210,6 +238,14 @@ impl StoreCipher {
             dirty: false,
             schema_version,
         })
+    }
+
+    fn aead(&self, id: u32) -> Result<&Aes256Gcm, CipherError> {
+        self.aeads
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, a)| a)
+            .ok_or(CipherError::UnknownKey(id))
     }
 
     /// The master key, for wrapping it under a KEK.
@@ -244,6 +280,7 @@ impl StoreCipher {
     fn count_seal(&mut self) -> Result<(), CipherError> {
         if self.used >= self.rotate_after {
             self.ring.rotate()?;
+            self.aeads = aeads_of(&self.ring);
             self.used = 0;
             self.ring.reserved = 0;
             self.dirty = true;
@@ -287,6 +324,7 @@ impl StoreCipher {
         let before = self.ring.current;
         if self.ring.merge(stored)? {
             self.dirty = true;
+            self.aeads = aeads_of(&self.ring);
         }
         if self.ring.current != before {
             // Another connection rotated: its key is current now, and up to
@@ -316,8 +354,7 @@ impl StoreCipher {
     /// object store, the record key and the sealed value (through its GCM
     /// tag), and cannot be computed without the ring's MAC key.
     pub fn record_tag(&self, store: &str, record_key: &str, sealed: &[u8]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.ring.mac_key[..])
-            .expect("HMAC takes any key length");
+        let mut mac = self.mac.clone();
         mac.update(b"tidesync/mark/v1\0");
         mac.update(store.as_bytes());
         mac.update(&[0]);
@@ -336,10 +373,7 @@ impl StoreCipher {
     ) -> Result<Vec<u8>, CipherError> {
         self.count_seal()?;
         let key_id = self.ring.current;
-        let key = self
-            .ring
-            .key(key_id)
-            .ok_or(CipherError::UnknownKey(key_id))?;
+        let aead = self.aead(key_id)?;
         let compressed = (plaintext.len() >= COMPRESS_MIN)
             .then(|| Zeroizing::new(lz4_flex::compress_prepend_size(plaintext)))
             .filter(|c| c.len() < plaintext.len());
@@ -356,7 +390,7 @@ impl StoreCipher {
         let padded = padded_len(body.len());
         body.resize(padded, 0);
         let aad = value_aad(store, record_key, self.schema_version);
-        let sealed = gcm_seal(key, &aad, &body)?;
+        let sealed = gcm_seal_with(aead, &aad, &body)?;
         let mut out = Vec::with_capacity(5 + sealed.len());
         out.push(FORMAT_VERSION);
         out.extend_from_slice(&key_id.to_be_bytes());
@@ -381,12 +415,9 @@ impl StoreCipher {
             return Err(CipherError::Tampered("truncated value".into()));
         }
         let key_id = u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
-        let key = self
-            .ring
-            .key(key_id)
-            .ok_or(CipherError::UnknownKey(key_id))?;
+        let aead = self.aead(key_id)?;
         let aad = value_aad(store, record_key, self.schema_version);
-        let body = gcm_open(key, &aad, &sealed[5..])
+        let body = gcm_open_with(aead, &aad, &sealed[5..])
             .ok_or_else(|| CipherError::Tampered(format!("record {record_key:?} in {store:?}")))?;
         let unpadded = |b: &[u8]| -> Result<std::ops::Range<usize>, CipherError> {
             let len = b
@@ -414,8 +445,7 @@ impl StoreCipher {
     /// inputs give equal outputs, so it can be a storage key, and nothing of
     /// the input can be read from it.
     pub fn hash_key(&self, table: &str, key: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.ring.mac_key[..])
-            .expect("HMAC takes any key length");
+        let mut mac = self.mac.clone();
         mac.update(table.as_bytes());
         mac.update(&[0]);
         mac.update(key.as_bytes());

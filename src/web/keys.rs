@@ -218,7 +218,7 @@ pub(crate) async fn open_cipher(db: &IdbDatabase, key: KeySource) -> Result<Code
                         ))
                     })?;
                 let cipher = StoreCipher::open(master, &ring, VALUE_SCHEMA)?;
-                return Ok(Codec::Sealed(RefCell::new(cipher)));
+                return Ok(Codec::Sealed(Box::new(RefCell::new(cipher))));
             }
             (Some(other), _) => {
                 return Err(OpenError::KeyMismatch(format!(
@@ -264,7 +264,7 @@ pub(crate) async fn open_cipher(db: &IdbDatabase, key: KeySource) -> Result<Code
                 let ring = cipher.take_dirty_ring()?.unwrap_or(cipher.sealed_ring()?);
                 let env = serde_json::to_string(&env).expect("envelope serialises");
                 if create(db, "sealed", Some((env, ring, kek))).await? {
-                    return Ok(Codec::Sealed(RefCell::new(cipher)));
+                    return Ok(Codec::Sealed(Box::new(RefCell::new(cipher))));
                 }
             }
         }

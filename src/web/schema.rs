@@ -84,7 +84,7 @@ impl From<CipherError> for OpenError {
 /// How values are encoded: plain JSON, or sealed by the store's cipher.
 pub(crate) enum Codec {
     Plain,
-    Sealed(RefCell<StoreCipher>),
+    Sealed(Box<RefCell<StoreCipher>>),
 }
 
 impl From<OpenError> for crate::client::ClientError {
