@@ -159,7 +159,8 @@ fn aeads_of(ring: &KeyRing) -> Vec<(u32, Aes256Gcm)> {
 }
 
 fn mac_of(ring: &KeyRing) -> Hmac<Sha256> {
-    <Hmac<Sha256> as Mac>::new_from_slice(&ring.mac_key[..]).expect("HMAC takes any key length")
+    <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&ring.mac_key[..])
+        .expect("HMAC takes any key length")
 }
 
 fn value_aad(store: &str, record_key: &str, schema_version: u32) -> Vec<u8> {
