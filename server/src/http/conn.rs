@@ -20,6 +20,7 @@
 //! [`HttpConfig::header_timeout`]: super::HttpConfig::header_timeout
 //! [`HttpConfig::body_timeout`]: super::HttpConfig::body_timeout
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -30,7 +31,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::{IncomingStream, Listener};
@@ -39,7 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-use super::AppState;
+use super::{AppState, ClientKey};
 
 const NONE: u64 = u64::MAX;
 
@@ -105,11 +107,35 @@ impl Drop for RequestGuard {
 
 /// The connection a request came on (axum's connect info).
 #[derive(Clone, Debug)]
-pub struct Conn(Arc<ConnState>);
+pub struct Conn {
+    state: Arc<ConnState>,
+    peer: SocketAddr,
+}
 
 impl Connected<IncomingStream<'_, GuardedListener>> for Conn {
     fn connect_info(stream: IncomingStream<'_, GuardedListener>) -> Self {
-        Conn(Arc::clone(&stream.io().state))
+        Conn {
+            state: Arc::clone(&stream.io().state),
+            peer: *stream.remote_addr(),
+        }
+    }
+}
+
+/// The client address of a request, as the per-address limits key it
+/// ([`ClientKey::of`]; no address when the router is served without a
+/// socket). The TCP peer: behind a reverse proxy, the proxy's address.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Peer(pub(super) ClientKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<Conn>>()
+            .map(|c| c.0.peer.ip());
+        Ok(Peer(ClientKey::of(addr)))
     }
 }
 
@@ -119,7 +145,7 @@ pub(super) async fn track_requests(req: Request, next: Next) -> Response {
     let guard = req
         .extensions()
         .get::<ConnectInfo<Conn>>()
-        .map(|c| RequestGuard::new(&c.0 .0));
+        .map(|c| RequestGuard::new(&c.0.state));
     let resp = next.run(req).await;
     drop(guard);
     resp

@@ -169,6 +169,7 @@ fn route_name(path: &str) -> &'static str {
         "/v1/snapshot" => "snapshot",
         "/v1/reconcile" => "reconcile",
         "/health" => "health",
+        "/ready" => "ready",
         "/metrics" => "metrics",
         _ => "other",
     }
@@ -185,7 +186,7 @@ pub(super) async fn observe(
     let took = started.elapsed();
     let status = resp.status().as_u16();
     app.stats.request(route, status, took);
-    if matches!(route, "health" | "metrics") && status < 400 {
+    if matches!(route, "health" | "ready" | "metrics") && status < 400 {
         return resp;
     }
     let f = resp
