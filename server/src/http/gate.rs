@@ -51,6 +51,7 @@ fn too_many_failures(app: &AppState, wait: std::time::Duration, log: &LogFields)
         log,
     );
     err.retry_after_secs = Some(secs);
+    err.log.quiet = true;
     err
 }
 
