@@ -55,8 +55,8 @@ pub struct ConnState {
     idle_since: AtomicU64,
     /// When the first byte of the next request arrived (`NONE`: not yet).
     first_byte_at: AtomicU64,
-    /// A read that went pending while a request was in progress (no
-    /// deadline armed): woken when the request is over, to arm one.
+    /// The read that went pending last: woken when a request is over, to
+    /// arm the deadline that applies then.
     reader: Mutex<Option<Waker>>,
 }
 
@@ -206,14 +206,22 @@ impl AsyncRead for GuardedIo {
             }
             return Poll::Ready(r);
         }
+        // The end of a request moves the deadline, possibly earlier (from
+        // the header deadline of its first byte to the idle deadline of its
+        // end, for a request answered at once): it wakes this read to arm
+        // the new one, whether a deadline is armed now or not.
+        {
+            let mut reader = this.state.reader.lock().unwrap_or_else(|e| e.into_inner());
+            if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *reader = Some(cx.waker().clone());
+            }
+        }
         let Some(deadline) = this.deadline() else {
-            if this.state.busy.load(Ordering::SeqCst) > 0 {
-                *this.state.reader.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(cx.waker().clone());
-                // The request may have ended in between: then look again.
-                if this.state.busy.load(Ordering::SeqCst) == 0 {
-                    cx.waker().wake_by_ref();
-                }
+            // No deadline while a request is in progress (or with no
+            // timeouts at all). The request may have ended in between:
+            // then look again.
+            if this.deadline().is_some() {
+                cx.waker().wake_by_ref();
             }
             return Poll::Pending;
         };
