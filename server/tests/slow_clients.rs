@@ -110,8 +110,8 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     let took = closed_after(&mut silent, Duration::from_secs(3)).await;
     assert!(took >= Duration::from_millis(250), "{took:?}");
 
-    // Keep-alive after a response: idle from the end of the response. (
-    // `/health` is answered at once, without storage: the end of the
+    // Keep-alive after a response: idle from the end of the response.
+    // (`/health` is answered at once, without storage: the end of the
     // request moves the deadline earlier, from the header deadline of its
     // first byte to the idle one.)
     let mut kept = connect(&s).await;
