@@ -13,201 +13,22 @@
 //! * a flood of junk keys leaves valid pushes within 2x of their latency
 //!   without it (medians, measured in the same run).
 
+mod auth_flood;
 mod http_common;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use http_common::{client, code_of, create_room, room, Server};
+use auth_flood::{changes, config, junk_key, measure, retry_after, start_on, Probe};
+use http_common::{client, code_of, Server};
 use reqwest::header;
-use tidesync::{AckResult, Cursor, EntityKey, PushResponse};
-use tidesync_server::auth::{self, Credential, CredentialStore};
+use tidesync_server::auth::{self, CredentialStore};
 use tidesync_server::http::HttpConfig;
 use tidesync_server::testing::{push_request, temporary_sqlite};
-use tidesync_server::{
-    AuditRow, Backend, Change, EntitiesAt, Partition, ServerStore, SqliteStore, SqliteSync,
-    StorageBackend, StorageError, StoreTx, SyncService, TerminalContext,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tidesync_server::{SqliteSync, TerminalContext};
 
-/// What the counting store counts and how it behaves.
-#[derive(Debug, Default)]
-struct Probe {
-    /// `credential` lookups.
-    lookups: AtomicU64,
-    /// Every other storage call.
-    other: AtomicU64,
-    /// Each lookup takes this long (microseconds): a database across a
-    /// network.
-    lookup_delay_us: AtomicU64,
-    /// While true, lookups wait (to saturate the storage workers).
-    held: Mutex<bool>,
-    released: Condvar,
-}
-
-impl Probe {
-    fn lookups(&self) -> u64 {
-        self.lookups.load(Ordering::SeqCst)
-    }
-
-    fn calls(&self) -> u64 {
-        self.lookups() + self.other.load(Ordering::SeqCst)
-    }
-
-    fn hold(&self, on: bool) {
-        *self.held.lock().unwrap() = on;
-        self.released.notify_all();
-    }
-}
-
-/// SQLite, with every call counted.
-#[derive(Debug)]
-struct Counting {
-    inner: SqliteStore,
-    probe: Arc<Probe>,
-}
-
-impl Counting {
-    fn other(&self) {
-        self.probe.other.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl ServerStore for Counting {
-    fn transaction_dyn(
-        &self,
-        partition: &Partition,
-        work: &mut dyn FnMut(&mut dyn StoreTx) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
-        self.other();
-        self.inner.transaction_dyn(partition, work)
-    }
-    fn changes(
-        &self,
-        p: &Partition,
-        since: Cursor,
-        limit: usize,
-    ) -> Result<Vec<Change>, StorageError> {
-        self.other();
-        self.inner.changes(p, since, limit)
-    }
-    fn snapshot(
-        &self,
-        p: &Partition,
-        after: Option<&EntityKey>,
-        limit: usize,
-    ) -> Result<EntitiesAt, StorageError> {
-        self.other();
-        self.inner.snapshot(p, after, limit)
-    }
-    fn live_entities(&self, p: &Partition, collection: &str) -> Result<EntitiesAt, StorageError> {
-        self.other();
-        self.inner.live_entities(p, collection)
-    }
-    fn head(&self, p: &Partition) -> Result<Cursor, StorageError> {
-        self.other();
-        self.inner.head(p)
-    }
-    fn audit(&self, p: &Partition) -> Result<Vec<AuditRow>, StorageError> {
-        self.other();
-        self.inner.audit(p)
-    }
-}
-
-impl CredentialStore for Counting {
-    fn put_credential(&self, c: &Credential) -> Result<(), StorageError> {
-        self.other();
-        self.inner.put_credential(c)
-    }
-    fn credential(&self, key_hash: &str) -> Result<Option<Credential>, StorageError> {
-        self.probe.lookups.fetch_add(1, Ordering::SeqCst);
-        let mut held = self.probe.held.lock().unwrap();
-        while *held {
-            held = self.probe.released.wait(held).unwrap();
-        }
-        drop(held);
-        let delay = self.probe.lookup_delay_us.load(Ordering::SeqCst);
-        if delay > 0 {
-            std::thread::sleep(Duration::from_micros(delay));
-        }
-        self.inner.credential(key_hash)
-    }
-    fn revoke_credential(&self, key_id: &str, at_ms: u64) -> Result<bool, StorageError> {
-        self.other();
-        self.inner.revoke_credential(key_id, at_ms)
-    }
-    fn revoke_terminal(&self, ctx: &TerminalContext, at_ms: u64) -> Result<u64, StorageError> {
-        self.other();
-        self.inner.revoke_terminal(ctx, at_ms)
-    }
-}
-
-impl StorageBackend for Counting {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-    fn fail_commits(&self, on: bool) {
-        self.inner.fail_commits(on);
-    }
-}
-
-async fn start(config: HttpConfig) -> (Server, Arc<Probe>) {
-    let probe = Arc::new(Probe::default());
-    let store = Counting {
-        inner: temporary_sqlite(SqliteSync::Normal),
-        probe: Arc::clone(&probe),
-    };
-    let s = Server::start(SyncService::new(Backend::new(store)), config, "127.0.0.1:0").await;
-    (s, probe)
-}
-
-/// No per-terminal rate limit (the tests here are about authentication).
-fn config() -> HttpConfig {
-    HttpConfig {
-        rate_per_sec: 0.0,
-        ..HttpConfig::default()
-    }
-}
-
-/// A key of the issued shape that no server issued.
-fn junk_key(seed: &mut u64) -> String {
-    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut next = || {
-        // xorshift64
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        *seed
-    };
-    let id = next();
-    let secret: String = (0..43)
-        .map(|_| char::from(B64[(next() % 64) as usize]))
-        .collect();
-    let key = format!("ts_{id:016x}_{secret}");
-    assert!(auth::well_formed(&key));
-    key
-}
-
-async fn changes(s: &Server, key: Option<&str>) -> reqwest::Response {
-    let req = client().get(s.url("/v1/changes"));
-    match key {
-        Some(k) => req.header(header::AUTHORIZATION, format!("Bearer {k}")),
-        None => req,
-    }
-    .send()
-    .await
-    .unwrap()
-}
-
-fn retry_after(resp: &reqwest::Response) -> u64 {
-    resp.headers()[header::RETRY_AFTER]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+async fn start(config: HttpConfig) -> (Server, std::sync::Arc<Probe>) {
+    start_on(temporary_sqlite(SqliteSync::Normal), config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -468,235 +289,11 @@ async fn health_answers_while_every_storage_worker_is_busy() {
     s.shutdown().await;
 }
 
-// ---- the flood
-
-/// One junk request on a raw keep-alive connection: its status.
-async fn junk_request(stream: &mut TcpStream, key: Option<&str>, buf: &mut Vec<u8>) -> Option<u16> {
-    let body = br#"{"protocol":1,"mutations":[]}"#;
-    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
-    let req = format!(
-        "POST /v1/mutations HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await.ok()?;
-    stream.write_all(body).await.ok()?;
-    buf.clear();
-    let mut chunk = [0u8; 2048];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..end]).ok()?;
-            let len: usize = head.lines().find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
-            })?;
-            let status = head.split(' ').nth(1)?.parse().ok()?;
-            while buf.len() < end + 4 + len {
-                let n = stream.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Some(status);
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// What a flood sent, by answer.
-#[derive(Debug, Default)]
-struct Sent {
-    unauthorized: AtomicU64,
-    limited: AtomicU64,
-    other: AtomicU64,
-}
-
-/// `tasks` connections, each sending a junk request every `period` (or as
-/// fast as it is answered, if slower), until `stop`: 8 in 10 carry a
-/// random key of the issued shape (the worst case: each is new to the
-/// server), 1 a malformed key, 1 none.
-fn flood(
-    addr: SocketAddr,
-    tasks: usize,
-    period: Duration,
-    stop: Arc<AtomicBool>,
-    sent: Arc<Sent>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..tasks)
-        .map(|_| {
-            let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
-            tokio::spawn(async move {
-                // A new sequence for every task of every flood: each key is
-                // new to the server.
-                static TASKS: AtomicU64 = AtomicU64::new(1);
-                let mut seed = 0x9e37_79b9_7f4a_7c15_u64
-                    .wrapping_mul(TASKS.fetch_add(1, Ordering::Relaxed))
-                    | 1;
-                let mut buf = Vec::new();
-                let mut stream = None;
-                let mut tick = tokio::time::interval(period);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    i += 1;
-                    let key = match i % 10 {
-                        0 => None,
-                        1 => Some(format!("ts_junk_{i}")),
-                        _ => Some(junk_key(&mut seed)),
-                    };
-                    if stream.is_none() {
-                        stream = TcpStream::connect(addr).await.ok();
-                    }
-                    let Some(s) = stream.as_mut() else { continue };
-                    match junk_request(s, key.as_deref(), &mut buf).await {
-                        Some(401) => sent.unauthorized.fetch_add(1, Ordering::Relaxed),
-                        Some(429) => sent.limited.fetch_add(1, Ordering::Relaxed),
-                        Some(_) => sent.other.fetch_add(1, Ordering::Relaxed),
-                        None => {
-                            stream = None;
-                            0
-                        }
-                    };
-                }
-            })
-        })
-        .collect()
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// The flood's shape; `TIDESYNC_FLOOD_TASKS`, `TIDESYNC_FLOOD_PERIOD_US`
-/// override it (to explore; the defaults are what the test asserts with).
-fn flood_shape() -> (usize, Duration) {
-    let var = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    (
-        var("TIDESYNC_FLOOD_TASKS", 64) as usize,
-        Duration::from_micros(var("TIDESYNC_FLOOD_PERIOD_US", 2000)),
-    )
-}
-
-/// Push latencies without and with a flood of junk keys, in alternating
-/// rounds (so that load from elsewhere on the machine falls on both
-/// alike): (medians without, with), what the flood sent, and the lookups
-/// storage did during the floods.
-async fn measure(config: HttpConfig) -> (Duration, Duration, Arc<Sent>, u64, u64) {
-    let (s, probe) = start(config).await;
-    // Every lookup takes 3 ms, as a database across a network would: the
-    // storage workers are what a flood of lookups would use up.
-    probe.lookup_delay_us.store(3000, Ordering::SeqCst);
-    let key = s.key("b1", "t1");
-    let c = client();
-    let mut n = 0u64;
-    let mut push = || {
-        n += 1;
-        let body = push_request(vec![create_room("b1", "t1", n, &format!("r{n}"), room(n))]);
-        let req = c.post(s.url("/v1/mutations")).bearer_auth(&key).json(&body);
-        async move {
-            let started = Instant::now();
-            let resp = req.send().await.unwrap();
-            assert_eq!(resp.status(), 200);
-            let r: PushResponse = resp.json().await.unwrap();
-            assert!(matches!(r.acks[0].result, AckResult::Applied { .. }));
-            started.elapsed()
-        }
-    };
-    for _ in 0..10 {
-        push().await; // warm up (and the key is known to be valid)
-    }
-    let (tasks, period) = flood_shape();
-    let sent = Arc::new(Sent::default());
-    let (mut quiet, mut flooded) = (Vec::new(), Vec::new());
-    let mut flood_lookups = 0;
-    let mut flood_pushes = 0;
-    const ROUNDS: usize = 6;
-    const PUSHES: usize = 25;
-    for round in 0..ROUNDS {
-        for flooding in [round % 2 == 1, round % 2 == 0] {
-            if !flooding {
-                for _ in 0..PUSHES {
-                    quiet.push(push().await);
-                }
-                continue;
-            }
-            let stop = Arc::new(AtomicBool::new(false));
-            let lookups = probe.lookups();
-            let handles = flood(s.addr, tasks, period, Arc::clone(&stop), Arc::clone(&sent));
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            for _ in 0..PUSHES {
-                flooded.push(push().await);
-            }
-            stop.store(true, Ordering::Relaxed);
-            for h in handles {
-                h.await.unwrap();
-            }
-            flood_lookups += probe.lookups() - lookups;
-            flood_pushes += PUSHES as u64;
-        }
-    }
-    if std::env::var_os("TIDESYNC_FLOOD_DEBUG").is_some() {
-        let m = s
-            .app
-            .stats
-            .render(&s.app.service.metrics(), s.app.service.store().kind());
-        eprintln!(
-            "{}",
-            m.lines()
-                .filter(|l| l.starts_with("tidesync_auth") || l.contains("route=\"mutations\",s"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-    s.shutdown().await;
-    (
-        median(&mut quiet),
-        median(&mut flooded),
-        sent,
-        flood_lookups,
-        flood_pushes,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_junk_keys_leaves_valid_pushes_within_2x_of_their_latency() {
-    let (quiet, flooded, sent, lookups, pushes) = measure(config()).await;
-    let ratio = flooded.as_secs_f64() / quiet.as_secs_f64();
-    let (u, l, o) = (
-        sent.unauthorized.load(Ordering::SeqCst),
-        sent.limited.load(Ordering::SeqCst),
-        sent.other.load(Ordering::SeqCst),
-    );
-    eprintln!(
-        "push median {quiet:?} without the flood, {flooded:?} with it (ratio {ratio:.2}); \
-         the flood sent {} requests ({u} 401, {l} 429, {o} other); {lookups} lookups \
-         during the floods, {pushes} of them the pushes'",
-        u + l + o
-    );
-    assert_eq!(o, 0, "junk is answered 401 or 429");
-    assert!(u + l >= 2000, "the flood was a flood: {} requests", u + l);
-    // The address's allowance is 20 failures in a burst and 1 more per
-    // second: the junk keys' lookups are those, whatever the size of the
-    // flood (a few seconds of it).
-    let junk_lookups = lookups - pushes;
-    assert!(junk_lookups <= 6 * 25, "{junk_lookups} junk keys looked up");
-    assert!(
-        ratio <= 2.0,
-        "pushes took {flooded:?} (median) under the flood, {quiet:?} without: {ratio:.2}x"
-    );
+    measure(temporary_sqlite(SqliteSync::Normal), config())
+        .await
+        .check("SQLite");
 }
 
 /// The same flood with the per-address limit off (what the server did
@@ -706,16 +303,14 @@ async fn a_flood_of_junk_keys_leaves_valid_pushes_within_2x_of_their_latency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn without_the_address_limit_the_flood_starves_pushes() {
-    let (quiet, flooded, sent, lookups, _) = measure(HttpConfig {
-        auth_failure_rate: 0.0,
-        ..config()
-    })
+    let m = measure(
+        temporary_sqlite(SqliteSync::Normal),
+        HttpConfig {
+            auth_failure_rate: 0.0,
+            ..config()
+        },
+    )
     .await;
-    let ratio = flooded.as_secs_f64() / quiet.as_secs_f64();
-    eprintln!(
-        "unprotected: push median {quiet:?} without the flood, {flooded:?} with it \
-         (ratio {ratio:.2}); {} junk requests, {lookups} lookups",
-        sent.unauthorized.load(Ordering::SeqCst) + sent.limited.load(Ordering::SeqCst)
-    );
-    assert!(ratio > 2.0, "{ratio:.2}");
+    m.report("SQLite, no address limit");
+    assert!(m.ratio() > 2.0, "{:.2}", m.ratio());
 }
