@@ -43,7 +43,33 @@ impl AuthFailure {
 
 /// SHA-256 of a presented key, hex.
 pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    hex::encode(key_digest(key))
+}
+
+/// SHA-256 of a presented key, raw (what the HTTP layer's caches keep:
+/// never the key itself).
+pub fn key_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The length of every key [`new_key`] makes: `ts_`, 16 hex digits, `_`,
+/// 43 base64url characters.
+pub const KEY_LEN: usize = 3 + 16 + 1 + 43;
+
+/// Whether `key` has the shape of a key this server issues (`ts_`, 16
+/// lower-case hex digits, `_`, 43 base64url characters). Checked before
+/// any storage work: a key of another shape cannot be valid.
+pub fn well_formed(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == KEY_LEN
+        && b.starts_with(b"ts_")
+        && b[3..19]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        && b[19] == b'_'
+        && b[20..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
 }
 
 /// Makes a new key for `context`: the key (show it once) and the credential
@@ -83,10 +109,20 @@ pub fn verify(
         return Ok(Err(AuthFailure::Missing));
     };
     // Cheap shape check first: no database query for garbage.
-    if !key.starts_with("ts_") || key.len() > 128 {
+    if !well_formed(key) {
         return Ok(Err(AuthFailure::Invalid));
     }
-    let Some(c) = store.credential(&hash_key(key))? else {
+    verify_hash(store, &hash_key(key), now_ms)
+}
+
+/// Checks the credential stored under `key_hash` (see [`hash_key`]): one
+/// storage lookup.
+pub fn verify_hash(
+    store: &(impl CredentialStore + ?Sized),
+    key_hash: &str,
+    now_ms: u64,
+) -> Result<Result<Credential, AuthFailure>, StorageError> {
+    let Some(c) = store.credential(key_hash)? else {
         return Ok(Err(AuthFailure::Invalid));
     };
     if c.revoked_at_ms.is_some() {
@@ -132,6 +168,33 @@ mod tests {
         assert_eq!(k1.len(), 3 + 16 + 1 + 43);
         assert_eq!(c1.key_hash, hash_key(&k1));
         assert!(!serde_json::to_string(&c1).unwrap().contains(&k1[20..]));
+    }
+
+    #[test]
+    fn only_keys_of_the_issued_shape_are_well_formed() {
+        let ctx = TerminalContext::new("t", "b", "till-1");
+        for _ in 0..50 {
+            let (k, _) = new_key(ctx.clone(), 5, None).unwrap();
+            assert!(well_formed(&k), "{k}");
+        }
+        let (k, _) = new_key(ctx, 5, None).unwrap();
+        let mut upper = k.clone();
+        upper.replace_range(3..4, "A");
+        for bad in [
+            "",
+            "ts_",
+            "not-a-key",
+            "ts_0000000000000000_nope",
+            &k[..k.len() - 1],
+            &format!("{k}x"),
+            &upper,
+            &k.replace("ts_", "tz_"),
+            &format!("{}={}", &k[..30], &k[31..]),
+            &format!("{}.{}", &k[..19], &k[20..]),
+            &"x".repeat(4096),
+        ] {
+            assert!(!well_formed(bad), "{bad:?}");
+        }
     }
 
     #[test]

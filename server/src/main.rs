@@ -172,6 +172,20 @@ struct ServeArgs {
     /// Seconds a request body may take to arrive; slower is 408. 0: no limit.
     #[arg(long, env = "TIDESYNC_BODY_TIMEOUT", default_value_t = 30)]
     body_timeout: u64,
+    /// Failed authentications per second per client address, on average
+    /// (token bucket refill); over it, /v1 requests from that address whose
+    /// key is not known to be valid are 429 SYNC_RATE_LIMITED, without a
+    /// database lookup. 0 disables.
+    #[arg(long, env = "TIDESYNC_AUTH_FAILURE_RATE", default_value_t = 1.0)]
+    auth_failure_rate: f64,
+    /// Failed authentications in a burst per client address (bucket size).
+    #[arg(long, env = "TIDESYNC_AUTH_FAILURE_BURST", default_value_t = 20.0)]
+    auth_failure_burst: f64,
+    /// Seconds a key the database refused is refused again without a
+    /// lookup; a key issued after it was refused works once they passed.
+    /// 0: no cache of unknown keys.
+    #[arg(long, env = "TIDESYNC_UNKNOWN_KEY_TTL", default_value_t = 10)]
+    unknown_key_ttl: u64,
     /// Collections that are append-only for terminals (comma separated).
     #[arg(long, env = "TIDESYNC_APPEND_ONLY", value_delimiter = ',')]
     append_only: Vec<String>,
@@ -252,6 +266,9 @@ fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
             header_timeout: std::time::Duration::from_secs(args.header_timeout),
             body_timeout: std::time::Duration::from_secs(args.body_timeout),
+            auth_failure_rate: args.auth_failure_rate,
+            auth_failure_burst: args.auth_failure_burst,
+            unknown_key_ttl: std::time::Duration::from_secs(args.unknown_key_ttl),
         },
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -3,6 +3,7 @@
 //! feature (scripts/test-server.sh provides both); without the URL every
 //! test here fails.
 
+mod auth_flood;
 mod common;
 mod http_common;
 mod http_conformance;
@@ -203,3 +204,15 @@ on_postgres!(
     no_query_parameter_yields_a_5xx,
     id_limits_are_bytes_and_client_and_server_agree,
 );
+
+/// A flood of junk keys (auth_load.rs) with the server on PostgreSQL: each
+/// lookup is a real round trip (plus the 3 ms the counting store adds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_junk_keys_leaves_valid_pushes_within_2x_of_their_latency() {
+    let store = http_common::blocking(|| {
+        tidesync_server::testing::temporary_postgres(&common::test_pg_url())
+    });
+    auth_flood::measure(store, auth_flood::config())
+        .await
+        .check("PostgreSQL");
+}

@@ -20,6 +20,7 @@
 //! [`HttpConfig::header_timeout`]: super::HttpConfig::header_timeout
 //! [`HttpConfig::body_timeout`]: super::HttpConfig::body_timeout
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -30,7 +31,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::{IncomingStream, Listener};
@@ -39,7 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-use super::AppState;
+use super::{AppState, ClientKey};
 
 const NONE: u64 = u64::MAX;
 
@@ -53,8 +55,8 @@ pub struct ConnState {
     idle_since: AtomicU64,
     /// When the first byte of the next request arrived (`NONE`: not yet).
     first_byte_at: AtomicU64,
-    /// A read that went pending while a request was in progress (no
-    /// deadline armed): woken when the request is over, to arm one.
+    /// The read that went pending last: woken when a request is over, to
+    /// arm the deadline that applies then.
     reader: Mutex<Option<Waker>>,
 }
 
@@ -105,11 +107,35 @@ impl Drop for RequestGuard {
 
 /// The connection a request came on (axum's connect info).
 #[derive(Clone, Debug)]
-pub struct Conn(Arc<ConnState>);
+pub struct Conn {
+    state: Arc<ConnState>,
+    peer: SocketAddr,
+}
 
 impl Connected<IncomingStream<'_, GuardedListener>> for Conn {
     fn connect_info(stream: IncomingStream<'_, GuardedListener>) -> Self {
-        Conn(Arc::clone(&stream.io().state))
+        Conn {
+            state: Arc::clone(&stream.io().state),
+            peer: *stream.remote_addr(),
+        }
+    }
+}
+
+/// The client address of a request, as the per-address limits key it
+/// ([`ClientKey::of`]; no address when the router is served without a
+/// socket). The TCP peer: behind a reverse proxy, the proxy's address.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Peer(pub(super) ClientKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<Conn>>()
+            .map(|c| c.0.peer.ip());
+        Ok(Peer(ClientKey::of(addr)))
     }
 }
 
@@ -119,7 +145,7 @@ pub(super) async fn track_requests(req: Request, next: Next) -> Response {
     let guard = req
         .extensions()
         .get::<ConnectInfo<Conn>>()
-        .map(|c| RequestGuard::new(&c.0 .0));
+        .map(|c| RequestGuard::new(&c.0.state));
     let resp = next.run(req).await;
     drop(guard);
     resp
@@ -180,14 +206,22 @@ impl AsyncRead for GuardedIo {
             }
             return Poll::Ready(r);
         }
+        // The end of a request moves the deadline, possibly earlier (from
+        // the header deadline of its first byte to the idle deadline of its
+        // end, for a request answered at once): it wakes this read to arm
+        // the new one, whether a deadline is armed now or not.
+        {
+            let mut reader = this.state.reader.lock().unwrap_or_else(|e| e.into_inner());
+            if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *reader = Some(cx.waker().clone());
+            }
+        }
         let Some(deadline) = this.deadline() else {
-            if this.state.busy.load(Ordering::SeqCst) > 0 {
-                *this.state.reader.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(cx.waker().clone());
-                // The request may have ended in between: then look again.
-                if this.state.busy.load(Ordering::SeqCst) == 0 {
-                    cx.waker().wake_by_ref();
-                }
+            // No deadline while a request is in progress (or with no
+            // timeouts at all). The request may have ended in between:
+            // then look again.
+            if this.deadline().is_some() {
+                cx.waker().wake_by_ref();
             }
             return Poll::Pending;
         };

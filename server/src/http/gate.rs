@@ -1,6 +1,7 @@
-//! The gate of every `/v1` request, in this order: credential (401),
-//! branch header (403), rate limit (429), then body size (413) and decoding
-//! (400) of the body or query.
+//! The gate of every `/v1` request, in this order: credential (401, or 429
+//! for an address over its limit of failed authentications), branch header
+//! (403), rate limit (429), then body size (413) and decoding (400) of the
+//! body or query.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use tidesync::env::unix_now_ms;
 use tidesync::ErrorCode;
 
 use super::response::{ApiError, LogFields};
-use super::{retry_after_secs, AppState, BRANCH_HEADER};
-use crate::auth::{self, AuthFailure};
+use super::{retry_after_secs, AppState, ClientKey, BRANCH_HEADER};
+use crate::auth::{self, AuthFailure, Credential};
 use crate::context::TerminalContext;
 use crate::decode::decode_json;
 use crate::error::ServiceError;
@@ -25,33 +26,109 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
+/// A refused credential: 401 with the reason's message.
+fn unauthorized(app: &AppState, failure: AuthFailure, log: &LogFields) -> ApiError {
+    app.stats.auth_failure(failure.as_str());
+    let message = match failure {
+        AuthFailure::Missing => "an Authorization: Bearer <key> header is required",
+        AuthFailure::Invalid => "the key is not valid",
+        AuthFailure::Expired => "the key has expired",
+        AuthFailure::Revoked => "the key has been revoked",
+    };
+    ApiError::new(ServiceError::new(ErrorCode::SyncUnauthorized, message), log)
+}
+
+/// An address over its limit of failed authentications: 429.
+fn too_many_failures(app: &AppState, wait: std::time::Duration, log: &LogFields) -> ApiError {
+    app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+    app.stats.auth_rate_limited.fetch_add(1, Ordering::Relaxed);
+    let secs = retry_after_secs(wait);
+    let mut err = ApiError::new(
+        ServiceError::new(
+            ErrorCode::SyncRateLimited,
+            format!("too many failed authentications from this address; retry after {secs} s"),
+        ),
+        log,
+    );
+    err.retry_after_secs = Some(secs);
+    err.log.quiet = true;
+    err
+}
+
+/// The credential step of the gate, authentication before load: a missing
+/// or malformed key, and a key storage refused a moment ago, are refused
+/// without storage work; a key not known to be valid is looked up only if
+/// its address has failed authentications to spare (else 429); a key
+/// known to be valid is looked up on every request (revocation and expiry
+/// count at once) and is not held up by its address's failures.
+async fn authenticate(
+    app: &Arc<AppState>,
+    headers: &HeaderMap,
+    client: ClientKey,
+    log: &LogFields,
+) -> Result<Credential, ApiError> {
+    // Refused without a lookup: charged to the address, 429 once it has
+    // failed too often.
+    let refuse = |failure: AuthFailure| match app.auth_failures.admit(client) {
+        Ok(()) => unauthorized(app, failure, log),
+        Err(wait) => too_many_failures(app, wait, log),
+    };
+    let Some(key) = bearer(headers) else {
+        return Err(refuse(AuthFailure::Missing));
+    };
+    if !auth::well_formed(key) {
+        return Err(refuse(AuthFailure::Invalid));
+    }
+    let digest = auth::key_digest(key);
+    let known = app.keys.is_known(&digest);
+    if !known {
+        if app.keys.is_unknown(&digest) {
+            app.stats.auth_unknown_hits.fetch_add(1, Ordering::Relaxed);
+            return Err(refuse(AuthFailure::Invalid));
+        }
+        app.auth_failures
+            .admit(client)
+            .map_err(|wait| too_many_failures(app, wait, log))?;
+    }
+    app.stats.auth_lookups.fetch_add(1, Ordering::Relaxed);
+    let hash = hex::encode(digest);
+    let verdict = app
+        .blocking(move |app| auth::verify_hash(app.service.store(), &hash, unix_now_ms()))
+        .await
+        .and_then(|r| r.map_err(ServiceError::from));
+    match verdict {
+        Ok(Ok(credential)) => {
+            if !known {
+                app.auth_failures.refund(client);
+            }
+            app.keys.accepted(digest);
+            Ok(credential)
+        }
+        Ok(Err(failure)) => {
+            app.keys.refused(digest);
+            if known {
+                app.auth_failures.charge(client);
+            }
+            Err(unauthorized(app, failure, log))
+        }
+        Err(e) => {
+            // Not the client's failure.
+            if !known {
+                app.auth_failures.refund(client);
+            }
+            Err(ApiError::new(e, log))
+        }
+    }
+}
+
 /// The gate of every `/v1` request: credential, branch, rate limit.
 pub(super) async fn authorize(
     app: &Arc<AppState>,
     headers: &HeaderMap,
+    client: ClientKey,
 ) -> Result<(TerminalContext, LogFields), ApiError> {
     let mut log = LogFields::default();
-    let key = bearer(headers).map(str::to_owned);
-    let verdict = app
-        .blocking(move |app| auth::verify(app.service.store(), key.as_deref(), unix_now_ms()))
-        .await?
-        .map_err(|e| ApiError::new(e.into(), &log))?;
-    let credential = match verdict {
-        Ok(c) => c,
-        Err(failure) => {
-            app.stats.auth_failure(failure.as_str());
-            let message = match failure {
-                AuthFailure::Missing => "an Authorization: Bearer <key> header is required",
-                AuthFailure::Invalid => "the key is not valid",
-                AuthFailure::Expired => "the key has expired",
-                AuthFailure::Revoked => "the key has been revoked",
-            };
-            return Err(ApiError::new(
-                ServiceError::new(ErrorCode::SyncUnauthorized, message),
-                &log,
-            ));
-        }
-    };
+    let credential = authenticate(app, headers, client, &log).await?;
     let ctx = credential.context;
     log.terminal = Some(ctx.terminal.clone());
     log.branch = Some(ctx.branch.clone());

@@ -1,13 +1,18 @@
 //! The HTTP face of the server (PROTOCOL.md documents the wire format).
 //!
 //! Every `/v1` request goes through the same gate (`gate.rs`), in this order:
-//! credential (401), branch header (403), rate limit (429), body size
-//! (413), decoding and validation (400), then the [`SyncService`] call on a
-//! blocking worker (bounded by a semaphore). Errors are JSON
-//! [`tidesync::ErrorBody`]s with the status of their code.
+//! credential (401, or 429 when its address has failed too often), branch
+//! header (403), rate limit (429), body size (413), decoding and validation
+//! (400), then the [`SyncService`] call on a blocking worker (bounded by a
+//! semaphore). Authentication comes before load: a key of the wrong shape,
+//! a key storage refused a moment ago (`keys.rs`) and a request from an
+//! address over its limit of failed authentications are answered without
+//! any storage work. `/health` never touches storage; `/ready` does.
+//! Errors are JSON [`tidesync::ErrorBody`]s with the status of their code.
 
 mod conn;
 mod gate;
+mod keys;
 mod limits;
 mod response;
 mod stats;
@@ -33,8 +38,10 @@ use tokio::sync::Semaphore;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 
+use self::conn::Peer;
 use self::gate::{authorize, query_error, read_json};
-pub use self::limits::{InFlight, InFlightGuard, RateLimiter};
+pub use self::keys::KeyMemory;
+pub use self::limits::{AuthFailureLimiter, ClientKey, InFlight, InFlightGuard, RateLimiter};
 use self::response::{json_refusals, observe, ok, ApiError};
 pub use self::stats::HttpStats;
 use crate::error::ServiceError;
@@ -42,6 +49,13 @@ use crate::service::SyncService;
 use crate::storage::{Backend, Partition, ServerStore};
 
 use tidesync::transport::http;
+/// The readiness probe: answers `200` once storage answers (through the
+/// storage workers), `503` if it does not within [`READY_TIMEOUT`].
+pub const READY_PATH: &str = "/ready";
+
+/// How long `/ready` waits for storage (a free worker included).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The header a client may send to name the branch it means to sync; a
 /// branch other than its credential's is refused with 403.
 pub use tidesync::transport::http::BRANCH_HEADER;
@@ -71,6 +85,16 @@ pub struct HttpConfig {
     /// A request body must arrive within this, counted from when the
     /// handler starts reading it; else `408` (JSON body). Zero: no limit.
     pub body_timeout: Duration,
+    /// Failed authentications per second per client address (token
+    /// refill rate); over it, `/v1` requests from the address whose key is
+    /// not known to be valid are `429` without a storage lookup. 0 disables.
+    pub auth_failure_rate: f64,
+    /// Failed authentications in a burst per client address (bucket size).
+    pub auth_failure_burst: f64,
+    /// How long a key storage refused is refused again without a lookup
+    /// (the negative cache). A key issued after it was refused works once
+    /// this has passed. Zero: no negative cache.
+    pub unknown_key_ttl: Duration,
 }
 
 impl Default for HttpConfig {
@@ -85,6 +109,9 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            auth_failure_rate: 1.0,
+            auth_failure_burst: 20.0,
+            unknown_key_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -98,6 +125,10 @@ pub struct AppState {
     pub config: HttpConfig,
     /// Per-terminal rate limiter.
     pub limiter: RateLimiter,
+    /// Per-address limit on failed authentications.
+    pub auth_failures: AuthFailureLimiter,
+    /// Keys recently refused and accepted (by hash).
+    pub keys: KeyMemory,
     /// Op ids being processed.
     pub in_flight: InFlight,
     /// HTTP counters.
@@ -110,6 +141,11 @@ impl AppState {
     pub fn new(service: SyncService<Backend>, config: HttpConfig) -> Arc<Self> {
         Arc::new(AppState {
             limiter: RateLimiter::new(config.rate_per_sec, config.burst),
+            auth_failures: AuthFailureLimiter::new(
+                config.auth_failure_rate,
+                config.auth_failure_burst,
+            ),
+            keys: KeyMemory::new(config.unknown_key_ttl),
             workers: Arc::new(Semaphore::new(config.storage_workers.max(1))),
             service,
             config,
@@ -151,6 +187,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route(http::SNAPSHOT_PATH, get(snapshot))
         .route(http::RECONCILE_PATH, post(reconcile))
         .route(http::HEALTH_PATH, get(health))
+        .route(READY_PATH, get(ready))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(CompressionLayer::new().gzip(true).br(true))
@@ -210,10 +247,11 @@ async fn not_found() -> ApiError {
 
 async fn push(
     State(app): State<Arc<AppState>>,
+    Peer(client): Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (ctx, mut log) = authorize(&app, &headers).await?;
+    let (ctx, mut log) = authorize(&app, &headers, client).await?;
     let req: PushRequest = read_json(&app, &headers, body, &log).await?;
     log.attempt = Some(req.attempt);
     log.mutations = Some(req.mutations.len());
@@ -283,10 +321,11 @@ struct ChangesQuery {
 
 async fn changes(
     State(app): State<Arc<AppState>>,
+    Peer(client): Peer,
     headers: HeaderMap,
     query: Result<Query<ChangesQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (ctx, log) = authorize(&app, &headers).await?;
+    let (ctx, log) = authorize(&app, &headers, client).await?;
     let Query(q) = query.map_err(|r| query_error(&r, &log))?;
     let req = ChangesRequest {
         since: tidesync::Cursor(q.since.unwrap_or(0)),
@@ -310,10 +349,11 @@ struct SnapshotQuery {
 
 async fn snapshot(
     State(app): State<Arc<AppState>>,
+    Peer(client): Peer,
     headers: HeaderMap,
     query: Result<Query<SnapshotQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (ctx, log) = authorize(&app, &headers).await?;
+    let (ctx, log) = authorize(&app, &headers, client).await?;
     let Query(q) = query.map_err(|r| query_error(&r, &log))?;
     let after = match (q.after_collection, q.after_id) {
         (Some(c), Some(id)) => Some(EntityKey::new(c, id)),
@@ -345,10 +385,11 @@ async fn snapshot(
 
 async fn reconcile(
     State(app): State<Arc<AppState>>,
+    Peer(client): Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (ctx, log) = authorize(&app, &headers).await?;
+    let (ctx, log) = authorize(&app, &headers, client).await?;
     let req: ReconcileRequest = read_json(&app, &headers, body, &log).await?;
     let resp = app
         .blocking(move |app| app.service.reconcile(&ctx, req))
@@ -358,14 +399,27 @@ async fn reconcile(
     Ok(ok(resp, log))
 }
 
+/// Liveness: the process answers HTTP. No storage work, so it answers
+/// while every storage worker is busy.
 async fn health(State(app): State<Arc<AppState>>) -> Response {
+    let backend = app.service.store().kind();
+    Json(serde_json::json!({"status": "ok", "backend": backend})).into_response()
+}
+
+/// Readiness: storage answers a query (through the storage workers) within
+/// [`READY_TIMEOUT`].
+async fn ready(State(app): State<Arc<AppState>>) -> Response {
     let probe = Partition::new("", "");
-    let res = app
-        .blocking(move |app| app.service.store().head(&probe))
-        .await;
+    let res = tokio::time::timeout(
+        READY_TIMEOUT,
+        app.blocking(move |app| app.service.store().head(&probe)),
+    )
+    .await;
     let backend = app.service.store().kind();
     match res {
-        Ok(Ok(_)) => Json(serde_json::json!({"status": "ok", "backend": backend})).into_response(),
+        Ok(Ok(Ok(_))) => {
+            Json(serde_json::json!({"status": "ok", "backend": backend})).into_response()
+        }
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "unavailable", "backend": backend})),

@@ -25,6 +25,10 @@ pub(super) struct LogFields {
     pub(super) attempt: Option<u32>,
     pub(super) mutations: Option<usize>,
     pub(super) error_code: Option<ErrorCode>,
+    /// Logged at debug level only: a refusal a flood produces by the
+    /// thousand (an address over its limit of failed authentications),
+    /// which the metrics count.
+    pub(super) quiet: bool,
 }
 
 /// A failed request: the error, and what to log about it.
@@ -169,6 +173,7 @@ fn route_name(path: &str) -> &'static str {
         "/v1/snapshot" => "snapshot",
         "/v1/reconcile" => "reconcile",
         "/health" => "health",
+        "/ready" => "ready",
         "/metrics" => "metrics",
         _ => "other",
     }
@@ -185,7 +190,7 @@ pub(super) async fn observe(
     let took = started.elapsed();
     let status = resp.status().as_u16();
     app.stats.request(route, status, took);
-    if matches!(route, "health" | "metrics") && status < 400 {
+    if matches!(route, "health" | "ready" | "metrics") && status < 400 {
         return resp;
     }
     let f = resp
@@ -211,6 +216,7 @@ pub(super) async fn observe(
         };
     }
     match status {
+        _ if f.quiet => line!(debug),
         500.. => line!(error),
         400..=499 => line!(warn),
         _ => line!(info),

@@ -41,8 +41,15 @@ pub struct HttpStats {
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
     /// Mutations received in push requests (queued events arriving).
     pub mutations_received: AtomicU64,
-    /// Requests refused with 429.
+    /// Requests refused with 429 (either limit).
     pub rate_limited: AtomicU64,
+    /// Requests refused with 429 because their address failed to
+    /// authenticate too often.
+    pub auth_rate_limited: AtomicU64,
+    /// Keys looked up in storage.
+    pub auth_lookups: AtomicU64,
+    /// Keys refused from the negative cache, without a lookup.
+    pub auth_unknown_hits: AtomicU64,
     /// Requests refused with 409 `EVENT_IN_FLIGHT`.
     pub in_flight_refused: AtomicU64,
     /// Storage calls running now.
@@ -122,6 +129,21 @@ impl HttpStats {
             "tidesync_rate_limited_total",
             "Requests refused with 429.",
             get(&self.rate_limited),
+        );
+        counter(
+            "tidesync_auth_rate_limited_total",
+            "Requests refused with 429 because their address failed to authenticate too often.",
+            get(&self.auth_rate_limited),
+        );
+        counter(
+            "tidesync_auth_lookups_total",
+            "Keys looked up in storage.",
+            get(&self.auth_lookups),
+        );
+        counter(
+            "tidesync_auth_unknown_key_hits_total",
+            "Keys refused from the cache of unknown keys, without a lookup.",
+            get(&self.auth_unknown_hits),
         );
         counter(
             "tidesync_in_flight_refused_total",
