@@ -660,11 +660,11 @@ impl IdbStore {
         batch: &WriteBatch,
         reqs: &[Req],
     ) -> Result<Vec<u8>, StoreError> {
-        use std::collections::HashMap;
+        use std::collections::BTreeMap;
         let ring_os = tx.object_store(KEYRING).map_err(|e| idb::store_error(&e))?;
         let ring_req = idb::issued(ring_os.get(&"ring".into()))?;
         // The record each request names, as it is before the commit.
-        let mut olds: HashMap<(&str, &str), Option<[u8; 32]>> = HashMap::new();
+        let mut olds: BTreeMap<(&str, &str), Option<[u8; 32]>> = BTreeMap::new();
         let mut pending = Vec::new();
         for r in reqs {
             if olds.insert((r.store, r.label.as_str()), None).is_none() {
