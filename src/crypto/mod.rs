@@ -722,6 +722,22 @@ mod tests {
         assert_eq!(&c.open_value("s", "k", &old(lz)).unwrap()[..], &text[..]);
     }
 
+    /// Fails to compile if a type holding key material stops clearing it on
+    /// drop (a crate feature lost in a dependency update: hmac/sha2 without
+    /// `zeroize`, as before 0.13/0.11, or aes without it).
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn key_holding_types_zeroize_on_drop() {
+        fn zeroizes<T: zeroize::ZeroizeOnDrop>() {}
+        zeroizes::<aes::Aes256>();
+        // An HMAC state is two SHA-256 states and a block buffer, which
+        // each clear themselves on drop (the Hmac type itself carries no
+        // marker).
+        zeroizes::<Sha256>();
+        zeroizes::<sha2::block_api::Sha256VarCore>();
+        zeroizes::<Zeroizing<[u8; 32]>>();
+    }
+
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn the_default_rotation_is_well_before_2_pow_32() {
