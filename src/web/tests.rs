@@ -15,13 +15,13 @@ use zeroize::Zeroizing;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn unique(prefix: &str) -> String {
+pub(super) fn unique(prefix: &str) -> String {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).unwrap();
     format!("{prefix}-{}", u64::from_le_bytes(b))
 }
 
-fn passphrase(p: &str) -> KeySource {
+pub(super) fn passphrase(p: &str) -> KeySource {
     KeySource::Passphrase {
         passphrase: Zeroizing::new(p.to_string()),
         kdf: KdfParams::insecure_fast_for_tests(),
@@ -81,12 +81,12 @@ fn secret_record(id: &str) -> EntityRecord {
     }
 }
 
-async fn put(store: &IdbStore, ops: Vec<WriteOp>) {
+pub(super) async fn put(store: &IdbStore, ops: Vec<WriteOp>) {
     store.commit(WriteBatch { ops }).await.expect("commit");
 }
 
 /// Opens the database without the store, as a raw IndexedDB connection.
-async fn raw(name: &str) -> web_sys::IdbDatabase {
+pub(super) async fn raw(name: &str) -> web_sys::IdbDatabase {
     idb::open(name, store::DB_VERSION, |db, old| {
         store::upgrade(db, old, store::DB_VERSION)
     })

@@ -5,8 +5,8 @@
 
 use super::idb;
 use super::keys::KeySource;
-use super::store::{self, IdbStore, OpenError, ALL_STORES};
-use crate::crypto::KdfParams;
+use super::store::{IdbStore, OpenError, ALL_STORES};
+use super::tests::{put, raw, unique};
 use crate::protocol::{EntityKey, EntityState};
 use crate::store::*;
 use crate::Hlc;
@@ -14,19 +14,9 @@ use js_sys::{Array, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
-use zeroize::Zeroizing;
-
-fn unique(prefix: &str) -> String {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).unwrap();
-    format!("{prefix}-{}", u64::from_le_bytes(b))
-}
 
 fn passphrase() -> KeySource {
-    KeySource::Passphrase {
-        passphrase: Zeroizing::new("integrity".to_string()),
-        kdf: KdfParams::insecure_fast_for_tests(),
-    }
+    super::tests::passphrase("integrity")
 }
 
 fn entity(id: &str, version: u64, note: &str) -> EntityRecord {
@@ -72,18 +62,6 @@ fn audit(seq: u64) -> AuditEntry {
         key: EntityKey::new("rooms", "101"),
         event: AuditEvent::Queued,
     }
-}
-
-async fn put(store: &IdbStore, ops: Vec<WriteOp>) {
-    store.commit(WriteBatch { ops }).await.expect("commit");
-}
-
-async fn raw(name: &str) -> web_sys::IdbDatabase {
-    idb::open(name, store::DB_VERSION, |db, old| {
-        store::upgrade(db, old, store::DB_VERSION)
-    })
-    .await
-    .unwrap()
 }
 
 /// Every (store, key, value bytes) of the raw database, in order.
