@@ -139,3 +139,18 @@ fn regression_seed_48_snapshot_after_reconcile_keeps_deleted_entity() {
 fn regression_seed_7_second_tab_reload_keeps_the_clock() {
     run_seed(7, 120);
 }
+
+/// Seeds that caught bugs planted by hand (each fails on its bug and passes
+/// on the code as it is), kept as a fast guard:
+/// - 31: a mutation whose retries are exhausted dropped from the outbox
+///   instead of dead-lettered (it leaves the outbox without a trace);
+/// - 3: merge-three-way rebasing over overlapping fields instead of opening
+///   a conflict (the policy oracle);
+/// - 2: the HLC ignoring the remote stamp it observes (a new mutation
+///   stamped before a stamp its terminal had seen).
+#[test]
+fn seeds_that_caught_planted_bugs() {
+    for seed in [2, 3, 31] {
+        run_seed(seed, 120);
+    }
+}
