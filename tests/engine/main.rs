@@ -4,6 +4,7 @@
 
 mod common;
 
+mod commits;
 mod conflicts;
 mod delivery;
 mod failures;
