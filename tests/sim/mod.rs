@@ -651,9 +651,15 @@ enum Expect {
 /// append-only: never updated, so any conflict goes to a person.
 fn oracle(policy: ConflictPolicy, c: &ConflictSeen) -> Expect {
     let head = &c.chain[0];
+    let empty = Fields::new();
     match policy {
         ConflictPolicy::ServerWins => Expect::SupersedeAll,
-        ConflictPolicy::ManualResolve | ConflictPolicy::AppendOnly => Expect::Manual(None),
+        // The conflict names the fields both sides changed differently.
+        ConflictPolicy::ManualResolve | ConflictPolicy::AppendOnly => Expect::Manual(overlapping(
+            c.base.as_ref().map_or(&empty, |b| &b.fields),
+            &c.chain,
+            c.server.as_ref().map_or(&empty, |s| &s.fields),
+        )),
         ConflictPolicy::LastWriteWins => match &c.server {
             Some(s) if s.updated_at == head.hlc => Expect::Any,
             Some(s) if s.updated_at > head.hlc => Expect::SupersedeHead,
@@ -666,42 +672,48 @@ fn oracle(policy: ConflictPolicy, c: &ConflictSeen) -> Expect {
             if b.deleted || s.deleted {
                 return Expect::Manual(Some(vec![]));
             }
-            let mut local = b.fields.clone();
-            for m in &c.chain {
-                match (m.kind, &m.payload) {
-                    (MutationKind::Patch, Some(p)) => {
-                        for (k, v) in p {
-                            if v.is_null() {
-                                local.remove(k);
-                            } else {
-                                local.insert(k.clone(), v.clone());
-                            }
-                        }
-                    }
-                    _ => return Expect::Manual(Some(vec![])),
-                }
-            }
-            let names: BTreeSet<&String> = b
-                .fields
-                .keys()
-                .chain(local.keys())
-                .chain(s.fields.keys())
-                .collect();
-            let overlapping: Vec<String> = names
-                .into_iter()
-                .filter(|k| {
-                    let (bv, lv, sv) = (b.fields.get(*k), local.get(*k), s.fields.get(*k));
-                    lv != bv && sv != bv && lv != sv
-                })
-                .cloned()
-                .collect();
-            if overlapping.is_empty() {
-                Expect::Rebase
-            } else {
-                Expect::Manual(Some(overlapping))
+            match overlapping(&b.fields, &c.chain, &s.fields) {
+                None => Expect::Manual(Some(vec![])),
+                Some(f) if f.is_empty() => Expect::Rebase,
+                Some(f) => Expect::Manual(Some(f)),
             }
         }
     }
+}
+
+/// The fields both sides changed to different values, `chain` (patches
+/// only; `None` otherwise) applied to `base` on the local side, sorted.
+fn overlapping(base: &Fields, chain: &[Mutation], server: &Fields) -> Option<Vec<String>> {
+    let mut local = base.clone();
+    for m in chain {
+        match (m.kind, &m.payload) {
+            (MutationKind::Patch, Some(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        local.remove(k);
+                    } else {
+                        local.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
+    let names: BTreeSet<&String> = base
+        .keys()
+        .chain(local.keys())
+        .chain(server.keys())
+        .collect();
+    Some(
+        names
+            .into_iter()
+            .filter(|k| {
+                let (b, l, s) = (base.get(*k), local.get(*k), server.get(*k));
+                l != b && s != b && l != s
+            })
+            .cloned()
+            .collect(),
+    )
 }
 
 const BRANCHES: [&str; 2] = ["b1", "b2"];
