@@ -46,8 +46,11 @@ for file in "${files[@]}"; do
     continue
   fi
   case "$file" in
+    server/src/service.rs)
+      # The server's push only: its own tests and the simulation, which drives it.
+      scope=(--package tidesync-server --test-package tidesync-server --test-package tidesync
+             --re 'SyncService<S>::(push|precheck)') ;;
     server/*)
-      # The server's push: its own tests and the simulation, which drives it.
       scope=(--package tidesync-server --test-package tidesync-server --test-package tidesync) ;;
     *)
       scope=(--package tidesync --test-package tidesync
