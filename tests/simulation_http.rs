@@ -6,12 +6,12 @@
 
 mod sim;
 
-use sim::{set_runtime, Link, Sim, SimServer, SIM_START_MS};
+use sim::{server_config, set_runtime, Link, Sim, SimServer, SIM_START_MS};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tidesync_server::auth::{self, CredentialStore};
 use tidesync_server::http::{self, AppState, HttpConfig};
-use tidesync_server::{Backend, ServerPolicy, SqliteSync, SyncService};
+use tidesync_server::{Backend, SqliteSync, SyncService};
 
 impl SimServer for AppState {
     type Store = Backend;
@@ -35,8 +35,7 @@ fn run_over_http(backend: Backend, label: &str) {
         .unwrap();
     let now = Arc::new(AtomicU64::new(SIM_START_MS));
     let clock = now.clone();
-    let service = SyncService::new(backend)
-        .with_policy("sales", ServerPolicy::AppendOnly)
+    let service = SyncService::with_config(backend, server_config())
         .with_clock(move || clock.load(Ordering::SeqCst));
     let app = AppState::new(
         service,

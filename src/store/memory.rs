@@ -198,6 +198,7 @@ pub struct FailingStore<S> {
 #[derive(Debug, Default)]
 struct FailPlan {
     reads_fail: bool,
+    full: bool,
     commits: u64,
     fail_at: Option<u64>,
     fail_every: Option<u64>,
@@ -232,9 +233,17 @@ impl<S> FailingStore<S> {
         s.fail_at = None;
         s.fail_every = None;
         s.reads_fail = false;
+        s.full = false;
     }
 
-    /// While `on`, every read fails as if the database had been deleted.
+    /// While `on`, the device is full: every commit fails with
+    /// [`StoreError::QuotaExceeded`] (nothing of it is stored); reads work.
+    pub fn set_full(&self, on: bool) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).full = on;
+    }
+
+    /// While `on`, every read and every commit fails as if the database had
+    /// been deleted or closed underneath the engine ([`StoreError::Gone`]).
     pub fn fail_reads(&self, on: bool) {
         self.state
             .lock()
@@ -318,10 +327,18 @@ impl<S: Store> Store for FailingStore<S> {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             s.commits += 1;
             let n = s.commits;
-            s.fail_at == Some(n) || s.fail_every.is_some_and(|k| n % k == 0)
+            if s.reads_fail {
+                Some(StoreError::Gone("injected: the database vanished".into()))
+            } else if s.full {
+                Some(StoreError::QuotaExceeded)
+            } else if s.fail_at == Some(n) || s.fail_every.is_some_and(|k| n % k == 0) {
+                Some(StoreError::Backend("injected commit failure".into()))
+            } else {
+                None
+            }
         };
-        if fail {
-            return Err(StoreError::Backend("injected commit failure".into()));
+        if let Some(e) = fail {
+            return Err(e);
         }
         self.inner.commit(batch).await
     }

@@ -212,3 +212,232 @@ impl World {
 pub fn room(id: u32) -> EntityKey {
     EntityKey::new("rooms", format!("room-{id}"))
 }
+
+/// An engine over a store whose commits fail on demand.
+pub type FailingEngine = Engine<FailingStore<MemoryStore>, Net, SimEnv>;
+
+/// One run of a scenario in [`every_commit`]: a terminal `t1` whose store
+/// fails the N-th commit after [`Rig::arm`] (none in the counting run).
+pub struct Rig {
+    pub w: World,
+    pub net: Net,
+    pub store: FailingStore<MemoryStore>,
+    pub engine: FailingEngine,
+    fail_nth: Option<u64>,
+    armed_at: std::cell::Cell<Option<u64>>,
+    window: std::cell::Cell<u64>,
+}
+
+impl Rig {
+    fn new(fail_nth: Option<u64>, tweak: fn(EngineConfig) -> EngineConfig) -> Rig {
+        let w = World::new();
+        let net = w.net("t1");
+        let store = FailingStore::new(MemoryStore::new());
+        let engine = block_on(Engine::open(
+            store.clone(),
+            net.clone(),
+            w.env.clone(),
+            tweak(w.config("t1")),
+        ))
+        .unwrap();
+        Rig {
+            w,
+            net,
+            store,
+            engine,
+            fail_nth,
+            armed_at: Default::default(),
+            window: Default::default(),
+        }
+    }
+
+    /// From here until [`disarm`](Self::disarm), the N-th commit fails.
+    pub fn arm(&self) {
+        self.armed_at.set(Some(self.store.commits()));
+        if let Some(n) = self.fail_nth {
+            self.store.fail_nth_commit(n);
+        }
+    }
+
+    /// Ends the window: later commits succeed (the recovery).
+    pub fn disarm(&self) {
+        let from = self.armed_at.get().expect("armed");
+        self.window.set(self.store.commits() - from);
+        self.store.clear_failures();
+    }
+
+    /// A call's result inside the window: its value, or `None` if it
+    /// failed, which only the injected commit failure may cause.
+    pub fn tolerate<T: std::fmt::Debug>(&self, r: Result<T, EngineError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::StorageFailed, "unexpected error {e}");
+                assert!(
+                    self.fail_nth.is_some(),
+                    "a call failed in the clean run: {e}"
+                );
+                None
+            }
+        }
+    }
+
+    /// Syncs until nothing is left: the person discards dead letters and
+    /// keeps the local side of conflicts.
+    pub fn recover(&self) {
+        self.net.script.lock().unwrap().clear();
+        for _ in 0..10 {
+            self.w.env.advance(60_000);
+            block_on(self.engine.sync_now()).unwrap();
+            block_on(self.engine.discard_all()).unwrap();
+            for c in block_on(self.engine.conflicts()) {
+                block_on(self.engine.resolve(&c.key, Resolution::Local)).unwrap();
+            }
+            if block_on(self.engine.outbox()).is_empty()
+                && block_on(self.engine.conflicts()).is_empty()
+            {
+                block_on(self.engine.sync_now()).unwrap();
+                return;
+            }
+        }
+        panic!("the engine did not settle");
+    }
+
+    /// Holds at any time, a failed commit or not: every op queued here is
+    /// still pending (in the outbox or an open conflict) or settled with an
+    /// audit trace; the server applied each op at most once, and only ops
+    /// queued here; a dead letter left only by a person's discard.
+    pub fn assert_accounted(&self) {
+        let audit = block_on(self.engine.audit(0, usize::MAX)).unwrap();
+        let mut pending: std::collections::BTreeSet<OpId> = block_on(self.engine.outbox())
+            .into_iter()
+            .map(|e| e.mutation.op_id)
+            .collect();
+        for c in block_on(self.engine.conflicts()) {
+            pending.extend(c.mutations.into_iter().map(|m| m.op_id));
+        }
+        let mut events: std::collections::BTreeMap<OpId, Vec<AuditEvent>> = Default::default();
+        for a in audit {
+            if let Some(op) = a.op_id {
+                events.entry(op).or_default().push(a.event);
+            }
+        }
+        for (op, evs) in &events {
+            if evs.first() != Some(&AuditEvent::Queued) || pending.contains(op) {
+                continue;
+            }
+            assert!(
+                evs.iter().any(|e| matches!(
+                    e,
+                    AuditEvent::Applied { .. }
+                        | AuditEvent::Duplicate { .. }
+                        | AuditEvent::Superseded { .. }
+                        | AuditEvent::ConflictResolved { .. }
+                        | AuditEvent::Discarded
+                        | AuditEvent::ReplacedBy { .. }
+                )),
+                "op {op} vanished: {evs:?}"
+            );
+            if let Some(i) = evs
+                .iter()
+                .rposition(|e| matches!(e, AuditEvent::DeadLettered { .. }))
+            {
+                assert!(
+                    evs[i..].iter().any(|e| matches!(
+                        e,
+                        AuditEvent::Discarded | AuditEvent::Retried | AuditEvent::Applied { .. }
+                    )),
+                    "dead letter {op} dropped without a person: {evs:?}"
+                );
+            }
+        }
+        let applied = self.w.applied_ops();
+        let unique: std::collections::BTreeSet<&OpId> = applied.iter().collect();
+        assert_eq!(
+            unique.len(),
+            applied.len(),
+            "an op applied twice: {applied:?}"
+        );
+        for op in unique {
+            assert!(
+                events.contains_key(op),
+                "the server applied {op}, never queued here"
+            );
+        }
+    }
+
+    /// Holds at any time: every change up to the stored cursor is stored.
+    pub fn assert_cursor_covers(&self) {
+        let Some(cursor) = block_on(self.store.inner().load_meta())
+            .unwrap()
+            .and_then(|m| m.cursor)
+        else {
+            return;
+        };
+        let ctx = TerminalContext::new("hotel", "b1", "admin");
+        let mut since = Cursor(0);
+        loop {
+            let page = self
+                .w
+                .server
+                .changes(&ctx, ChangesRequest { since, limit: 1 })
+                .unwrap();
+            let Some(change) = page.changes.first() else {
+                break;
+            };
+            if page.next > cursor {
+                break;
+            }
+            let held = block_on(self.store.inner().get(&change.key()))
+                .unwrap()
+                .and_then(|r| r.server);
+            assert!(
+                held.as_ref().is_some_and(|h| h.version >= change.version),
+                "cursor {cursor} stored without the change at {} ({} v{}): holds {held:?}",
+                page.next,
+                change.key(),
+                change.version
+            );
+            since = page.next;
+        }
+    }
+
+    /// The local view of `collection` equals the server's.
+    pub fn assert_converged(&self, collection: &str) {
+        for e in block_on(self.engine.query(collection)).unwrap() {
+            let key = EntityKey::new(collection, &e.id);
+            let s = self.w.server_state(&key).expect("on the server");
+            assert_eq!(e.fields, s.fields, "{key}");
+        }
+    }
+}
+
+/// Runs `scenario` once without failures, counting the commits between its
+/// [`Rig::arm`] and [`Rig::disarm`] (at least two: the scenario writes more
+/// than once), then once for every N of them with the N-th commit failing.
+/// The scenario asserts its invariants whichever commit failed. Returns the
+/// number of commits.
+pub fn every_commit(tweak: fn(EngineConfig) -> EngineConfig, scenario: impl Fn(&Rig)) -> u64 {
+    let clean = Rig::new(None, tweak);
+    scenario(&clean);
+    let n = clean.window.get();
+    assert!(
+        n >= 2,
+        "the scenario commits {n} times: not a scenario for every commit"
+    );
+    for k in 1..=n {
+        let rig = Rig::new(Some(k), tweak);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&rig)));
+        if let Err(e) = run {
+            eprintln!("with commit {k} of {n} failing:");
+            std::panic::resume_unwind(e);
+        }
+        assert!(rig.window.get() >= k, "commit {k} was never reached");
+    }
+    n
+}
+
+/// No change to the configuration.
+pub fn as_is(c: EngineConfig) -> EngineConfig {
+    c
+}

@@ -4,7 +4,11 @@
 
 mod common;
 
+mod backoff;
+mod clock;
+mod commits;
 mod conflicts;
+mod decide;
 mod delivery;
 mod failures;
 mod migrations;

@@ -18,18 +18,52 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tidesync::env::{splitmix64, Environment};
 use tidesync::retry::RetryPolicy;
-use tidesync::store::{AuditEvent, FailingStore, LocalEntity, MemoryStore, OutboxState};
+use tidesync::store::{
+    AuditEvent, ChainBase, FailingStore, LocalEntity, MemoryStore, OutboxEntry, OutboxState,
+};
 use tidesync::Store;
 use tidesync::{
-    ChangesPage, ChangesRequest, ConflictPolicy, Cursor, Engine, EngineConfig, EntityKey,
-    ErrorCode, Fields, Hlc, OpId, PushRequest, PushResponse, ReconcileRequest, ReconcileResponse,
-    Resolution, SnapshotPage, SnapshotRequest, Transport, TransportError,
+    AckResult, ChangesPage, ChangesRequest, ConflictPolicy, Cursor, Engine, EngineConfig,
+    EntityKey, EntityState, ErrorCode, Fields, Hlc, Mutation, MutationKind, OpId, PushRequest,
+    PushResponse, ReconcileRequest, ReconcileResponse, Resolution, SnapshotPage, SnapshotRequest,
+    Transport, TransportError,
 };
+use tidesync_server::rules::{CollectionRules, FieldRule, FieldType};
 use tidesync_server::storage::Partition;
 use tidesync_server::{
-    MemoryServerStore as ServerMemory, ServerPolicy, ServerStore, ServiceError, SyncService,
-    TerminalContext,
+    MemoryServerStore as ServerMemory, ServerPolicy, ServerStore, ServiceConfig, ServiceError,
+    SyncService, TerminalContext,
 };
+
+/// The server's configuration in every run: `sales` append-only, with a
+/// payload rule (a sale's `total` is at most 9,899: larger ones are refused
+/// with `EVENT_INVALID`), and `rates` read-only for terminals (the app
+/// writes it anyway: `POLICY_VIOLATION`).
+pub fn server_config() -> ServiceConfig {
+    let mut config = ServiceConfig::default();
+    config
+        .policies
+        .insert("sales".into(), ServerPolicy::AppendOnly);
+    config
+        .policies
+        .insert("rates".into(), ServerPolicy::ReadOnly);
+    let total = FieldRule {
+        kind: Some(FieldType::Integer),
+        max: Some(MAX_SALE_TOTAL as i64),
+        ..FieldRule::default()
+    };
+    config.rules.insert(
+        "sales".into(),
+        CollectionRules {
+            fields: [("total".to_string(), total)].into_iter().collect(),
+            additional_fields: true,
+        },
+    );
+    config
+}
+
+/// The largest sale the server's rules accept.
+pub const MAX_SALE_TOTAL: u64 = 9_899;
 
 /// Runs a future to completion: on the tokio runtime set with
 /// [`set_runtime`] (the HTTP transport needs one), else on the calling thread.
@@ -117,6 +151,24 @@ pub struct Net {
     /// Requests held back, delivered later (delay and reordering).
     pub delayed: Vec<PushRequest>,
     pub stats: NetStats,
+    /// Entities whose server state reached this terminal since the last
+    /// check (changes, snapshot and reconcile pages, conflict answers).
+    pub seen_keys: BTreeSet<EntityKey>,
+    /// Conflict answers this terminal received since the last check, with
+    /// what its store held when the answer arrived.
+    pub conflicts_seen: Vec<ConflictSeen>,
+}
+
+/// A conflict answer and what the decision needs, as the store held it
+/// when the answer arrived (the engine decides on exactly this).
+#[derive(Debug, Clone)]
+pub struct ConflictSeen {
+    /// The entity's chain, head (the mutation the server answered) first.
+    pub chain: Vec<Mutation>,
+    /// The server state the chain was built on.
+    pub base: Option<EntityState>,
+    /// The server's state in the answer.
+    pub server: Option<EntityState>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -138,6 +190,9 @@ pub struct SimTransport<S: SimServer> {
     ctx: TerminalContext,
     net: Arc<Mutex<Net>>,
     http: Option<tidesync_server::client::HttpTransport>,
+    /// The terminal's store, read (never through injected faults) to note
+    /// what a conflict answer meets.
+    store: FailingStore<MemoryStore>,
 }
 
 fn service_error(e: ServiceError) -> TransportError {
@@ -153,6 +208,61 @@ enum Fate {
 }
 
 impl<S: SimServer> SimTransport<S> {
+    /// Notes the entities of received server states.
+    fn note_states<'a>(&self, states: impl Iterator<Item = &'a EntityState>) {
+        let mut net = self.net.lock().unwrap();
+        for s in states {
+            net.seen_keys.insert(s.key());
+        }
+    }
+
+    /// Notes each conflict answer with the chain and base it meets.
+    async fn note_conflicts(&self, resp: &PushResponse) {
+        let answers: Vec<(&OpId, &Option<EntityState>)> = resp
+            .acks
+            .iter()
+            .filter_map(|a| match &a.result {
+                AckResult::Conflict { server } => Some((&a.op_id, server)),
+                _ => None,
+            })
+            .collect();
+        if answers.is_empty() {
+            return;
+        }
+        let inner = self.store.inner();
+        let mut outbox = inner.outbox().await.expect("outbox");
+        outbox.sort_by_key(|e| e.seq);
+        let mut notes = Vec::new();
+        for (op, server) in answers {
+            let Some(head) = outbox.iter().find(|e| &e.mutation.op_id == op) else {
+                continue;
+            };
+            let key = head.mutation.key();
+            let chain: Vec<Mutation> = outbox
+                .iter()
+                .filter(|e| e.mutation.key() == key)
+                .map(|e| e.mutation.clone())
+                .collect();
+            let rec = inner.get(&key).await.expect("get");
+            let base = rec.and_then(|r| r.chain_base).and_then(|b| match b {
+                ChainBase::State(s) => Some(s),
+                ChainBase::Absent => None,
+            });
+            notes.push(ConflictSeen {
+                chain,
+                base,
+                server: server.clone(),
+            });
+        }
+        let mut net = self.net.lock().unwrap();
+        for n in &notes {
+            if let Some(s) = &n.server {
+                net.seen_keys.insert(s.key());
+            }
+        }
+        net.conflicts_seen.extend(notes);
+    }
+
     async fn deliver(&self, request: PushRequest) -> Result<PushResponse, TransportError> {
         match &self.http {
             Some(h) => h.push(request).await,
@@ -237,6 +347,7 @@ impl<S: SimServer> Transport for SimTransport<S> {
             self.net.lock().unwrap().stats.dropped_responses += 1;
             return Err(TransportError::Timeout);
         }
+        self.note_conflicts(&resp).await;
         Ok(resp)
     }
 
@@ -244,28 +355,32 @@ impl<S: SimServer> Transport for SimTransport<S> {
         if let Some(e) = self.fail_before_delivery() {
             return Err(e);
         }
-        match &self.http {
+        let page = match &self.http {
             Some(h) => h.changes(request).await,
             None => self
                 .server
                 .service()
                 .changes(&self.ctx, request)
                 .map_err(service_error),
-        }
+        }?;
+        self.note_states(page.changes.iter());
+        Ok(page)
     }
 
     async fn snapshot(&self, request: SnapshotRequest) -> Result<SnapshotPage, TransportError> {
         if let Some(e) = self.fail_before_delivery() {
             return Err(e);
         }
-        match &self.http {
+        let page = match &self.http {
             Some(h) => h.snapshot(request).await,
             None => self
                 .server
                 .service()
                 .snapshot(&self.ctx, request)
                 .map_err(service_error),
-        }
+        }?;
+        self.note_states(page.entities.iter());
+        Ok(page)
     }
 
     async fn reconcile(
@@ -275,14 +390,18 @@ impl<S: SimServer> Transport for SimTransport<S> {
         if let Some(e) = self.fail_before_delivery() {
             return Err(e);
         }
-        match &self.http {
+        let r = match &self.http {
             Some(h) => h.reconcile(request).await,
             None => self
                 .server
                 .service()
                 .reconcile(&self.ctx, request)
                 .map_err(service_error),
+        }?;
+        if let Some(plan) = &r.plan {
+            self.note_states(plan.missing.iter().chain(plan.stale.iter()));
         }
+        Ok(r)
     }
 }
 
@@ -332,6 +451,121 @@ pub struct Client<S: SimServer> {
     shared_store: bool,
 }
 
+/// How often each lane of the engine was taken; the 10k-seed run fails if
+/// one of them never is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Lanes {
+    /// Dead letters after `max_attempts` failed deliveries.
+    pub dead_retries_exhausted: u64,
+    /// Dead letters refused by the server's payload rules (`EVENT_INVALID`).
+    pub dead_validation: u64,
+    /// Dead letters refused by a server policy (`POLICY_VIOLATION`).
+    pub dead_policy: u64,
+    /// Other permanent refusals (`NOT_FOUND`, `ALREADY_EXISTS`, ...).
+    pub dead_other: u64,
+    /// Calls refused because the device was full.
+    pub quota: u64,
+    /// Calls refused because the database was gone.
+    pub store_gone: u64,
+    /// merge-three-way: disjoint fields, merged (rebased).
+    pub merge_disjoint: u64,
+    /// merge-three-way: overlapping fields, a conflict opened.
+    pub merge_overlap: u64,
+    /// last-write-wins: the local write was later and was kept.
+    pub lww_local_wins: u64,
+    /// last-write-wins: the server's write was later and won.
+    pub lww_server_wins: u64,
+    /// server-wins: the local chain was superseded.
+    pub server_wins: u64,
+    /// manual-resolve: a conflict opened.
+    pub manual: u64,
+    /// Dead letters a person discarded.
+    pub discarded: u64,
+    /// Dead letters a person retried.
+    pub retried: u64,
+}
+
+impl Lanes {
+    /// Each lane that must be reached, by name.
+    pub fn required(&self) -> [(&'static str, u64); 12] {
+        [
+            (
+                "dead letter: retries exhausted",
+                self.dead_retries_exhausted,
+            ),
+            ("dead letter: validation", self.dead_validation),
+            ("dead letter: policy", self.dead_policy),
+            ("store full (quota)", self.quota),
+            ("store gone", self.store_gone),
+            (
+                "merge-three-way: disjoint fields merged",
+                self.merge_disjoint,
+            ),
+            (
+                "merge-three-way: overlapping fields, conflict",
+                self.merge_overlap,
+            ),
+            ("last-write-wins: local later, kept", self.lww_local_wins),
+            ("last-write-wins: server later, won", self.lww_server_wins),
+            ("server-wins: superseded", self.server_wins),
+            ("manual-resolve: conflict", self.manual),
+            ("dead letter discarded by a person", self.discarded),
+        ]
+    }
+
+    /// Adds `o` to these counts.
+    pub fn add(&mut self, o: &Lanes) {
+        self.dead_retries_exhausted += o.dead_retries_exhausted;
+        self.dead_validation += o.dead_validation;
+        self.dead_policy += o.dead_policy;
+        self.dead_other += o.dead_other;
+        self.quota += o.quota;
+        self.store_gone += o.store_gone;
+        self.merge_disjoint += o.merge_disjoint;
+        self.merge_overlap += o.merge_overlap;
+        self.lww_local_wins += o.lww_local_wins;
+        self.lww_server_wins += o.lww_server_wins;
+        self.server_wins += o.server_wins;
+        self.manual += o.manual;
+        self.discarded += o.discarded;
+        self.retried += o.retried;
+    }
+}
+
+/// What the checks know of one store (a terminal; its tabs share it).
+#[derive(Debug, Default)]
+struct StoreTrack {
+    /// `FailingStore::commits` at the last check: nothing changed if equal.
+    commits: u64,
+    /// The last audit entry checked.
+    audit_seq: u64,
+    /// The outbox at the last check: op -> is a dead letter.
+    outbox: BTreeMap<OpId, bool>,
+    /// The latest stamp this terminal has seen: its own mutations and
+    /// every server state it stored.
+    floor: Hlc,
+    /// Dead letters a person discarded / retried.
+    discarded: BTreeSet<OpId>,
+    retried: BTreeSet<OpId>,
+    /// The device is full until this step (0: not full).
+    full_until: u64,
+    /// The database is gone until this step (0: not gone).
+    gone_until: u64,
+}
+
+/// The store a client uses: its own, or the first tab's for the second tab.
+fn store_index(i: usize) -> usize {
+    if i == 4 {
+        0
+    } else {
+        i
+    }
+}
+
+fn is_dead(e: &OutboxEntry) -> bool {
+    matches!(e.state, OutboxState::DeadLetter { .. })
+}
+
 /// Counts of what a run did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RunStats {
@@ -344,6 +578,7 @@ pub struct RunStats {
     pub restarts: u64,
     pub commit_failures: u64,
     pub net: NetStats,
+    pub lanes: Lanes,
 }
 
 pub struct Sim<S: SimServer> {
@@ -360,6 +595,8 @@ pub struct Sim<S: SimServer> {
     /// Last applied HLC per (entity, branch, terminal), for FIFO.
     last_hlc: BTreeMap<(EntityKey, String, String), Hlc>,
     audit_seen: BTreeMap<String, usize>,
+    /// Per store (index of its first client).
+    tracks: Vec<StoreTrack>,
     trace: Vec<String>,
 }
 
@@ -374,6 +611,109 @@ fn policies(config: EngineConfig) -> EngineConfig {
         .with_policy("incidents", ConflictPolicy::ManualResolve)
         .with_policy("catalog", ConflictPolicy::ServerWins)
         .with_policy("sales", ConflictPolicy::AppendOnly)
+        .with_policy("rates", ConflictPolicy::LastWriteWins)
+}
+
+/// The collections the terminals see.
+const COLLECTIONS: [&str; 6] = ["rooms", "tasks", "incidents", "catalog", "sales", "rates"];
+
+/// The policy the terminals declare for `collection`.
+fn policy_of(collection: &str) -> ConflictPolicy {
+    match collection {
+        "rooms" => ConflictPolicy::MergeThreeWay,
+        "incidents" => ConflictPolicy::ManualResolve,
+        "catalog" => ConflictPolicy::ServerWins,
+        "sales" => ConflictPolicy::AppendOnly,
+        _ => ConflictPolicy::LastWriteWins,
+    }
+}
+
+/// What a policy must decide, by its meaning.
+#[derive(Debug, Clone, PartialEq)]
+enum Expect {
+    /// Every local mutation kept, rebased onto the server state.
+    Rebase,
+    /// The head lost; the rest rebased.
+    SupersedeHead,
+    /// Every local mutation lost.
+    SupersedeAll,
+    /// A conflict for a person, on these fields (`None`: not checked).
+    Manual(Option<Vec<String>>),
+    /// The meaning does not say (a last-write-wins tie).
+    Any,
+}
+
+/// The oracle: what `policy` means for `c`, written without the engine's
+/// code. merge-three-way: disjoint field edits merge, overlapping ones (both
+/// sides changed a field to different values) open a conflict, and a change
+/// of existence (delete, create) always does; last-write-wins: the later
+/// HLC wins; server-wins: the server; manual-resolve: a person;
+/// append-only: never updated, so any conflict goes to a person.
+fn oracle(policy: ConflictPolicy, c: &ConflictSeen) -> Expect {
+    let head = &c.chain[0];
+    let empty = Fields::new();
+    match policy {
+        ConflictPolicy::ServerWins => Expect::SupersedeAll,
+        // The conflict names the fields both sides changed differently.
+        ConflictPolicy::ManualResolve | ConflictPolicy::AppendOnly => Expect::Manual(overlapping(
+            c.base.as_ref().map_or(&empty, |b| &b.fields),
+            &c.chain,
+            c.server.as_ref().map_or(&empty, |s| &s.fields),
+        )),
+        ConflictPolicy::LastWriteWins => match &c.server {
+            Some(s) if s.updated_at == head.hlc => Expect::Any,
+            Some(s) if s.updated_at > head.hlc => Expect::SupersedeHead,
+            _ => Expect::Rebase,
+        },
+        ConflictPolicy::MergeThreeWay => {
+            let (Some(b), Some(s)) = (&c.base, &c.server) else {
+                return Expect::Manual(Some(vec![]));
+            };
+            if b.deleted || s.deleted {
+                return Expect::Manual(Some(vec![]));
+            }
+            match overlapping(&b.fields, &c.chain, &s.fields) {
+                None => Expect::Manual(Some(vec![])),
+                Some(f) if f.is_empty() => Expect::Rebase,
+                Some(f) => Expect::Manual(Some(f)),
+            }
+        }
+    }
+}
+
+/// The fields both sides changed to different values, `chain` (patches
+/// only; `None` otherwise) applied to `base` on the local side, sorted.
+fn overlapping(base: &Fields, chain: &[Mutation], server: &Fields) -> Option<Vec<String>> {
+    let mut local = base.clone();
+    for m in chain {
+        match (m.kind, &m.payload) {
+            (MutationKind::Patch, Some(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        local.remove(k);
+                    } else {
+                        local.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
+    let names: BTreeSet<&String> = base
+        .keys()
+        .chain(local.keys())
+        .chain(server.keys())
+        .collect();
+    Some(
+        names
+            .into_iter()
+            .filter(|k| {
+                let (b, l, s) = (base.get(*k), local.get(*k), server.get(*k));
+                l != b && s != b && l != s
+            })
+            .cloned()
+            .collect(),
+    )
 }
 
 const BRANCHES: [&str; 2] = ["b1", "b2"];
@@ -387,8 +727,7 @@ impl Sim<SyncService<ServerMemory>> {
         let now = Arc::new(AtomicU64::new(SIM_START_MS));
         let clock = now.clone();
         let server = Arc::new(
-            SyncService::new(ServerMemory::new())
-                .with_policy("sales", ServerPolicy::AppendOnly)
+            SyncService::with_config(ServerMemory::new(), server_config())
                 .with_clock(move || clock.load(Ordering::SeqCst)),
         );
         Sim::with_server(seed, server, "hotel".into(), Link::Direct, now)
@@ -396,7 +735,7 @@ impl Sim<SyncService<ServerMemory>> {
 }
 
 impl<S: SimServer> Sim<S> {
-    /// A run against `server` (its `sales` collection append-only, its clock
+    /// A run against `server` (configured with [`server_config`], its clock
     /// `now`), reached over `link`, in partitions of `tenant`.
     pub fn with_server(
         seed: u64,
@@ -436,6 +775,10 @@ impl<S: SimServer> Sim<S> {
                     fields(json!({"state": "open", "owner": ""})),
                 ));
             }
+            seed_rows.push((
+                EntityKey::new("rates", "rate-1"),
+                fields(json!({"amount": 100})),
+            ));
             server.service().seed(&p, hlc0, seed_rows).expect("seed");
         }
         let terminals = [("t1", "b1"), ("t2", "b1"), ("t3", "b1"), ("t4", "b2")];
@@ -448,6 +791,8 @@ impl<S: SimServer> Sim<S> {
                 faults: true,
                 delayed: Vec::new(),
                 stats: NetStats::default(),
+                seen_keys: BTreeSet::new(),
+                conflicts_seen: Vec::new(),
             }));
             let skew_ms = rng.below(120_000) as i64 - 60_000;
             clients.push(Client {
@@ -484,6 +829,9 @@ impl<S: SimServer> Sim<S> {
             shared_store: true,
         };
         clients.push(tab);
+        let tracks = (0..terminals.len())
+            .map(|_| StoreTrack::default())
+            .collect();
         let mut sim = Sim {
             seed,
             rng,
@@ -496,6 +844,7 @@ impl<S: SimServer> Sim<S> {
             applied: BTreeSet::new(),
             last_hlc: BTreeMap::new(),
             audit_seen: BTreeMap::new(),
+            tracks,
             trace: Vec::new(),
         };
         for i in 0..sim.clients.len() {
@@ -517,7 +866,9 @@ impl<S: SimServer> Sim<S> {
             retry: RetryPolicy {
                 base_ms: 200,
                 cap_ms: 30_000,
-                max_attempts: 6,
+                // Low enough that the network's faults exhaust it now and
+                // then: the dead-letter lane by retries is reached.
+                max_attempts: 3,
                 offline_probe_ms: 5_000,
             },
             snapshot_page: 5,
@@ -552,6 +903,7 @@ impl<S: SimServer> Sim<S> {
             ctx: c.ctx.clone(),
             net: c.net.clone(),
             http,
+            store: c.store.clone(),
         };
         // Opening can hit an injected commit failure on a brand-new store.
         match block_on(Engine::open(c.store.clone(), transport, env, config)) {
@@ -566,7 +918,13 @@ impl<S: SimServer> Sim<S> {
                 c.engine = Some(e);
             }
             Err(e) => {
-                assert_eq!(e.code(), ErrorCode::StorageFailed, "open failed: {e}");
+                assert!(
+                    matches!(
+                        e.code(),
+                        ErrorCode::StorageFailed | ErrorCode::QuotaExceeded | ErrorCode::StoreGone
+                    ),
+                    "open failed: {e}"
+                );
                 c.engine = None;
             }
         }
@@ -588,6 +946,7 @@ impl<S: SimServer> Sim<S> {
             for c in &self.clients {
                 c.net.lock().unwrap().step = self.stats.steps;
             }
+            self.end_spells();
             self.step()?;
             self.check_step()?;
         }
@@ -620,8 +979,7 @@ impl<S: SimServer> Sim<S> {
                 self.log(format!("{} sync: {r:?}", self.clients[i].label));
                 match r {
                     Ok(_) => Ok(()),
-                    Err(e) if e.code() == ErrorCode::StorageFailed => Ok(()),
-                    Err(e) => Err(self.fail(format!("sync_now failed: {e}"))),
+                    Err(e) => self.store_refusal(i, "sync_now", e.code()),
                 }
             }
             63..=67 => self.cloud_write(),
@@ -657,9 +1015,36 @@ impl<S: SimServer> Sim<S> {
                 Ok(())
             }
             85..=87 => {
-                let n = 1 + self.rng.below(3);
-                self.clients[i].store.fail_nth_commit(n);
-                self.stats.commit_failures += 1;
+                match self.rng.below(10) {
+                    0..=5 => {
+                        let n = 1 + self.rng.below(3);
+                        self.clients[i].store.fail_nth_commit(n);
+                        self.stats.commit_failures += 1;
+                    }
+                    6..=7 => {
+                        // The device fills up for a while.
+                        let len = 1 + self.rng.below(8);
+                        self.log(format!(
+                            "{} store full for {len} steps",
+                            self.clients[i].label
+                        ));
+                        self.clients[i].store.set_full(true);
+                        let t = &mut self.tracks[store_index(i)];
+                        t.full_until = t.full_until.max(self.stats.steps + len);
+                    }
+                    _ => {
+                        // The database is closed underneath the engine (a
+                        // browser closing IndexedDB) for a while.
+                        let len = 1 + self.rng.below(5);
+                        self.log(format!(
+                            "{} store gone for {len} steps",
+                            self.clients[i].label
+                        ));
+                        self.clients[i].store.fail_reads(true);
+                        let t = &mut self.tracks[store_index(i)];
+                        t.gone_until = t.gone_until.max(self.stats.steps + len);
+                    }
+                }
                 Ok(())
             }
             88..=91 => {
@@ -672,8 +1057,7 @@ impl<S: SimServer> Sim<S> {
                 self.log(format!("{} reconcile: {r:?}", self.clients[i].label));
                 match r {
                     Ok(_) => Ok(()),
-                    Err(e) if e.code() == ErrorCode::StorageFailed => Ok(()),
-                    Err(e) => Err(self.fail(format!("reconcile failed: {e}"))),
+                    Err(e) => self.store_refusal(i, "reconcile", e.code()),
                 }
             }
             _ => {
@@ -787,7 +1171,7 @@ impl<S: SimServer> Sim<S> {
                         )),
                     )
                 }
-                60..=69 => (
+                60..=68 => (
                     format!("patch catalog/item-{k}"),
                     block_on(engine.patch(
                         "catalog",
@@ -795,8 +1179,18 @@ impl<S: SimServer> Sim<S> {
                         fields(json!({"price": 50 + value})),
                     )),
                 ),
+                69 => (
+                    // Read-only on the server: refused with POLICY_VIOLATION.
+                    "patch rates/rate-1".to_string(),
+                    block_on(engine.patch(
+                        "rates",
+                        "rate-1",
+                        fields(json!({"amount": 90 + value})),
+                    )),
+                ),
                 _ => {
-                    let total = self.rng.below(10_000);
+                    // 1% of the totals break the server's rule (EVENT_INVALID).
+                    let total = self.rng.below(MAX_SALE_TOTAL + 101);
                     (
                         "append sales".to_string(),
                         block_on(engine.append(
@@ -824,6 +1218,10 @@ impl<S: SimServer> Sim<S> {
                 self.stats.local_writes += 1;
                 self.log(format!("{name} {desc}"));
                 Ok(())
+            }
+            Err(e) if matches!(e.code(), ErrorCode::QuotaExceeded | ErrorCode::StoreGone) => {
+                self.log(format!("{name} {desc} refused: {}", e.code()));
+                self.store_refusal(i, "write", e.code())
             }
             Err(e)
                 if matches!(
@@ -902,7 +1300,8 @@ impl<S: SimServer> Sim<S> {
                 continue;
             };
             // Permanent refusals are discarded; anything else is retried.
-            let r = if code.is_permanent() {
+            let discard = code.is_permanent();
+            let r = if discard {
                 notes.push(format!("discard {} ({code})", d.mutation.op_id));
                 block_on(engine.discard(d.seq))
             } else {
@@ -910,8 +1309,23 @@ impl<S: SimServer> Sim<S> {
                 block_on(engine.retry(d.seq))
             };
             match r {
-                Ok(()) => handled.0 += 1,
-                Err(e) if e.code() == ErrorCode::StorageFailed => {}
+                Ok(()) => {
+                    handled.0 += 1;
+                    let t = &mut self.tracks[store_index(i)];
+                    let op = d.mutation.op_id.clone();
+                    if discard {
+                        t.discarded.insert(op);
+                        self.stats.lanes.discarded += 1;
+                    } else {
+                        t.retried.insert(op);
+                        self.stats.lanes.retried += 1;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::StorageFailed | ErrorCode::QuotaExceeded | ErrorCode::StoreGone
+                    ) => {}
                 Err(e) => return Err(self.fail(format!("{name} dead letter action: {e}"))),
             }
         }
@@ -925,7 +1339,11 @@ impl<S: SimServer> Sim<S> {
             notes.push(format!("resolve {} with {choice:?}", c.key));
             match block_on(engine.resolve(&c.key, choice)) {
                 Ok(()) => handled.1 += 1,
-                Err(e) if matches!(e.code(), ErrorCode::StorageFailed) => {}
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::StorageFailed | ErrorCode::QuotaExceeded | ErrorCode::StoreGone
+                    ) => {}
                 Err(e) => return Err(self.fail(format!("{name} resolve {}: {e}", c.key))),
             }
         }
@@ -934,6 +1352,319 @@ impl<S: SimServer> Sim<S> {
         for n in notes {
             self.log(format!("{name} {n}"));
         }
+        Ok(())
+    }
+
+    /// Ends the spells of a full or gone store that are over. When a gone
+    /// database is back, the host reopens the engines on it half the time
+    /// (the others find it back by themselves).
+    fn end_spells(&mut self) {
+        let step = self.stats.steps;
+        for s in 0..self.tracks.len() {
+            if self.tracks[s].full_until != 0 && step >= self.tracks[s].full_until {
+                self.tracks[s].full_until = 0;
+                self.clients[s].store.set_full(false);
+                self.log(format!("{} store has room again", self.clients[s].name));
+            }
+            if self.tracks[s].gone_until != 0 && step >= self.tracks[s].gone_until {
+                self.tracks[s].gone_until = 0;
+                self.clients[s].store.fail_reads(false);
+                self.log(format!("{} store is back", self.clients[s].name));
+                if self.rng.chance(500) {
+                    for i in (0..self.clients.len()).filter(|&i| store_index(i) == s) {
+                        self.clients[i].engine = None;
+                        self.open(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A call of client `i` failed with `code`: an injected commit failure,
+    /// or a full or gone store that the pill shows. Anything else fails.
+    fn store_refusal(&mut self, i: usize, what: &str, code: ErrorCode) -> Result<(), String> {
+        let t = &self.tracks[store_index(i)];
+        let (full, gone) = (t.full_until != 0, t.gone_until != 0);
+        let status = self.clients[i]
+            .engine
+            .as_ref()
+            .map(|e| block_on(e.status()));
+        self.stats.checks += 1;
+        match code {
+            ErrorCode::StorageFailed => Ok(()),
+            ErrorCode::QuotaExceeded if full => {
+                self.stats.lanes.quota += 1;
+                match status {
+                    Some(s) if s.code() != Some(ErrorCode::QuotaExceeded) => {
+                        Err(self.fail(format!(
+                            "{} {what} refused for a full store, but the status says {s:?}",
+                            self.clients[i].label
+                        )))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            ErrorCode::StoreGone if gone => {
+                self.stats.lanes.store_gone += 1;
+                match status {
+                    Some(s)
+                        if s.phase != tidesync::Phase::Error
+                            || s.code() != Some(ErrorCode::StoreGone) =>
+                    {
+                        Err(self.fail(format!(
+                            "{} {what} refused for a gone store, but the status says {s:?}",
+                            self.clients[i].label
+                        )))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(self.fail(format!(
+                "{} {what} failed with {code} (store full: {full}, gone: {gone})",
+                self.clients[i].label
+            ))),
+        }
+    }
+
+    /// Checks what changed in store `s` since the last check: nothing left
+    /// the outbox without a trace in the audit, a dead letter only by a
+    /// person's discard (or an ack of what the server did apply); every new local mutation is stamped after every
+    /// stamp the terminal had seen and after the server state it was built
+    /// on; each policy decided what its meaning says.
+    fn check_store(&mut self, s: usize) -> Result<(), String> {
+        let store = self.clients[s].store.clone();
+        let (keys, seen) = {
+            let mut net = self.clients[s].net.lock().unwrap();
+            (
+                std::mem::take(&mut net.seen_keys),
+                std::mem::take(&mut net.conflicts_seen),
+            )
+        };
+        let commits = store.commits();
+        if commits == self.tracks[s].commits {
+            return Ok(()); // nothing was committed, nothing changed
+        }
+        self.tracks[s].commits = commits;
+        let name = self.clients[s].name.clone();
+        let inner = store.inner();
+        let audit = block_on(inner.audit(self.tracks[s].audit_seq, usize::MAX)).expect("audit");
+        let outbox = block_on(inner.outbox()).expect("outbox");
+        let entries: BTreeMap<&OpId, &OutboxEntry> =
+            outbox.iter().map(|e| (&e.mutation.op_id, e)).collect();
+        // Every stamp of a server state this terminal stored.
+        let mut floor = self.tracks[s].floor;
+        for key in &keys {
+            if let Some(st) = block_on(inner.get(key))
+                .expect("get")
+                .and_then(|r| r.server)
+            {
+                floor = floor.max(st.updated_at);
+            }
+        }
+        let mut events: BTreeMap<&OpId, Vec<&AuditEvent>> = BTreeMap::new();
+        let mut queued = Vec::new();
+        for a in &audit {
+            self.tracks[s].audit_seq = self.tracks[s].audit_seq.max(a.seq);
+            if let AuditEvent::DeadLettered { code } = &a.event {
+                let l = &mut self.stats.lanes;
+                match code {
+                    ErrorCode::RetriesExhausted => l.dead_retries_exhausted += 1,
+                    ErrorCode::EventInvalid => l.dead_validation += 1,
+                    ErrorCode::PolicyViolation => l.dead_policy += 1,
+                    _ => l.dead_other += 1,
+                }
+            }
+            if let Some(op) = &a.op_id {
+                events.entry(op).or_default().push(&a.event);
+                if a.event == AuditEvent::Queued {
+                    queued.push(op);
+                }
+            }
+        }
+        // Departures from the outbox, and dead letters.
+        let t = &self.tracks[s];
+        let mut problem = None;
+        for (op, &was_dead) in &t.outbox {
+            let evs = events.get(op);
+            match entries.get(op) {
+                None => {
+                    let settled = evs.is_some_and(|v| {
+                        v.iter().any(|e| {
+                            matches!(
+                                e,
+                                AuditEvent::Applied { .. }
+                                    | AuditEvent::Duplicate { .. }
+                                    | AuditEvent::Superseded { .. }
+                                    | AuditEvent::ConflictOpened
+                                    | AuditEvent::Discarded
+                                    | AuditEvent::ReplacedBy { .. }
+                            )
+                        })
+                    });
+                    if !settled {
+                        problem = Some(format!(
+                            "{name}: op {op} left the outbox with no trace in the audit ({evs:?})"
+                        ));
+                    } else if was_dead && !t.discarded.contains(op) {
+                        // Or it had reached the server after all (a late
+                        // request) and the change feed said so.
+                        let acked = evs.is_some_and(|v| {
+                            v.iter().any(|e| {
+                                matches!(
+                                    e,
+                                    AuditEvent::Applied { .. } | AuditEvent::Duplicate { .. }
+                                )
+                            })
+                        });
+                        if !(acked && self.applied.contains(&(name.clone(), op.clone()))) {
+                            problem = Some(format!(
+                                "{name}: dead letter {op} dropped without a person's discard ({evs:?})"
+                            ));
+                        }
+                    }
+                }
+                Some(e) if was_dead && !is_dead(e) && !t.retried.contains(op) => {
+                    problem = Some(format!(
+                        "{name}: dead letter {op} back in the queue without a person's retry"
+                    ));
+                }
+                _ => {}
+            }
+            if problem.is_some() {
+                break;
+            }
+        }
+        for e in outbox.iter().filter(|e| is_dead(e)) {
+            let op = &e.mutation.op_id;
+            let was_dead = t.outbox.get(op).copied().unwrap_or(false);
+            let audited = events.get(op).is_some_and(|v| {
+                v.iter()
+                    .any(|e| matches!(e, AuditEvent::DeadLettered { .. }))
+            });
+            if !was_dead && !audited && problem.is_none() {
+                problem = Some(format!("{name}: {op} dead-lettered without an audit entry"));
+            }
+        }
+        if let Some(p) = problem {
+            return Err(self.fail(p));
+        }
+        // New local mutations are stamped after everything seen.
+        for op in queued {
+            let Some(e) = entries.get(op) else {
+                continue;
+            };
+            let m = &e.mutation;
+            self.stats.checks += 1;
+            if m.hlc <= floor {
+                return Err(self.fail(format!(
+                    "{name}: {op} on {} stamped {}, not after {floor}, a stamp this terminal had seen",
+                    m.key(),
+                    m.hlc
+                )));
+            }
+            if let Some(rec) = block_on(inner.get(&m.key())).expect("get") {
+                let bases = [
+                    rec.server.as_ref(),
+                    rec.chain_base.as_ref().and_then(|b| b.state()),
+                ];
+                for b in bases.into_iter().flatten() {
+                    if b.updated_at >= m.hlc {
+                        return Err(self.fail(format!(
+                            "{name}: {op} on {} stamped {}, not after the server state it was built on (version {}, {})",
+                            m.key(), m.hlc, b.version, b.updated_at
+                        )));
+                    }
+                }
+            }
+            floor = m.hlc;
+        }
+        self.tracks[s].floor = floor;
+        // Each policy decided what it means.
+        let mut used: BTreeMap<OpId, usize> = BTreeMap::new();
+        let decision = |op: &OpId, used: &BTreeMap<OpId, usize>| -> Option<AuditEvent> {
+            events
+                .get(op)?
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        AuditEvent::Rebased { .. }
+                            | AuditEvent::Superseded { .. }
+                            | AuditEvent::ConflictOpened
+                    )
+                })
+                .nth(used.get(op).copied().unwrap_or(0))
+                .map(|e| (*e).clone())
+        };
+        let mut conflicts = None;
+        for c in &seen {
+            let head = &c.chain[0];
+            if decision(&head.op_id, &used).is_none() {
+                continue; // not committed: the conflict comes back
+            }
+            let decided: Vec<Option<AuditEvent>> =
+                c.chain.iter().map(|m| decision(&m.op_id, &used)).collect();
+            for m in &c.chain {
+                *used.entry(m.op_id.clone()).or_default() += 1;
+            }
+            let policy = policy_of(&head.collection);
+            let expect = oracle(policy, c);
+            let sv = c.server.as_ref().map_or(0, |s| s.version);
+            let rebased = |d: &Option<AuditEvent>| matches!(d, Some(AuditEvent::Rebased { onto }) if *onto == sv);
+            let superseded = |d: &Option<AuditEvent>| matches!(d, Some(AuditEvent::Superseded { by_version }) if *by_version == sv);
+            self.stats.checks += 1;
+            let ok = match &expect {
+                Expect::Any => true,
+                Expect::Rebase => decided.iter().all(rebased),
+                Expect::SupersedeHead => {
+                    superseded(&decided[0]) && decided[1..].iter().all(rebased)
+                }
+                Expect::SupersedeAll => decided.iter().all(superseded),
+                Expect::Manual(_) => decided
+                    .iter()
+                    .all(|d| matches!(d, Some(AuditEvent::ConflictOpened))),
+            };
+            if !ok {
+                return Err(self.fail(format!(
+                    "{name}: {policy:?} decided {decided:?} for {} (chain {:?}), but it means {expect:?}: base {:?}, server {:?}",
+                    head.key(),
+                    c.chain.iter().map(|m| (&m.op_id, m.kind, &m.payload, m.hlc)).collect::<Vec<_>>(),
+                    c.base,
+                    c.server
+                )));
+            }
+            if let Expect::Manual(Some(want)) = &expect {
+                let all = conflicts
+                    .get_or_insert_with(|| block_on(inner.conflicts()).expect("conflicts"));
+                if let Some(rec) = all.iter().find(|r| r.key == head.key()) {
+                    if rec.mutations.first().map(|m| &m.op_id) == Some(&head.op_id)
+                        && &rec.fields != want
+                    {
+                        return Err(self.fail(format!(
+                            "{name}: conflict on {} names fields {:?}, but {want:?} overlap",
+                            head.key(),
+                            rec.fields
+                        )));
+                    }
+                }
+            }
+            let l = &mut self.stats.lanes;
+            match (policy, &expect) {
+                (ConflictPolicy::MergeThreeWay, Expect::Rebase) => l.merge_disjoint += 1,
+                (ConflictPolicy::MergeThreeWay, Expect::Manual(Some(f))) if !f.is_empty() => {
+                    l.merge_overlap += 1
+                }
+                (ConflictPolicy::LastWriteWins, Expect::Rebase) => l.lww_local_wins += 1,
+                (ConflictPolicy::LastWriteWins, Expect::SupersedeHead) => l.lww_server_wins += 1,
+                (ConflictPolicy::ServerWins, _) => l.server_wins += 1,
+                (ConflictPolicy::ManualResolve, _) => l.manual += 1,
+                _ => {}
+            }
+        }
+        self.tracks[s].outbox = outbox
+            .iter()
+            .map(|e| (e.mutation.op_id.clone(), is_dead(e)))
+            .collect();
         Ok(())
     }
 
@@ -960,6 +1691,16 @@ impl<S: SimServer> Sim<S> {
     /// Checked after every step.
     fn check_step(&mut self) -> Result<(), String> {
         self.drain_events();
+        self.check_server()?;
+        self.check_clients()?;
+        for s in 0..self.tracks.len() {
+            self.check_store(s)?;
+        }
+        Ok(())
+    }
+
+    /// The server's audit since the last check.
+    fn check_server(&mut self) -> Result<(), String> {
         // Every op applied at most once, and in FIFO order per entity and terminal.
         for branch in BRANCHES {
             let audit = self.partition_audit(branch);
@@ -984,9 +1725,21 @@ impl<S: SimServer> Sim<S> {
                     self.last_hlc.insert(k, a.hlc);
                     self.stats.applied += 1;
                 }
+                // Append-only never updates: a sale has one version.
+                if a.key.collection == "sales" && a.version != 1 {
+                    return Err(self.fail(format!(
+                        "append-only {} updated to version {}",
+                        a.key, a.version
+                    )));
+                }
             }
             self.audit_seen.insert(branch.to_string(), audit.len());
         }
+        Ok(())
+    }
+
+    /// Each engine's cursor and pill.
+    fn check_clients(&mut self) -> Result<(), String> {
         // Cursors never go back, across restarts too.
         for i in 0..self.clients.len() {
             let Some(engine) = self.clients[i].engine.as_ref() else {
@@ -1025,6 +1778,10 @@ impl<S: SimServer> Sim<S> {
                 net.partitioned_until = 0;
             }
             self.clients[i].store.clear_failures();
+            if i < self.tracks.len() {
+                self.tracks[i].full_until = 0;
+                self.tracks[i].gone_until = 0;
+            }
             self.deliver_delayed(i, true);
             if self.clients[i].engine.is_none() {
                 self.open(i);
@@ -1048,6 +1805,10 @@ impl<S: SimServer> Sim<S> {
                 if !outbox.is_empty() || !conflicts.is_empty() {
                     self.user_acts(i, true)?;
                 }
+                // Per terminal: a stamp is judged against what its own
+                // store had seen when it was made.
+                self.check_server()?;
+                self.check_store(store_index(i))?;
             }
             self.check_step()?;
             if !busy {
@@ -1121,7 +1882,7 @@ impl<S: SimServer> Sim<S> {
                 }
             }
             let mut local_view: BTreeMap<EntityKey, Fields> = BTreeMap::new();
-            for col in ["rooms", "tasks", "incidents", "catalog", "sales"] {
+            for col in COLLECTIONS {
                 for e in
                     block_on(engine.query(col)).map_err(|e| self.fail(format!("query: {e}")))?
                 {
