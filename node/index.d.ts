@@ -24,6 +24,10 @@ export interface NodeOpenOptions {
   key: NodeKeyMaterial;
   /** Base URL of the sync server, e.g. "http://127.0.0.1:8080". */
   serverUrl: string;
+  /** The terminal's API key. Required here: the browser package's
+   *  `credentials` callback (refresh or rotate the key without reopening)
+   *  and opening without a key are not in the Node addon yet; to rotate a
+   *  key, close and open again with the new one. */
   apiKey: string;
   terminalId: string;
   branchId: string;

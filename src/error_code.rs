@@ -63,8 +63,10 @@ error_codes! {
     SyncForbidden = "SYNC_FORBIDDEN", Server;
     /// Too many requests; retry after the `Retry-After` delay.
     SyncRateLimited = "SYNC_RATE_LIMITED", Server;
-    /// The server could not be reached (client side only).
+    /// The device is offline (the host says so: `navigator.onLine` is false, or the offline event): the server could not be reached.
     SyncOffline = "SYNC_OFFLINE", Client;
+    /// The device is online but the request got no answer: the server refused the cross-origin request (CORS) or could not be reached (DNS, TLS, connection refused).
+    SyncUnreachable = "SYNC_UNREACHABLE", Client;
     /// The server answered with a 5xx or an unreadable response.
     SyncServerError = "SYNC_SERVER_ERROR", Server;
     /// A snapshot page could not be produced or applied.

@@ -186,6 +186,15 @@ struct ServeArgs {
     /// 0: no cache of unknown keys.
     #[arg(long, env = "TIDESYNC_UNKNOWN_KEY_TTL", default_value_t = 10)]
     unknown_key_ttl: u64,
+    /// An origin (`scheme://host[:port]`) whose pages may call the API
+    /// cross-origin (CORS); repeat for several, or comma separate them in
+    /// the environment variable. None (the default): same-origin pages only.
+    #[arg(
+        long = "cors-origin",
+        env = "TIDESYNC_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
     /// Collections that are append-only for terminals (comma separated).
     #[arg(long, env = "TIDESYNC_APPEND_ONLY", value_delimiter = ',')]
     append_only: Vec<String>,
@@ -252,6 +261,11 @@ fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
     for c in &args.read_only {
         config.policies.insert(c.clone(), ServerPolicy::ReadOnly);
     }
+    let cors_origins = args
+        .cors_origins
+        .iter()
+        .map(|o| http::cors::parse_origin(o).map_err(|e| format!("--cors-origin {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let kind = backend.kind();
     let service = SyncService::with_config(backend, config);
     let app = AppState::new(
@@ -269,6 +283,7 @@ fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
             auth_failure_rate: args.auth_failure_rate,
             auth_failure_burst: args.auth_failure_burst,
             unknown_key_ttl: std::time::Duration::from_secs(args.unknown_key_ttl),
+            cors_origins,
         },
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -125,7 +125,8 @@ fn key_source(key: &JsValue) -> Result<KeySource, ApiError> {
 struct OpenOptions {
     db_name: String,
     server_url: String,
-    api_key: String,
+    #[serde(default)]
+    api_key: Option<String>,
     terminal_id: String,
     branch_id: String,
     #[serde(default)]
@@ -164,6 +165,23 @@ impl TideSync {
 
     async fn open_inner(options: JsValue) -> Result<TideSync, ApiError> {
         let key = key_source(&Reflect::get(&options, &"key".into()).unwrap_or(JsValue::UNDEFINED))?;
+        let credentials = match Reflect::get(&options, &"credentials".into()) {
+            Ok(v) if v.is_undefined() || v.is_null() => None,
+            Ok(v) => Some(v.dyn_into::<Function>().map_err(|_| {
+                ApiError::bad_argument(
+                    "options.credentials must be a function giving the API key (or a promise of it)",
+                )
+            })?),
+            Err(_) => None,
+        };
+        // The rest is data: a copy without the callback.
+        let options: JsValue = if options.is_object() {
+            let copy = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
+            let _ = Reflect::delete_property(&copy, &"credentials".into());
+            copy.into()
+        } else {
+            options
+        };
         let o: OpenOptions = serde_wasm_bindgen::from_value(options)
             .map_err(|e| ApiError::bad_argument(format!("options: {e}")))?;
         if o.db_name.is_empty() {
@@ -187,7 +205,12 @@ impl TideSync {
         let session = Session::start(SessionConfig {
             db_name: o.db_name,
             store,
-            transport: FetchTransport::new(&o.server_url, &o.api_key, &engine.branch_id),
+            transport: FetchTransport::new(
+                &o.server_url,
+                o.api_key.as_deref().filter(|k| !k.is_empty()),
+                credentials,
+                &engine.branch_id,
+            ),
             engine,
             migrations,
             auto_sync: o.auto_sync.unwrap_or(true),

@@ -6,7 +6,7 @@ export type Fields = { [field: string]: Json };
  *  Checked against the core's `ErrorCode::ALL` by `tests/docs.rs`. */
 export type ErrorCode =
   | "SYNC_UNAUTHORIZED" | "SYNC_FORBIDDEN" | "SYNC_RATE_LIMITED" | "SYNC_OFFLINE"
-  | "SYNC_SERVER_ERROR" | "SNAPSHOT_FAILED" | "DELTA_FAILED" | "CURSOR_UNKNOWN"
+  | "SYNC_UNREACHABLE" | "SYNC_SERVER_ERROR" | "SNAPSHOT_FAILED" | "DELTA_FAILED" | "CURSOR_UNKNOWN"
   | "RECONCILE_FAILED" | "MANIFEST_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "EVENT_INVALID"
   | "EVENT_DUPLICATE" | "EVENT_IN_FLIGHT" | "STORAGE_FAILED" | "CONFLICT" | "NOT_FOUND"
   | "ALREADY_EXISTS" | "POLICY_VIOLATION" | "SCHEMA_UNSUPPORTED" | "OFFLINE_PRIMER_STALE"
@@ -33,7 +33,20 @@ export interface OpenOptions {
   key: KeyMaterial;
   /** Base URL of the sync server; "" for the page's own origin. */
   serverUrl: string;
-  apiKey: string;
+  /** The terminal's API key. Optional: without it (and without
+   *  `credentials`) the database opens and works offline, and sync reports
+   *  SYNC_UNAUTHORIZED until a key is given. */
+  apiKey?: string;
+  /**
+   * Gives the current API key (or a promise of it; null or undefined: none
+   * yet), so the key can be refreshed or rotated without reopening. Called
+   * before a request when no key is held, and again after a 401 (once per
+   * request: if it gives another key the request is retried, else the 401
+   * stands). With `apiKey` too, that key is used first. After a
+   * SYNC_UNAUTHORIZED, `syncNow()` asks it again and resumes at once if
+   * the key changed.
+   */
+  credentials?: () => string | null | undefined | Promise<string | null | undefined>;
   terminalId: string;
   branchId: string;
   policies?: { [collection: string]: ConflictPolicy };
@@ -98,6 +111,10 @@ export type Resolution =
 export type Phase = "idle" | "syncing" | "offline" | "error";
 export interface Status {
   phase: Phase; pending: number; conflicts: number; dead_letters: number;
+  /** The last error: its code and a reason the app can show. "offline"
+   *  (SYNC_OFFLINE) only when the browser says it is offline; a request that
+   *  fails while it is online is phase "error" with SYNC_UNREACHABLE (the
+   *  server refused the cross-origin request or could not be reached). */
   last_error: [ErrorCode, string] | null; stale: boolean;
   last_sync_at: number | null; drift_age_ms: number | null;
   /** A first snapshot has been applied completely. */

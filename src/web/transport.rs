@@ -1,14 +1,25 @@
 //! [`FetchTransport`]: the core's [`Transport`] over the browser's `fetch`,
 //! speaking the reference server's HTTP protocol (PROTOCOL.md): a bearer key,
 //! the terminal's branch in `x-tidesync-branch`, JSON bodies.
+//!
+//! A request `fetch` rejects while the browser is online (the server
+//! refused the cross-origin request, DNS, TLS, connection refused) is
+//! retried once, then reported as `SYNC_UNREACHABLE`; only
+//! `navigator.onLine === false` makes it `SYNC_OFFLINE`. The key comes
+//! from `apiKey`, or from the `credentials` callback before the first
+//! request and again after a 401 (once per request: then the 401 stands).
 
+use super::navigator;
+use crate::error_code::ErrorCode;
 use crate::protocol::*;
 use crate::transport::http::{self, BRANCH_HEADER};
 use crate::transport::{Transport, TransportError};
 use async_trait::async_trait;
-use js_sys::{Promise, Reflect};
+use js_sys::{Function, Promise, Reflect};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::cell::RefCell;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -24,22 +35,70 @@ extern "C" {
     fn clear_timeout(id: &JsValue);
 }
 
+/// Where the API key comes from: a fixed key (`apiKey`), a callback that
+/// gives the current one (`credentials`, which may refresh or rotate it),
+/// both (the key first, the callback when it is refused), or neither (the
+/// engine works offline; sync reports `SYNC_UNAUTHORIZED`).
+#[derive(Default)]
+struct Credentials {
+    key: RefCell<Option<String>>,
+    callback: Option<Function>,
+}
+
 /// A sync server reached with `fetch`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FetchTransport {
     base: String,
-    key: String,
+    credentials: Rc<Credentials>,
     branch: String,
     timeout_ms: u32,
 }
 
+impl std::fmt::Debug for FetchTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("FetchTransport")
+            .field("base", &self.base)
+            .field("branch", &self.branch)
+            .field("has_key", &self.credentials.key.borrow().is_some())
+            .field("has_callback", &self.credentials.callback.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a request reports when the browser is online and `fetch` rejects:
+/// a CORS refusal, a DNS or TLS failure and a refused connection all look
+/// the same to a page (a `TypeError`), so this names them all.
+pub const UNREACHABLE_REASON: &str =
+    "the server refused the cross-origin request or could not be reached \
+     (CORS not allowed for this origin, DNS, TLS or connection refused)";
+
+/// How long to wait before the one immediate retry of a request that
+/// `fetch` rejected while the browser is online (a dropped connection).
+const RETRY_MS: u32 = 300;
+
+/// Why `fetch` gave no response.
+enum NoResponse {
+    Timeout,
+    Network(String),
+}
+
 impl FetchTransport {
     /// A transport to `base_url` (absolute, or relative to the page: `""`
-    /// means the page's own origin) with a terminal's API key.
-    pub fn new(base_url: &str, key: &str, branch: &str) -> Self {
+    /// means the page's own origin) with a terminal's API key (if any) and
+    /// a callback giving the current key (if any): see [`Credentials`].
+    pub fn new(
+        base_url: &str,
+        key: Option<&str>,
+        callback: Option<Function>,
+        branch: &str,
+    ) -> Self {
         FetchTransport {
             base: base_url.trim_end_matches('/').to_string(),
-            key: key.to_string(),
+            credentials: Rc::new(Credentials {
+                key: RefCell::new(key.map(str::to_string)),
+                callback,
+            }),
             branch: branch.to_string(),
             timeout_ms: 30_000,
         }
@@ -52,8 +111,52 @@ impl FetchTransport {
     }
 
     /// Replaces the API key (rotated credentials).
-    pub fn set_key(&mut self, key: &str) {
-        self.key = key.to_string();
+    pub fn set_key(&self, key: &str) {
+        *self.credentials.key.borrow_mut() = Some(key.to_string());
+    }
+
+    /// Whether `open` was given a `credentials` callback.
+    pub fn has_callback(&self) -> bool {
+        self.credentials.callback.is_some()
+    }
+
+    /// Asks the `credentials` callback for the current key and keeps it;
+    /// `Ok(true)` if it differs from the key held before.
+    pub async fn refresh_key(&self) -> Result<bool, TransportError> {
+        let Some(f) = &self.credentials.callback else {
+            return Ok(false);
+        };
+        let fail = |what: String| TransportError::Unauthorized {
+            code: ErrorCode::SyncUnauthorized,
+            message: format!("options.credentials() {what}"),
+        };
+        let mut v = f
+            .call0(&JsValue::NULL)
+            .map_err(|e| fail(format!("threw: {}", describe(&e))))?;
+        if let Some(p) = v.dyn_ref::<Promise>() {
+            v = JsFuture::from(p.clone())
+                .await
+                .map_err(|e| fail(format!("rejected: {}", describe(&e))))?;
+        }
+        let key = if v.is_null() || v.is_undefined() {
+            None
+        } else {
+            match v.as_string() {
+                Some(k) if !k.is_empty() => Some(k),
+                Some(_) => None,
+                None => {
+                    return Err(fail(
+                        "must give a string (the API key), null or undefined".into(),
+                    ))
+                }
+            }
+        };
+        let mut held = self.credentials.key.borrow_mut();
+        let changed = key.is_some() && *held != key;
+        if key.is_some() {
+            *held = key;
+        }
+        Ok(changed)
     }
 
     /// `GET /health`: the server answers (used as the reachability probe).
@@ -67,54 +170,138 @@ impl FetchTransport {
         }
     }
 
+    /// The key to send: the one held, else the callback's.
+    async fn key(&self, asked: &mut bool) -> Result<String, TransportError> {
+        if let Some(k) = self.credentials.key.borrow().clone() {
+            return Ok(k);
+        }
+        if self.has_callback() {
+            *asked = true;
+            self.refresh_key().await?;
+        }
+        self.credentials
+            .key
+            .borrow()
+            .clone()
+            .ok_or_else(|| TransportError::Unauthorized {
+                code: ErrorCode::SyncUnauthorized,
+                message: if self.has_callback() {
+                    "no credentials yet: options.credentials() gave no API key".into()
+                } else {
+                    "no credentials: open() was given neither apiKey nor credentials".into()
+                },
+            })
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         method: &str,
         path_and_query: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, TransportError> {
-        let headers = Headers::new().map_err(unreachable)?;
+        let json =
+            body.map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| TransportError::Server {
+                    status: 0,
+                    message: format!("request not serialisable: {e}"),
+                })?;
+        let url = format!("{}{}", self.base, path_and_query);
+        if !navigator::online() {
+            // Not tried: the browser says it is offline (and a missing key
+            // is not the error to show while offline).
+            return Err(TransportError::Unreachable("the browser is offline".into()));
+        }
+        let mut asked = false;
+        let mut key = self.key(&mut asked).await?;
+        let mut retried_network = false;
+        loop {
+            let resp = match self.fetch_once(method, &url, &key, json.as_deref()).await {
+                Ok(r) => r,
+                Err(NoResponse::Timeout) => return Err(TransportError::Timeout),
+                Err(NoResponse::Network(detail)) => {
+                    // Only the browser saying so is offline: a request that
+                    // fails while it is online is an error with its code.
+                    if !navigator::online() {
+                        return Err(TransportError::Unreachable(detail));
+                    }
+                    if !retried_network {
+                        retried_network = true;
+                        gloo_timers::future::TimeoutFuture::new(RETRY_MS).await;
+                        continue;
+                    }
+                    // Carried as a refusal that pauses sync and keeps the
+                    // outbox (no attempt is counted), with its own code.
+                    return Err(TransportError::Unauthorized {
+                        code: ErrorCode::SyncUnreachable,
+                        message: format!("{UNREACHABLE_REASON}: {detail}"),
+                    });
+                }
+            };
+            let (status, text) = self.read(resp).await?;
+            if (200..300).contains(&status.0) {
+                return serde_json::from_str(&text).map_err(http::unreadable);
+            }
+            if status.0 == 401 && !asked && self.has_callback() {
+                // Once per request: the callback may have a fresh key.
+                asked = true;
+                if self.refresh_key().await? {
+                    key = self.key(&mut asked).await?;
+                    continue;
+                }
+            }
+            return Err(error_for(status.0, &status.1, &text));
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        method: &str,
+        url: &str,
+        key: &str,
+        json: Option<&str>,
+    ) -> Result<(Response, AbortController, JsValue), NoResponse> {
+        let net = |e: JsValue| NoResponse::Network(describe(&e));
+        let headers = Headers::new().map_err(net)?;
         headers
-            .set("authorization", &format!("Bearer {}", self.key))
-            .map_err(unreachable)?;
-        headers
-            .set(BRANCH_HEADER, &self.branch)
-            .map_err(unreachable)?;
-        headers
-            .set("accept", "application/json")
-            .map_err(unreachable)?;
+            .set("authorization", &format!("Bearer {key}"))
+            .map_err(net)?;
+        headers.set(BRANCH_HEADER, &self.branch).map_err(net)?;
+        headers.set("accept", "application/json").map_err(net)?;
         let init = RequestInit::new();
         init.set_method(method);
-        if let Some(b) = body {
-            let json = serde_json::to_string(b).map_err(|e| TransportError::Server {
-                status: 0,
-                message: format!("request not serialisable: {e}"),
-            })?;
+        if let Some(json) = json {
             headers
                 .set("content-type", "application/json")
-                .map_err(unreachable)?;
-            init.set_body(&JsValue::from_str(&json));
+                .map_err(net)?;
+            init.set_body(&JsValue::from_str(json));
         }
         init.set_headers(&headers);
-        let controller = AbortController::new().map_err(unreachable)?;
+        let controller = AbortController::new().map_err(net)?;
         init.set_signal(Some(&controller.signal()));
         let c = controller.clone();
         let on_timeout = Closure::once_into_js(move || c.abort());
         let timer = set_timeout(on_timeout.unchecked_ref(), self.timeout_ms as i32);
-        let url = format!("{}{}", self.base, path_and_query);
-        let result = JsFuture::from(fetch_with_init(&url, &init)).await;
-        let resp: Response = match result {
-            Ok(r) => r.unchecked_into(),
+        match JsFuture::from(fetch_with_init(url, &init)).await {
+            Ok(r) => Ok((r.unchecked_into(), controller, timer)),
             Err(e) => {
                 clear_timeout(&timer);
-                return Err(if controller.signal().aborted() {
-                    TransportError::Timeout
+                Err(if controller.signal().aborted() {
+                    NoResponse::Timeout
                 } else {
-                    // fetch rejects with a TypeError when the network fails.
-                    TransportError::Unreachable(describe(&e))
-                });
+                    // fetch rejects with a TypeError when the network fails
+                    // or the browser refuses the response (CORS).
+                    NoResponse::Network(describe(&e))
+                })
             }
-        };
+        }
+    }
+
+    /// The status, headers and body text of a response.
+    async fn read(
+        &self,
+        (resp, controller, timer): (Response, AbortController, JsValue),
+    ) -> Result<((u16, Headers), String), TransportError> {
         let text = match resp.text().map(JsFuture::from) {
             Ok(f) => f.await,
             Err(e) => Err(e),
@@ -122,10 +309,7 @@ impl FetchTransport {
         clear_timeout(&timer);
         let text = match text {
             Ok(t) => t.as_string().unwrap_or_default(),
-            Err(e) if controller.signal().aborted() => {
-                let _ = e;
-                return Err(TransportError::Timeout);
-            }
+            Err(_) if controller.signal().aborted() => return Err(TransportError::Timeout),
             Err(e) => {
                 return Err(TransportError::Server {
                     status: 0,
@@ -133,11 +317,7 @@ impl FetchTransport {
                 })
             }
         };
-        let status = resp.status();
-        if resp.ok() {
-            return serde_json::from_str(&text).map_err(http::unreadable);
-        }
-        Err(error_for(status, &resp.headers(), &text))
+        Ok(((resp.status(), resp.headers()), text))
     }
 }
 
@@ -146,10 +326,6 @@ fn describe(e: &JsValue) -> String {
         .ok()
         .and_then(|m| m.as_string())
         .unwrap_or_else(|| format!("{e:?}"))
-}
-
-fn unreachable(e: JsValue) -> TransportError {
-    TransportError::Unreachable(describe(&e))
 }
 
 /// Maps a non-2xx answer onto a [`TransportError`] (the shared mapping).

@@ -9,8 +9,11 @@
 //! address over its limit of failed authentications are answered without
 //! any storage work. `/health` never touches storage; `/ready` does.
 //! Errors are JSON [`tidesync::ErrorBody`]s with the status of their code.
+//! CORS (`cors.rs`) wraps it all: preflights of allowed origins are answered
+//! before the gate.
 
 mod conn;
+pub mod cors;
 mod gate;
 mod keys;
 mod limits;
@@ -95,6 +98,10 @@ pub struct HttpConfig {
     /// (the negative cache). A key issued after it was refused works once
     /// this has passed. Zero: no negative cache.
     pub unknown_key_ttl: Duration,
+    /// Origins whose pages may call the API cross-origin (CORS), each
+    /// `scheme://host[:port]` as [`cors::parse_origin`] gives it; empty:
+    /// same-origin pages only (no CORS headers at all).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -112,6 +119,7 @@ impl Default for HttpConfig {
             auth_failure_rate: 1.0,
             auth_failure_burst: 20.0,
             unknown_key_ttl: Duration::from_secs(10),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -196,6 +204,10 @@ pub fn router(app: Arc<AppState>) -> Router {
         // refusals (415) get a JSON body and are counted and logged too.
         .layer(middleware::from_fn(json_refusals))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
+        // CORS outside the gate and the counters: a preflight is answered
+        // here, with no credential and no charge to the address's limit of
+        // failed authentications; every other response gets its headers.
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), cors::cors))
         // Outermost: a request is in progress (its connection's idle and
         // header deadlines stopped) until it has its response.
         .layer(middleware::from_fn(conn::track_requests))
