@@ -84,6 +84,11 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 st.last_error = Some((*code, err.to_string()));
                 report.error = Some(*code);
             }
+            TransportError::NoServer(_) => {
+                st.online = true;
+                st.last_error = Some((err.code(), err.to_string()));
+                report.error = Some(err.code());
+            }
             _ => {
                 st.online = true;
                 st.last_error = Some((code, err.to_string()));

@@ -275,7 +275,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                     }
                 }
             }
-            TransportError::Unauthorized { .. } => {
+            TransportError::Unauthorized { .. } | TransportError::NoServer(_) => {
                 st.online = true;
                 st.last_error = Some((code, message));
                 st.paused_until = now + self.config.retry.offline_probe_ms;

@@ -14,6 +14,11 @@ pub enum TransportError {
     /// No route to the server (offline): the request was not delivered.
     #[error("server unreachable: {0}")]
     Unreachable(String),
+    /// The host is online but the request reached no server (connection
+    /// refused, DNS, TLS, a refused cross-origin request): not offline, an
+    /// error to show. Sync pauses and the outbox is kept; no attempt counts.
+    #[error("{0}")]
+    NoServer(String),
     /// No answer in time: the request may or may not have been processed.
     #[error("request timed out")]
     Timeout,
@@ -54,6 +59,7 @@ impl TransportError {
     pub fn code(&self) -> ErrorCode {
         match self {
             TransportError::Unreachable(_) => ErrorCode::SyncOffline,
+            TransportError::NoServer(_) => ErrorCode::SyncUnreachable,
             TransportError::Timeout | TransportError::Server { .. } => ErrorCode::SyncServerError,
             TransportError::RateLimited { .. } => ErrorCode::SyncRateLimited,
             TransportError::Unauthorized { code, .. } | TransportError::Refused { code, .. } => {

@@ -13,7 +13,7 @@ use super::transport::FetchTransport;
 use crate::client::{execute, ClientError as ApiError, Command};
 use crate::engine::{Engine, EngineConfig};
 use crate::error_code::ErrorCode;
-use crate::status::{Event, Filter, Status};
+use crate::status::Filter;
 use futures::channel::mpsc;
 use futures::future::Either;
 use futures::StreamExt;
@@ -153,23 +153,12 @@ impl Session {
 
     async fn run_here(&self, engine: &WebEngine, command: Command) -> Result<Value, ApiError> {
         let wakes = command.wakes_sync();
-        let status = matches!(command, Command::Status);
         if matches!(command, Command::SyncNow) {
             self.before_sync_now(engine).await;
         }
-        let mut result = execute(engine, command).await;
+        let result = execute(engine, command).await;
         if wakes {
             self.wake_sync();
-        }
-        if status {
-            if let Ok(v) = &mut result {
-                if let Ok(mut s) = serde_json::from_value::<Status>(v.clone()) {
-                    tidy_status(&mut s);
-                    if let Ok(t) = serde_json::to_value(s) {
-                        *v = t;
-                    }
-                }
-            }
         }
         result
     }
@@ -250,11 +239,8 @@ impl Session {
         *self.engine.borrow_mut() = Some(engine.clone());
         let weak = Rc::downgrade(self);
         spawn_local(async move {
-            while let Some(mut ev) = events.next().await {
+            while let Some(ev) = events.next().await {
                 let Some(me) = weak.upgrade() else { break };
-                if let Event::Status { status } = &mut ev {
-                    tidy_status(status);
-                }
                 me.listeners.dispatch(&ev);
                 me.post(&TabMessage::Ev { event: ev });
             }
@@ -329,20 +315,5 @@ impl Session {
             .fail_all(ApiError::new(ErrorCode::InvalidState, "closed"));
         self.listeners.clear();
         self.config.store.close();
-    }
-}
-
-/// The status as the app shows it. `SYNC_UNREACHABLE` travels through the
-/// engine as a refusal (it pauses sync and keeps the outbox without
-/// counting attempts), whose text starts `unauthorized (SYNC_UNREACHABLE):`;
-/// the app gets the reason alone.
-fn tidy_status(status: &mut Status) {
-    if let Some((code, message)) = &mut status.last_error {
-        if *code == ErrorCode::SyncUnreachable {
-            let prefix = format!("unauthorized ({code}): ");
-            if let Some(rest) = message.strip_prefix(&prefix) {
-                *message = rest.to_string();
-            }
-        }
     }
 }

@@ -230,12 +230,9 @@ impl FetchTransport {
                         gloo_timers::future::TimeoutFuture::new(RETRY_MS).await;
                         continue;
                     }
-                    // Carried as a refusal that pauses sync and keeps the
-                    // outbox (no attempt is counted), with its own code.
-                    return Err(TransportError::Unauthorized {
-                        code: ErrorCode::SyncUnreachable,
-                        message: format!("{UNREACHABLE_REASON}: {detail}"),
-                    });
+                    return Err(TransportError::NoServer(format!(
+                        "{UNREACHABLE_REASON}: {detail}"
+                    )));
                 }
             };
             let (status, text) = self.read(resp).await?;

@@ -142,3 +142,35 @@ fn a_store_that_cannot_be_read_shows_as_an_error_status() {
     block_on(engine.sync_now()).unwrap();
     assert_eq!(block_on(engine.status()).phase, Phase::Idle);
 }
+
+#[test]
+fn no_server_while_online_is_an_error_not_offline_and_keeps_the_queue() {
+    let w = World::new();
+    let net = w.net("t1");
+    let engine = w.open(MemoryStore::new(), net.clone(), "t1");
+    block_on(engine.sync_now()).unwrap();
+    block_on(engine.patch("rooms", "room-1", f(json!({"status": "clean"})))).unwrap();
+    // More failures than max_attempts: none of them counts.
+    for _ in 0..8 {
+        net.then(Step::Fail(TransportError::NoServer(
+            "the server refused the cross-origin request or could not be reached".into(),
+        )));
+        let report = block_on(engine.push()).unwrap();
+        assert_eq!(report.error, Some(ErrorCode::SyncUnreachable));
+        w.env.advance(60_000);
+    }
+    let status = block_on(engine.status());
+    assert_eq!(status.phase, Phase::Error, "{status:?}");
+    let (code, message) = status.last_error.clone().unwrap();
+    assert_eq!(code, ErrorCode::SyncUnreachable);
+    assert!(message.starts_with("the server refused"), "{message}");
+    let outbox = block_on(engine.outbox());
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].attempts, 0, "no attempt counted");
+    assert!(block_on(engine.dead_letters()).is_empty());
+    // The server is reachable again: the queued write lands once.
+    block_on(engine.sync_now()).unwrap();
+    assert_eq!(w.server_state(&room(1)).unwrap().fields["status"], "clean");
+    assert!(block_on(engine.outbox()).is_empty());
+    assert_ne!(block_on(engine.status()).phase, Phase::Error);
+}
