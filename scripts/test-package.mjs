@@ -55,6 +55,14 @@ try {
   const unexpected = files.filter((f) => !allowed.some((re) => re.test(f)));
   assert.deepEqual(unexpected, [], 'the tarball holds only the package (no tests, source maps, Rust, www/)');
   for (const need of ['package.json', 'tidesync.js', 'tidesync.d.ts', 'tidesync_bg.wasm']) assert.ok(files.includes(need), `the tarball has ${need}`);
+  const manifest = JSON.parse(fs.readFileSync(path.join(PKG, 'package.json'), 'utf8'));
+  assert.equal(manifest.type, 'module');
+  assert.ok(manifest.license && Array.isArray(manifest.sideEffects), 'license and sideEffects are set');
+  for (const [sub, want] of [['.', 'tidesync.js'], ['./tidesync_bg.wasm', 'tidesync_bg.wasm']]) {
+    const e = manifest.exports[sub];
+    assert.equal(e?.default, `./${want}`, `exports["${sub}"]`);
+    assert.ok(files.includes(e.types.replace(/^\.\//, '')), `exports["${sub}"].types is in the tarball`);
+  }
   log(`${packed.filename}: ${packed.size} bytes, ${packed.unpackedSize} unpacked, ${files.length} files: ${files.join(' ')}`);
 
   // 2. A scratch project installs only the tarball, offline.
