@@ -8,32 +8,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
-WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/tidesync.wasm"
-bindgen() {
-  cargo build -q --release --target wasm32-unknown-unknown -p tidesync --lib
-  rm -rf pkg && mkdir -p pkg
-  wasm-bindgen --target web --out-dir pkg "$WASM"
-}
 # The .wasm must be this checkout's. A cdylib's file name has no hash, so
 # checkouts sharing one CARGO_TARGET_DIR (git worktrees) write the same
-# file, and cargo takes another checkout's newer output as fresh. The
-# declarations the build embeds (src/web/tidesync.d.ts) tell: if they are not
-# this checkout's, the output is removed and built again.
-# (wasm-bindgen re-indents them: lines are compared without their indent.)
-ours() {
-  python3 - src/web/tidesync.d.ts pkg/tidesync.d.ts <<'PY'
+# file, and cargo takes another checkout's newer output as fresh. So the
+# output is removed first and the crate always built again (~30 s; its
+# dependencies stay cached), and the declarations the build embeds
+# (src/web/tidesync.d.ts; wasm-bindgen re-indents them) must be this
+# checkout's: if not, a build without the lock wrote the file meanwhile.
+WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/tidesync.wasm"
+rm -f "$WASM" "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/deps/tidesync.wasm"
+cargo build -q --release --target wasm32-unknown-unknown -p tidesync --lib
+rm -rf pkg && mkdir -p pkg
+wasm-bindgen --target web --out-dir pkg "$WASM"
+python3 - src/web/tidesync.d.ts pkg/tidesync.d.ts <<'PY' || { echo "build-pkg: $WASM is not this checkout's (a build without the lock?)" >&2; exit 1; }
 import sys
 flat = lambda f: "\n".join(l.strip() for l in open(f) if l.strip())
 sys.exit(flat(sys.argv[1]) not in flat(sys.argv[2]))
 PY
-}
-bindgen
-if ! ours; then
-  echo "build-pkg: $WASM was another checkout's; building it again" >&2
-  rm -f "$WASM" "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/deps/tidesync.wasm"
-  bindgen
-  ours || { echo "build-pkg: pkg/tidesync.d.ts does not hold src/web/tidesync.d.ts" >&2; exit 1; }
-fi
 if [ -x node_modules/.bin/wasm-opt ]; then
   node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers pkg/tidesync_bg.wasm -o pkg/tidesync_bg.opt.wasm
   mv pkg/tidesync_bg.opt.wasm pkg/tidesync_bg.wasm
