@@ -14,6 +14,9 @@
 #      tsc --noEmit of a TypeScript consumer; the housekeeping app (www/app/)
 #      type-checked and built with esbuild
 #   5. end-to-end tests with playwright-core against the reference server
+#   6. the installable package: npm pack of pkg/, installed from the tarball
+#      in a scratch project, type-checked, bundled with esbuild and run in
+#      headless Chromium (scripts/test-package.mjs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
@@ -75,3 +78,6 @@ else
   export TIDESYNC_SERVER_BIN=/nonexistent
 fi
 node --test www/e2e/
+
+step "installable package (npm pack, install from the tarball, tsc, esbuild, Chromium)"
+node scripts/test-package.mjs

@@ -1,0 +1,128 @@
+// The installable package (issue 15, item 7), run by scripts/test-web.sh
+// after scripts/build-pkg.sh: `npm pack` of pkg/ into a temporary directory;
+// its file list is exactly what a user needs (no tests, no source maps, no
+// Rust, nothing from www/); a scratch project in /tmp installs only that
+// tarball (offline, an empty npm cache); the consumer in www/package-test/
+// is type-checked against the installed package by name (`exports`, module
+// resolution bundler and nodenext), bundled with esbuild for the browser in
+// both ways of loading the .wasm (the file loader's URL passed to init, and
+// init() with the .wasm copied beside the bundle), and run in headless
+// Chromium: it opens a plaintext store offline, writes one entity, and reads
+// it back after a reopen. The root's node_modules gives tsc, esbuild and
+// playwright-core; nothing is downloaded.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { startStaticServer } from '../www/server.mjs';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const PKG = path.join(ROOT, 'pkg');
+const BIN = path.join(ROOT, 'node_modules/.bin');
+const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+const ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--no-first-run', '--disable-sync'];
+const t0 = Date.now();
+const log = (msg) => console.log(`# package: ${msg} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+const run = (cmd, args, cwd) => {
+  try {
+    return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    throw new Error(`${path.basename(cmd)} ${args.join(' ')} failed (${e.status}):\n${e.stdout}${e.stderr}`);
+  }
+};
+
+assert.ok(fs.existsSync(path.join(PKG, 'tidesync_bg.wasm')), 'pkg/ is missing: run bash scripts/build-pkg.sh first');
+const version = JSON.parse(fs.readFileSync(path.join(PKG, 'package.json'), 'utf8')).version;
+const cargoVersion = fs.readFileSync(path.join(ROOT, 'Cargo.toml'), 'utf8').match(/^\[package\][^[]*?^version\s*=\s*"([^"]+)"/m)?.[1];
+assert.equal(version, cargoVersion, "pkg/package.json's version is the core crate's (Cargo.toml)");
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tidesync-package-'));
+const npmEnv = ['--cache', path.join(tmp, 'npm-cache'), '--no-audit', '--no-fund', '--no-update-notifier'];
+let browser, web;
+try {
+  // 1. npm pack: the tarball and its file list.
+  const packDir = path.join(tmp, 'pack');
+  fs.mkdirSync(packDir);
+  const [packed] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', packDir, ...npmEnv], PKG));
+  const tarball = path.join(packDir, packed.filename);
+  assert.equal(packed.filename, `tidesync-${version}.tgz`);
+  const files = packed.files.map((f) => f.path).sort();
+  const allowed = [/^package\.json$/, /^README\.md$/, /^tidesync\.js$/, /^tidesync\.d\.ts$/, /^tidesync_bg\.wasm$/,
+    /^wasm-url\.d\.ts$/, /^snippets\/tidesync-[0-9a-f]+\/inline\d+\.js$/];
+  const unexpected = files.filter((f) => !allowed.some((re) => re.test(f)));
+  assert.deepEqual(unexpected, [], 'the tarball holds only the package (no tests, source maps, Rust, www/)');
+  for (const need of ['package.json', 'tidesync.js', 'tidesync.d.ts', 'tidesync_bg.wasm']) assert.ok(files.includes(need), `the tarball has ${need}`);
+  const manifest = JSON.parse(fs.readFileSync(path.join(PKG, 'package.json'), 'utf8'));
+  assert.equal(manifest.type, 'module');
+  assert.ok(manifest.license && Array.isArray(manifest.sideEffects), 'license and sideEffects are set');
+  for (const [sub, want] of [['.', 'tidesync.js'], ['./tidesync_bg.wasm', 'tidesync_bg.wasm']]) {
+    const e = manifest.exports[sub];
+    assert.equal(e?.default, `./${want}`, `exports["${sub}"]`);
+    assert.ok(files.includes(e.types.replace(/^\.\//, '')), `exports["${sub}"].types is in the tarball`);
+  }
+  log(`${packed.filename}: ${packed.size} bytes, ${packed.unpackedSize} unpacked, ${files.length} files: ${files.join(' ')}`);
+
+  // 2. A scratch project installs only the tarball, offline.
+  const app = path.join(tmp, 'app');
+  fs.cpSync(path.join(ROOT, 'www/package-test'), app, { recursive: true });
+  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'tidesync-consumer', private: true, type: 'module' }, null, 2));
+  run('npm', ['install', tarball, '--offline', '--no-save', ...npmEnv], app);
+  const installed = path.join(app, 'node_modules/tidesync');
+  assert.deepEqual(fs.readdirSync(path.join(app, 'node_modules')).filter((n) => !n.startsWith('.')), ['tidesync'], 'no dependencies');
+  assert.equal(JSON.parse(fs.readFileSync(path.join(installed, 'package.json'), 'utf8')).version, version);
+  log('installed from the tarball');
+
+  // 3. Types through `exports`, with the resolution of bundlers and of Node.
+  run(path.join(BIN, 'tsc'), ['-p', 'tsconfig.json'], app);
+  run(path.join(BIN, 'tsc'), ['-p', 'tsconfig.json', '--module', 'nodenext', '--moduleResolution', 'nodenext'], app);
+  log('tsc --noEmit (bundler, nodenext)');
+
+  // 4. esbuild for the browser, the two ways of loading the .wasm.
+  const dist = path.join(app, 'dist');
+  const esbuild = (entry, out, extra) => run(path.join(BIN, 'esbuild'), [entry, '--bundle', '--format=esm', '--target=es2022',
+    `--outdir=${path.join(dist, out)}`, '--log-level=warning',
+    // wasm-bindgen lists one inline snippet twice in its import object (same module).
+    '--log-override:duplicate-object-key=silent', ...extra], app);
+  esbuild('main.ts', 'file', ['--loader:.wasm=file', '--asset-names=[name]-[hash]']);
+  esbuild('default.ts', 'default', []);
+  fs.copyFileSync(path.join(installed, 'tidesync_bg.wasm'), path.join(dist, 'default/tidesync_bg.wasm'));
+  const emitted = fs.readdirSync(path.join(dist, 'file')).filter((f) => f.endsWith('.wasm'));
+  assert.equal(emitted.length, 1, 'the file loader emitted the .wasm');
+  assert.ok(fs.readFileSync(path.join(dist, 'file/main.js'), 'utf8').includes(emitted[0]), 'the bundle refers to the emitted .wasm');
+  for (const dir of ['file', 'default']) {
+    const entry = dir === 'file' ? 'main.js' : 'default.js';
+    fs.writeFileSync(path.join(dist, dir, 'index.html'), `<!doctype html><meta charset="utf-8"><script type="module" src="./${entry}"></script>\n`);
+  }
+  log(`esbuild: file/main.js ${fs.statSync(path.join(dist, 'file/main.js')).size} bytes + ${emitted[0]}`);
+
+  // 5. Headless Chromium, no sync server: the store works offline.
+  web = await startStaticServer({ root: dist });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+  const ctx = await browser.newContext();
+  const open = async (dir) => {
+    const page = await ctx.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`${web.url}/${dir}/`);
+    await page.waitForFunction(() => window.result !== undefined || window.failure !== undefined, null, { timeout: 20000 });
+    const out = await page.evaluate(() => ({ result: window.result, failure: window.failure }));
+    assert.equal(out.failure, undefined, `${dir}: ${out.failure} ${errors.join(' ')}`);
+    return out.result;
+  };
+  const r = await open('file');
+  assert.equal(r.created.id, 'r-1204');
+  assert.deepEqual(r.read?.fields, { status: 'dirty', floor: 12 }, 'the entity reads back after a reopen');
+  assert.equal(r.pending, 1, 'one mutation queued offline (autoSync off, no server)');
+  assert.equal(r.error, 'BAD_ARGUMENT', 'a Date is refused with the package error code');
+  const d = await open('default');
+  assert.deepEqual(d?.fields, { status: 'clean' }, 'init() finds the .wasm beside the bundle');
+  log('headless Chromium: opened a plaintext store offline, wrote and read an entity (both .wasm loadings)');
+} finally {
+  await browser?.close();
+  await web?.close();
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+log('ok');
