@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::header;
 use serde::de::DeserializeOwned;
-use tidesync::transport::http::{self, BRANCH_HEADER};
+use tidesync::transport::http::{self, BRANCH_HEADER, TERMINAL_HEADER};
 use tidesync::{
     ChangesPage, ChangesRequest, PushRequest, PushResponse, ReconcileRequest, ReconcileResponse,
     SnapshotPage, SnapshotRequest, Transport, TransportError,
@@ -17,6 +17,7 @@ pub struct HttpTransport {
     base: String,
     key: String,
     branch: String,
+    terminal: Option<String>,
     client: reqwest::Client,
 }
 
@@ -47,8 +48,17 @@ impl HttpTransport {
             base: base_url.into().trim_end_matches('/').to_owned(),
             key: key.into(),
             branch: branch.into(),
+            terminal: None,
             client,
         }
+    }
+
+    /// States `terminal` in every request (`x-tidesync-terminal`): a key
+    /// issued for another terminal is then refused at first contact
+    /// (`SYNC_FORBIDDEN`) instead of dead-lettering every mutation.
+    pub fn with_terminal(mut self, terminal: impl Into<String>) -> Self {
+        self.terminal = Some(terminal.into());
+        self
     }
 
     /// Points the transport at another server (e.g. after a restart on a new port).
@@ -73,10 +83,15 @@ impl HttpTransport {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
+        let req = self
+            .client
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.key)
-            .header(BRANCH_HEADER, &self.branch)
+            .header(BRANCH_HEADER, &self.branch);
+        match &self.terminal {
+            Some(t) => req.header(TERMINAL_HEADER, t),
+            None => req,
+        }
     }
 
     async fn send<T: DeserializeOwned>(

@@ -242,7 +242,8 @@ impl NativeClient {
         .await
         .map_err(|e| js_error(ClientError::internal(e)))?
         .map_err(js_error)?;
-        let transport = HttpTransport::new(&o.server_url, &o.api_key, &o.branch_id);
+        let transport = HttpTransport::new(&o.server_url, &o.api_key, &o.branch_id)
+            .with_terminal(config.terminal_id.clone());
         let engine = Engine::open_with_migrations(
             store,
             transport.clone(),

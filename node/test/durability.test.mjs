@@ -1,7 +1,8 @@
 // The offline queue survives a process restart; after reconnecting every
 // mutation is applied exactly once; kill -9 in the middle of a flush loses
 // nothing and doubles nothing. Real processes, real SQLCipher files, the
-// reference server over loopback HTTP.
+// reference server over loopback HTTP. A key of another terminal is refused
+// at first contact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -122,6 +123,29 @@ test('a server that is down then back: the queue drains on its own once it answe
     }
     db.close();
     assertExactlyOnce(await serverView(server, dir, 'rooms'), 20);
+  } finally {
+    await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a key issued for another terminal is SYNC_FORBIDDEN at first contact; the queue is kept, nothing dead-letters', async () => {
+  const dir = tempDir('terminal');
+  const server = await referenceServer(dir);
+  try {
+    const apiKey = server.issue('desk-4');
+    const db = await TideSync.open(options(path.join(dir, 'desk.db'), server, 'desk-5', apiKey));
+    await db.create('rooms', { floor: 1, state: 'dirty', step: 0 }, 'room-0001');
+    const report = await db.syncNow();
+    assert.equal(report.error, 'SYNC_FORBIDDEN');
+    const s = await db.status();
+    assert.equal(s.phase, 'error');
+    assert.equal(s.last_error[0], 'SYNC_FORBIDDEN');
+    assert.match(s.last_error[1], /issued for terminal "desk-4", not "desk-5"/);
+    assert.equal(s.pending, 1);
+    assert.equal((await db.deadLetters()).length, 0);
+    db.close();
+    assert.equal((await serverView(server, dir, 'rooms')).size, 0, 'nothing applied');
   } finally {
     await server.stop();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -89,6 +89,57 @@ async fn missing_invalid_expired_and_revoked_keys_are_401_on_every_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_terminal_is_403_at_first_contact() {
+    let s = start(relaxed()).await;
+    let k1 = s.key("b1", "t1");
+    let c = client();
+    // A terminal that says it is t2 but holds t1's key: refused on every
+    // endpoint before anything is applied, with a message naming both.
+    let resp = c
+        .post(s.url("/v1/mutations"))
+        .bearer_auth(&k1)
+        .header("x-tidesync-terminal", "t2")
+        .json(&push_request(vec![create_room(
+            "b1",
+            "t2",
+            1,
+            "r1",
+            room(1),
+        )]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "SYNC_FORBIDDEN");
+    let msg = body["message"].as_str().unwrap();
+    assert!(msg.contains("\"t1\"") && msg.contains("\"t2\""), "{msg}");
+    for path in ["/v1/changes", "/v1/snapshot"] {
+        let resp = c
+            .get(s.url(path))
+            .bearer_auth(&k1)
+            .header("x-tidesync-terminal", "t2")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{path}");
+        assert_eq!(code_of(resp).await, "SYNC_FORBIDDEN");
+    }
+    // Nothing was applied; the right terminal id passes.
+    let resp = c
+        .get(s.url("/v1/changes"))
+        .bearer_auth(&k1)
+        .header("x-tidesync-terminal", "t1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let page: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(page["changes"].as_array().map(Vec::len), Some(0), "{page}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_branch_is_403_and_never_visible() {
     let s = start(relaxed()).await;
     let k1 = s.key("b1", "t1");

@@ -8,6 +8,10 @@ use crate::error_code::{ErrorBody, ErrorCode};
 
 /// The header that names the terminal's branch.
 pub const BRANCH_HEADER: &str = "x-tidesync-branch";
+/// The header in which a terminal states its terminal id: a key issued for
+/// another terminal is refused at first contact (`403 SYNC_FORBIDDEN`),
+/// before any mutation is sent and dead-lettered.
+pub const TERMINAL_HEADER: &str = "x-tidesync-terminal";
 
 /// `POST`: push a batch of mutations.
 pub const PUSH_PATH: &str = "/v1/mutations";

@@ -210,7 +210,8 @@ impl TideSync {
                 o.api_key.as_deref().filter(|k| !k.is_empty()),
                 credentials,
                 &engine.branch_id,
-            ),
+            )
+            .with_terminal(&engine.terminal_id),
             engine,
             migrations,
             auto_sync: o.auto_sync.unwrap_or(true),

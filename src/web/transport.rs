@@ -12,7 +12,7 @@
 use super::navigator;
 use crate::error_code::ErrorCode;
 use crate::protocol::*;
-use crate::transport::http::{self, BRANCH_HEADER};
+use crate::transport::http::{self, BRANCH_HEADER, TERMINAL_HEADER};
 use crate::transport::{Transport, TransportError};
 use async_trait::async_trait;
 use js_sys::{Function, Promise, Reflect};
@@ -51,6 +51,7 @@ pub struct FetchTransport {
     base: String,
     credentials: Rc<Credentials>,
     branch: String,
+    terminal: Option<String>,
     timeout_ms: u32,
 }
 
@@ -100,8 +101,17 @@ impl FetchTransport {
                 callback,
             }),
             branch: branch.to_string(),
+            terminal: None,
             timeout_ms: 30_000,
         }
+    }
+
+    /// States `terminal` in every request (`x-tidesync-terminal`): a key
+    /// issued for another terminal is refused at first contact
+    /// (`SYNC_FORBIDDEN`) instead of dead-lettering every mutation.
+    pub fn with_terminal(mut self, terminal: &str) -> Self {
+        self.terminal = Some(terminal.to_string());
+        self
     }
 
     /// Sets the request timeout.
@@ -264,6 +274,9 @@ impl FetchTransport {
             .set("authorization", &format!("Bearer {key}"))
             .map_err(net)?;
         headers.set(BRANCH_HEADER, &self.branch).map_err(net)?;
+        if let Some(t) = &self.terminal {
+            headers.set(TERMINAL_HEADER, t).map_err(net)?;
+        }
         headers.set("accept", "application/json").map_err(net)?;
         let init = RequestInit::new();
         init.set_method(method);

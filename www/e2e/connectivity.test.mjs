@@ -4,7 +4,8 @@
 // when it does not the status is an error with SYNC_UNREACHABLE, not
 // "offline", while navigator.onLine is true; a credentials callback picks up
 // a rotated key without reopening; a database opened offline without
-// credentials takes writes and syncs once a key is given.
+// credentials takes writes and syncs once a key is given; a key issued for
+// another terminal is SYNC_FORBIDDEN at first contact.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -212,6 +213,29 @@ test('opened offline without credentials: writes, then syncs once a key is given
     const done = await waitStatus(page, (s) => s.pending === 0 && s.phase === 'idle', 'synced once the key is given', 10000);
     assert.equal(done.last_error, null);
     assert.equal((await srv.rooms(key)).get('r-late')?.fields.status, 'inspected');
+    await page.evaluate(() => window.db.close());
+  } finally {
+    await ctx.close();
+  }
+});
+
+test('a key issued for another terminal is SYNC_FORBIDDEN at first contact, and nothing dead-letters', { skip }, async () => {
+  const srv = servers[0] ?? await startServer('terminal', ['--cors-origin', web.url]);
+  const key = srv.issueKey('web-4');
+  const ctx = await browser.newContext();
+  try {
+    const page = await openPage(ctx);
+    await page.evaluate(async (o) => {
+      window.db = await TideSync.open(o);
+      await window.db.create('rooms', { status: 'dirty' }, 'r-wrong-terminal');
+    }, options('conn-terminal', srv.url, { terminalId: 'web-5', apiKey: key }));
+    const s = await waitStatus(page, (s) => s.last_error !== null && s.phase !== 'syncing', 'an error at first contact');
+    assert.equal(s.phase, 'error', JSON.stringify(s));
+    assert.equal(s.last_error[0], 'SYNC_FORBIDDEN');
+    assert.match(s.last_error[1], /issued for terminal "web-4", not "web-5"/);
+    assert.equal(s.pending, 1, 'the write stays queued');
+    assert.equal((await page.evaluate(() => window.db.deadLetters())).length, 0, 'no dead letter');
+    assert.equal((await srv.rooms(key)).has('r-wrong-terminal'), false, 'nothing applied');
     await page.evaluate(() => window.db.close());
   } finally {
     await ctx.close();

@@ -28,7 +28,7 @@ pub const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
 /// Request headers a client may send: the bearer key, the branch header,
 /// JSON bodies (and compressed ones).
 pub const ALLOW_HEADERS: &str =
-    "authorization, content-type, content-encoding, accept, x-tidesync-branch";
+    "authorization, content-type, content-encoding, accept, x-tidesync-branch, x-tidesync-terminal";
 
 /// Response headers the client reads besides the CORS-safelisted ones.
 pub const EXPOSE_HEADERS: &str = "retry-after, www-authenticate";

@@ -14,7 +14,7 @@ use tidesync::env::unix_now_ms;
 use tidesync::ErrorCode;
 
 use super::response::{ApiError, LogFields};
-use super::{retry_after_secs, AppState, ClientKey, BRANCH_HEADER};
+use super::{retry_after_secs, AppState, ClientKey, BRANCH_HEADER, TERMINAL_HEADER};
 use crate::auth::{self, AuthFailure, Credential};
 use crate::context::TerminalContext;
 use crate::decode::decode_json;
@@ -139,6 +139,21 @@ pub(super) async fn authorize(
                 ServiceError::new(
                     ErrorCode::SyncForbidden,
                     "x-tidesync-branch: the credential does not grant this branch",
+                ),
+                &log,
+            ));
+        }
+    }
+    if let Some(terminal) = headers.get(TERMINAL_HEADER) {
+        if terminal.as_bytes() != ctx.terminal.as_bytes() {
+            return Err(ApiError::new(
+                ServiceError::new(
+                    ErrorCode::SyncForbidden,
+                    format!(
+                        "x-tidesync-terminal: this key was issued for terminal {:?}, not {:?}",
+                        ctx.terminal,
+                        String::from_utf8_lossy(terminal.as_bytes())
+                    ),
                 ),
                 &log,
             ));

@@ -61,7 +61,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The header a client may send to name the branch it means to sync; a
 /// branch other than its credential's is refused with 403.
-pub use tidesync::transport::http::BRANCH_HEADER;
+pub use tidesync::transport::http::{BRANCH_HEADER, TERMINAL_HEADER};
 
 /// Limits of the HTTP layer.
 #[derive(Clone, Debug, PartialEq)]
