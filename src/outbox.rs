@@ -212,3 +212,255 @@ pub fn reset_for_retry(e: &mut OutboxEntry, now: u64) {
     e.attempts = 0;
     e.next_attempt_at = now;
 }
+
+// Unit tests of the index and of the delivery bookkeeping, one assertion per
+// thing a mutant could change (scripts/mutants.sh src/outbox.rs).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::sample_outbox_entry;
+
+    fn entry(seq: u64, id: &str, dead: bool, next_attempt_at: u64) -> OutboxEntry {
+        let mut e = sample_outbox_entry(seq);
+        e.mutation.entity_id = id.into();
+        e.next_attempt_at = next_attempt_at;
+        if dead {
+            e.state = OutboxState::DeadLetter {
+                code: ErrorCode::SyncServerError,
+                message: "dead".into(),
+                at_ms: 0,
+            };
+        }
+        e
+    }
+
+    fn key(id: &str) -> EntityKey {
+        EntityKey::new("rooms", id)
+    }
+
+    fn seqs<'a>(v: impl IntoIterator<Item = &'a OutboxEntry>) -> Vec<u64> {
+        v.into_iter().map(|e| e.seq).collect()
+    }
+
+    fn conflict(id: &str) -> BTreeMap<EntityKey, ConflictRecord> {
+        let record = ConflictRecord {
+            key: key(id),
+            base: None,
+            local: None,
+            server: None,
+            mutations: vec![],
+            fields: vec![],
+            detected_at: 0,
+        };
+        BTreeMap::from([(key(id), record)])
+    }
+
+    #[test]
+    fn empty_outbox_counts_nothing() {
+        let o = Outbox::default();
+        assert!(o.is_empty());
+        assert_eq!(o.len(), 0);
+        assert_eq!(o.pending_count(), 0);
+        assert_eq!(o.dead_letter_count(), 0);
+        assert_eq!(o.last_seq(), None);
+        assert_eq!(o.next_due(&BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn index_counts_reads_and_chains() {
+        let o = Outbox::from_entries(vec![
+            entry(1, "a", false, 0),
+            entry(2, "b", true, 0),
+            entry(3, "c", false, 0),
+            entry(4, "a", false, 0),
+            entry(5, "d", false, 0),
+        ]);
+        assert!(!o.is_empty());
+        assert_eq!(o.len(), 5);
+        assert_eq!(o.pending_count(), 4);
+        assert_eq!(o.dead_letter_count(), 1);
+        assert_eq!(o.last_seq(), Some(5));
+        assert_eq!(o.get(2).map(|e| e.seq), Some(2));
+        assert_eq!(o.get(3), Some(&entry(3, "c", false, 0)));
+        assert_eq!(o.get(9), None);
+        assert_eq!(seqs(o.chain(&key("a"))), vec![1, 4]);
+        assert_eq!(seqs(o.chain(&key("z"))), Vec::<u64>::new());
+        assert_eq!(seqs(o.iter()), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn replacing_and_removing_keep_the_dead_letter_count() {
+        let mut o = Outbox::default();
+        o.insert(entry(1, "a", false, 0));
+        assert_eq!(o.dead_letter_count(), 0);
+        o.insert(entry(2, "b", true, 0));
+        assert_eq!((o.pending_count(), o.dead_letter_count()), (1, 1));
+        o.insert(entry(3, "c", true, 0));
+        assert_eq!((o.pending_count(), o.dead_letter_count()), (1, 2));
+        // Dead replaced by dead, dead by pending, pending by pending.
+        o.insert(entry(3, "c", true, 0));
+        assert_eq!((o.pending_count(), o.dead_letter_count()), (1, 2));
+        o.insert(entry(3, "c", false, 0));
+        assert_eq!((o.pending_count(), o.dead_letter_count()), (2, 1));
+        o.insert(entry(3, "c", false, 7));
+        assert_eq!((o.pending_count(), o.dead_letter_count()), (2, 1));
+        assert_eq!(o.get(3).map(|e| e.next_attempt_at), Some(7));
+        assert_eq!(o.len(), 3);
+
+        // Removing a pending entry leaves the dead letters alone.
+        let removed = o.remove(1).expect("held");
+        assert_eq!(removed, entry(1, "a", false, 0));
+        assert_eq!((o.pending_count(), o.dead_letter_count()), (1, 1));
+        assert!(o.chain(&key("a")).is_empty());
+        // Removing the dead letter.
+        assert_eq!(o.remove(2).map(|e| e.seq), Some(2));
+        assert_eq!((o.pending_count(), o.dead_letter_count()), (1, 0));
+        assert_eq!(o.remove(2), None);
+        assert_eq!(o.len(), 1);
+    }
+
+    /// Heads of "a" (due at 10, then 5 behind it), "b" (a dead letter, then
+    /// 6 behind it), "c" (due at 100), "d" (due at 3, in conflict), "e" (due at
+    /// 50).
+    fn mixed() -> Outbox {
+        Outbox::from_entries(vec![
+            entry(1, "a", false, 10),
+            entry(2, "b", true, 1),
+            entry(3, "c", false, 100),
+            entry(4, "d", false, 3),
+            entry(5, "a", false, 0),
+            entry(6, "b", false, 0),
+            entry(7, "e", false, 50),
+        ])
+    }
+
+    #[test]
+    fn due_heads_are_pending_due_unconflicted_chain_heads() {
+        let o = mixed();
+        let c = conflict("d");
+        assert_eq!(seqs(o.due_heads(50, &c, 10)), vec![1, 7]);
+        assert_eq!(seqs(o.due_heads(49, &c, 10)), vec![1]);
+        assert_eq!(seqs(o.due_heads(100, &c, 10)), vec![1, 3, 7]);
+        assert_eq!(seqs(o.due_heads(100, &c, 2)), vec![1, 3]);
+        assert_eq!(seqs(o.due_heads(9, &c, 10)), Vec::<u64>::new());
+        // Without the conflict, "d" is due too.
+        assert_eq!(seqs(o.due_heads(50, &BTreeMap::new(), 10)), vec![1, 4, 7]);
+    }
+
+    #[test]
+    fn next_due_is_the_earliest_pending_unconflicted_head() {
+        let o = mixed();
+        assert_eq!(o.next_due(&conflict("d")), Some(10));
+        assert_eq!(o.next_due(&BTreeMap::new()), Some(3));
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            base_ms: 100,
+            cap_ms: 10_000,
+            max_attempts: 3,
+            offline_probe_ms: 1_000,
+        }
+    }
+
+    fn failure(counts: bool, retry_after_ms: u64) -> Failure {
+        Failure {
+            code: ErrorCode::SyncServerError,
+            message: "boom".into(),
+            retry_after_ms,
+            counts,
+        }
+    }
+
+    #[test]
+    fn a_counted_failure_schedules_a_retry_after_the_backoff() {
+        let mut e = entry(1, "a", false, 0);
+        let d = record_failure(&mut e, &policy(), &failure(true, 0), || 77, 1_000);
+        // backoff(1, 77, 0) = 77 % (100 + 1).
+        assert_eq!(d, Delivery::RetryAt(1_077));
+        assert_eq!(e.attempts, 1);
+        assert_eq!(e.next_attempt_at, 1_077);
+        assert!(e.sent);
+        assert_eq!(
+            e.last_error,
+            Some((ErrorCode::SyncServerError, "boom".into()))
+        );
+        assert_eq!(e.state, OutboxState::Pending);
+        // The second: backoff(2, 150, 0) = 150 % 201; Retry-After is a floor.
+        let d = record_failure(&mut e, &policy(), &failure(true, 0), || 150, 2_000);
+        assert_eq!((d, e.attempts), (Delivery::RetryAt(2_150), 2));
+    }
+
+    #[test]
+    fn retry_after_is_a_floor() {
+        let mut e = entry(1, "a", false, 0);
+        let d = record_failure(&mut e, &policy(), &failure(true, 5_000), || 3, 1_000);
+        assert_eq!(d, Delivery::RetryAt(6_000));
+    }
+
+    #[test]
+    fn the_last_counted_attempt_is_exhausted_without_drawing() {
+        let mut e = entry(1, "a", false, 0);
+        e.attempts = 2;
+        let d = record_failure(
+            &mut e,
+            &policy(),
+            &failure(true, 0),
+            || panic!("no backoff is drawn when the attempts are used up"),
+            1_000,
+        );
+        assert_eq!(
+            d,
+            Delivery::Exhausted {
+                code: ErrorCode::RetriesExhausted,
+                message: "3 attempts failed; last: SYNC_SERVER_ERROR: boom".into(),
+            }
+        );
+        assert_eq!(e.attempts, 3);
+        assert!(e.sent);
+        assert_eq!(e.next_attempt_at, 0, "not rescheduled");
+    }
+
+    #[test]
+    fn an_uncounted_failure_never_exhausts() {
+        // A rate limit at the cap: not counted, so retried.
+        let mut e = entry(1, "a", false, 0);
+        e.attempts = 3;
+        let d = record_failure(&mut e, &policy(), &failure(false, 0), || 5, 1_000);
+        assert_eq!(d, Delivery::RetryAt(1_005));
+        assert_eq!(e.attempts, 3);
+        // From 0 attempts: backoff as for the first (attempts.max(1)).
+        let mut e = entry(2, "b", false, 0);
+        let d = record_failure(&mut e, &policy(), &failure(false, 0), || 100, 1_000);
+        assert_eq!((d, e.attempts), (Delivery::RetryAt(1_100), 0));
+        assert!(e.sent);
+    }
+
+    #[test]
+    fn dead_letter_and_retry() {
+        let mut e = entry(1, "a", false, 40);
+        e.attempts = 3;
+        mark_dead_letter(&mut e, ErrorCode::RetriesExhausted, "gone".into(), 900);
+        assert_eq!(
+            e.state,
+            OutboxState::DeadLetter {
+                code: ErrorCode::RetriesExhausted,
+                message: "gone".into(),
+                at_ms: 900,
+            }
+        );
+        assert_eq!(
+            e.last_error,
+            Some((ErrorCode::RetriesExhausted, "gone".into()))
+        );
+        reset_for_retry(&mut e, 1_200);
+        assert_eq!(e.state, OutboxState::Pending);
+        assert_eq!(e.attempts, 0);
+        assert_eq!(e.next_attempt_at, 1_200);
+        assert_eq!(
+            e.last_error,
+            Some((ErrorCode::RetriesExhausted, "gone".into())),
+            "kept for the sync center"
+        );
+    }
+}
