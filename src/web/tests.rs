@@ -95,7 +95,7 @@ pub(super) async fn raw(name: &str) -> web_sys::IdbDatabase {
 }
 
 /// Every (store, key, value) of the raw database.
-async fn dump(db: &web_sys::IdbDatabase) -> Vec<(String, JsValue, JsValue)> {
+pub(super) async fn dump(db: &web_sys::IdbDatabase) -> Vec<(String, JsValue, JsValue)> {
     let mut out = Vec::new();
     for s in ALL_STORES {
         let tx = idb::transaction(db, &[s], false, false).unwrap();
@@ -111,7 +111,7 @@ async fn dump(db: &web_sys::IdbDatabase) -> Vec<(String, JsValue, JsValue)> {
     out
 }
 
-fn as_bytes(v: &JsValue) -> Vec<u8> {
+pub(super) fn as_bytes(v: &JsValue) -> Vec<u8> {
     if let Some(a) = v.dyn_ref::<Uint8Array>() {
         return a.to_vec();
     }

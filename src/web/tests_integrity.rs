@@ -5,13 +5,12 @@
 
 use super::idb;
 use super::keys::KeySource;
-use super::store::{IdbStore, OpenError, ALL_STORES};
+use super::store::{IdbStore, OpenError};
 use super::tests::{put, raw, unique};
 use crate::protocol::{EntityKey, EntityState};
 use crate::store::*;
 use crate::Hlc;
-use js_sys::{Array, Uint8Array};
-use wasm_bindgen::JsCast;
+use js_sys::Array;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
@@ -66,34 +65,21 @@ fn audit(seq: u64) -> AuditEntry {
 
 /// Every (store, key, value bytes) of the raw database, in order.
 async fn dump(db: &web_sys::IdbDatabase) -> Vec<(String, String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for s in ALL_STORES {
-        let tx = idb::transaction(db, &[s], false, false).unwrap();
-        let os = tx.object_store(s).unwrap();
-        let kr = os.get_all_keys().unwrap();
-        let vr = os.get_all().unwrap();
-        let keys: Array = idb::request(&kr).await.unwrap().unchecked_into();
-        let values: Array = idb::request(&vr).await.unwrap().unchecked_into();
-        for (k, v) in keys.iter().zip(values.iter()) {
-            let bytes = match v.dyn_ref::<Uint8Array>() {
-                Some(a) => a.to_vec(),
-                None => format!("{v:?}").into_bytes(),
-            };
-            out.push((s.to_string(), format!("{k:?}"), bytes));
-        }
-    }
-    out
+    super::tests::dump(db)
+        .await
+        .into_iter()
+        .map(|(s, k, v)| (s, format!("{k:?}"), super::tests::as_bytes(&v)))
+        .collect()
 }
 
-/// The raw (key, value) of the only record of `store` matching `pick`.
+/// The raw (key, value) pairs of one object store.
 async fn raw_record(db: &web_sys::IdbDatabase, store: &str) -> Vec<(JsValue, JsValue)> {
-    let tx = idb::transaction(db, &[store], false, false).unwrap();
-    let os = tx.object_store(store).unwrap();
-    let kr = os.get_all_keys().unwrap();
-    let vr = os.get_all().unwrap();
-    let keys: Array = idb::request(&kr).await.unwrap().unchecked_into();
-    let values: Array = idb::request(&vr).await.unwrap().unchecked_into();
-    keys.iter().zip(values.iter()).collect()
+    super::tests::dump(db)
+        .await
+        .into_iter()
+        .filter(|(s, ..)| s == store)
+        .map(|(_, k, v)| (k, v))
+        .collect()
 }
 
 async fn write_raw(db: &web_sys::IdbDatabase, store: &str, key: &JsValue, value: Option<&JsValue>) {
