@@ -59,7 +59,8 @@ macro_rules! error_codes {
 error_codes! {
     /// Missing, invalid, expired or revoked credentials.
     SyncUnauthorized = "SYNC_UNAUTHORIZED", Server;
-    /// Valid credentials that do not grant access to this branch or tenant.
+    /// Valid credentials that do not grant access to this branch or tenant,
+    /// or that were issued for another terminal.
     SyncForbidden = "SYNC_FORBIDDEN", Server;
     /// Too many requests; retry after the `Retry-After` delay.
     SyncRateLimited = "SYNC_RATE_LIMITED", Server;
