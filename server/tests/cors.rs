@@ -28,7 +28,7 @@ async fn preflight(s: &Server, origin: &str, path: &str) -> reqwest::Response {
         .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
         .header(
             header::ACCESS_CONTROL_REQUEST_HEADERS,
-            "authorization, content-type, x-tidesync-branch",
+            "authorization, content-type, x-tidesync-branch, x-tidesync-terminal",
         )
         .send()
         .await
@@ -78,6 +78,7 @@ async fn preflight_from_an_allowed_origin_is_204_with_what_the_client_sends() {
             "content-type",
             "accept",
             tidesync_server::http::BRANCH_HEADER,
+            tidesync_server::http::TERMINAL_HEADER,
         ] {
             assert!(allowed.contains(name), "{path}: {name} in {allowed}");
         }

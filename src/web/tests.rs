@@ -130,12 +130,23 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 async fn put_raw(db: &web_sys::IdbDatabase, store: &str, key: &JsValue, value: &JsValue) {
+    write_raw(db, store, key, Some(value)).await
+}
+
+/// Puts (`Some`) or deletes a record of the raw database, behind the store.
+pub(super) async fn write_raw(
+    db: &web_sys::IdbDatabase,
+    store: &str,
+    key: &JsValue,
+    value: Option<&JsValue>,
+) {
     let tx = idb::transaction(db, &[store], true, true).unwrap();
     let done = idb::completion(&tx);
-    tx.object_store(store)
-        .unwrap()
-        .put_with_key(value, key)
-        .unwrap();
+    let os = tx.object_store(store).unwrap();
+    match value {
+        Some(v) => os.put_with_key(v, key).unwrap(),
+        None => os.delete(key).unwrap(),
+    };
     done.await.unwrap();
 }
 

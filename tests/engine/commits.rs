@@ -93,7 +93,11 @@ fn a_conflict_and_its_resolution_survive_any_failed_commit() {
             .is_some();
         rig.tolerate(block_on(rig.engine.sync_now()));
         rig.assert_accounted();
-        for c in block_on(rig.engine.conflicts()) {
+        let conflicts = block_on(rig.engine.conflicts());
+        if rig.is_clean() {
+            assert_eq!(conflicts.len(), 1, "the scenario opens a conflict");
+        }
+        for c in conflicts {
             assert_eq!(
                 c.fields,
                 vec!["status".to_string()],
@@ -135,6 +139,9 @@ fn dead_letters_survive_any_failed_commit_until_a_person_acts() {
             rig.assert_accounted();
         }
         let dead = block_on(rig.engine.dead_letters());
+        if rig.is_clean() {
+            assert_eq!(dead.len(), 1, "the scenario makes a dead letter");
+        }
         if let Some(d) = dead.first() {
             rig.tolerate(block_on(rig.engine.retry(d.seq)));
             rig.assert_accounted();

@@ -251,6 +251,11 @@ impl Rig {
         }
     }
 
+    /// The run without an injected failure (the one that counts commits).
+    pub fn is_clean(&self) -> bool {
+        self.fail_nth.is_none()
+    }
+
     /// From here until [`disarm`](Self::disarm), the N-th commit fails.
     pub fn arm(&self) {
         self.armed_at.set(Some(self.store.commits()));
