@@ -56,7 +56,7 @@ console.log(`\nSnapshot apply, ${SNAPSHOT} entities:`);
 console.log(`  tidesync encrypted (open + first sync over loopback): ${fmt(col((r) => r.snapshotTidesync.perSec), 0)} entities/s`);
 console.log(`  Dexie bulkPut, plain, from memory:                    ${fmt(col((r) => r.snapshotDexie.perSec), 0)} entities/s`);
 console.log(`  ratio tidesync/Dexie (throughput, > 1 is faster): ${fmt(col((r) => r.snapshotTidesync.perSec / r.snapshotDexie.perSec))}`);
-console.log(`  tidesync store size (navigator.storage.estimate): ${fmt(col((r) => r.snapshotTidesync.usageMB), 1)} MB`);
+console.log(`  store size (navigator.storage.estimate): tidesync ${fmt(col((r) => r.snapshotTidesync.usageMB), 1)} MB, Dexie ${fmt(col((r) => r.snapshotDexie.usageMB), 1)} MB`);
 console.log(`  tidesync reopen of that store (key unwrap + integrity check of every record): ${fmt(col((r) => r.snapshotTidesync.reopenMs), 0)} ms`);
 console.log(`\nOpen with a passphrase (PBKDF2-SHA256, 600,000 iterations, in Wasm): ${fmt(col((r) => r.passphraseOpen.ms), 0)} ms`);
 console.log(`\nAES-256-GCM seal + open (ops/s), Wasm vs WebCrypto:`);
