@@ -8,7 +8,7 @@
 //   3. first sync of M entities from the reference server (target < 5 s for
 //      1M) vs a plain client: the same snapshot pages over the same HTTP,
 //      written with better-sqlite3 one transaction per page.
-// Usage: bash bench/node/run.sh [--entities 1000000] [--flush 10000] [--writes 2000]
+// Usage: bash bench/node/run.sh [--entities 1000000] [--flush 10000] [--writes 2000] [--only writes|flush|first]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +27,9 @@ const arg = (name, def) => {
 const WRITES = arg('writes', 2000);
 const FLUSH = arg('flush', 10000);
 const ENTITIES = arg('entities', 1000000);
+// --only first|flush|writes: one part alone (for profiling).
+const ONLY = (() => { const i = process.argv.indexOf('--only'); return i > 0 ? process.argv[i + 1] : null; })();
+const part = (name) => !ONLY || ONLY === name;
 const BIN = process.env.TIDESYNC_SERVER_BIN;
 if (!BIN || !fs.existsSync(BIN)) throw new Error('TIDESYNC_SERVER_BIN: the reference server binary (bench/node/run.sh builds it)');
 
@@ -51,7 +54,7 @@ async function startServer(db) {
     await new Promise((r) => setTimeout(r, 50));
   }
   const issue = (terminal) => execFileSync(BIN, ['--database', db, 'issue-key', '--tenant', 't1', '--branch', 'b1', '--terminal', terminal, '--quiet'], { encoding: 'utf8' }).trim();
-  return { url, issue, stop: () => new Promise((r) => { child.once('exit', r); child.kill('SIGTERM'); }) };
+  return { url, issue, pid: child.pid, stop: () => new Promise((r) => { child.once('exit', r); child.kill('SIGTERM'); }) };
 }
 
 const open = (file, server, terminal, apiKey, extra = {}) => TideSync.open({
@@ -152,22 +155,37 @@ async function firstSync(server) {
   return { secs, peerSecs, size, rss };
 }
 
-const w = await writes();
-console.error(`writes done: p50 ${ms(pct(w.ours, 0.5))} vs ${ms(pct(w.theirs, 0.5))}`);
-const server = await startServer(path.join(dir, 'server.db'));
-const f = await flush(server);
-await server.stop();
-console.error(`flush done: ${f.secs.toFixed(2)} s; seeding ${ENTITIES} entities into a second server…`);
-const serverDb = path.join(dir, 'server-first.db');
-execFileSync(BIN, ['--database', serverDb, 'seed-synthetic', '--tenant', 't1', '--branch', 'b1', '--collection', 'rooms', '--count', String(ENTITIES)], { stdio: ['ignore', 'ignore', 'inherit'] });
-const server2 = await startServer(serverDb);
-const fs1 = await firstSync(server2);
-await server2.stop();
+let w = null, f = null, fs1 = null;
+if (part('writes')) {
+  w = await writes();
+  console.error(`writes done: p50 ${ms(pct(w.ours, 0.5))} vs ${ms(pct(w.theirs, 0.5))}`);
+}
+if (part('flush')) {
+  const server = await startServer(path.join(dir, 'server.db'));
+  f = await flush(server);
+  await server.stop();
+  console.error(`flush done: ${f.secs.toFixed(2)} s`);
+}
+if (part('first')) {
+  console.error(`seeding ${ENTITIES} entities into a server…`);
+  const serverDb = path.join(dir, 'server-first.db');
+  execFileSync(BIN, ['--database', serverDb, 'seed-synthetic', '--tenant', 't1', '--branch', 'b1', '--collection', 'rooms', '--count', String(ENTITIES)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const server2 = await startServer(serverDb);
+  if (process.env.BENCH_PAUSE_FILE) {
+    // For a profiler: write the server's pid, then wait until the file is gone.
+    fs.writeFileSync(process.env.BENCH_PAUSE_FILE, `${server2.pid} ${process.pid}`);
+    while (fs.existsSync(process.env.BENCH_PAUSE_FILE)) await new Promise((r) => setTimeout(r, 100));
+  }
+  fs1 = await firstSync(server2);
+  await server2.stop();
+}
 fs.rmSync(dir, { recursive: true, force: true });
 
-const p50 = pct(w.ours, 0.5), p99 = pct(w.ours, 0.99), q50 = pct(w.theirs, 0.5), q99 = pct(w.theirs, 0.99);
 console.log(`tidesync Node addon vs better-sqlite3 ${require('better-sqlite3/package.json').version}, Node ${process.version}, ${os.cpus().length} cores`);
-console.log(`durable write (${WRITES}): addon encrypted p50 ${ms(p50)} p99 ${ms(p99)} | better-sqlite3 plain put+outbox p50 ${ms(q50)} p99 ${ms(q99)} | p50 ratio ${(p50 / q50).toFixed(2)}x (target ≤ 1.00x)`);
-console.log(`  (addon without encryption: p50 ${ms(pct(w.oursPlain, 0.5))} p99 ${ms(pct(w.oursPlain, 0.99))})`);
-console.log(`flush ${FLUSH} queued mutations: ${f.secs.toFixed(2)} s in ${f.rounds} syncNow rounds (${Math.round(FLUSH / f.secs)}/s; target ≤ 1 s)`);
-console.log(`first sync ${ENTITIES}: addon ${fs1.secs.toFixed(2)} s (${Math.round(ENTITIES / fs1.secs)}/s, target < 5 s) | plain fetch + better-sqlite3 ${fs1.peerSecs.toFixed(2)} s | ratio ${(fs1.secs / fs1.peerSecs).toFixed(2)}x | store ${(fs1.size / 1e6).toFixed(0)} MB, RSS +${(fs1.rss / 1e6).toFixed(0)} MB`);
+if (w) {
+  const p50 = pct(w.ours, 0.5), p99 = pct(w.ours, 0.99), q50 = pct(w.theirs, 0.5), q99 = pct(w.theirs, 0.99);
+  console.log(`durable write (${WRITES}): addon encrypted p50 ${ms(p50)} p99 ${ms(p99)} | better-sqlite3 plain put+outbox p50 ${ms(q50)} p99 ${ms(q99)} | p50 ratio ${(p50 / q50).toFixed(2)}x (target ≤ 1.00x)`);
+  console.log(`  (addon without encryption: p50 ${ms(pct(w.oursPlain, 0.5))} p99 ${ms(pct(w.oursPlain, 0.99))})`);
+}
+if (f) console.log(`flush ${FLUSH} queued mutations: ${f.secs.toFixed(2)} s in ${f.rounds} syncNow rounds (${Math.round(FLUSH / f.secs)}/s; target ≤ 1 s)`);
+if (fs1) console.log(`first sync ${ENTITIES}: addon ${fs1.secs.toFixed(2)} s (${Math.round(ENTITIES / fs1.secs)}/s, target < 5 s) | plain fetch + better-sqlite3 ${fs1.peerSecs.toFixed(2)} s | ratio ${(fs1.secs / fs1.peerSecs).toFixed(2)}x | store ${(fs1.size / 1e6).toFixed(0)} MB, RSS +${(fs1.rss / 1e6).toFixed(0)} MB`);

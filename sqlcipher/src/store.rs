@@ -503,6 +503,42 @@ impl Store for SqlCipherStore {
             .collect()
     }
 
+    async fn get_sorted(
+        &self,
+        keys: &[EntityKey],
+    ) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        by_spans(keys, |collection, first, last| {
+            self.query_values(
+                "SELECT value FROM entities WHERE collection = ?1 AND id BETWEEN ?2 AND ?3
+                 ORDER BY id",
+                params![collection, first, last],
+            )?
+            .iter()
+            .map(|t| decode("entities", t))
+            .collect()
+        })
+    }
+
+    async fn scan_page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EntityRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let texts = match after {
+            Some(a) => self.query_values(
+                "SELECT value FROM entities WHERE collection = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                params![collection, a, limit],
+            )?,
+            None => self.query_values(
+                "SELECT value FROM entities WHERE collection = ?1 ORDER BY id LIMIT ?2",
+                params![collection, limit],
+            )?,
+        };
+        texts.iter().map(|t| decode("entities", t)).collect()
+    }
+
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
         self.query_values(
             "SELECT value FROM entities WHERE collection = ?1 ORDER BY id",

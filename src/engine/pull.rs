@@ -154,10 +154,15 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         let mut prefetched: Option<(Option<EntityKey>, SnapshotPage)> = None;
         loop {
             let progress = self.state.lock().await.meta.snapshot.clone();
-            let (at, after) = match progress {
+            let (at, after, verify) = match progress {
                 SnapshotProgress::Done => return Ok(true),
-                SnapshotProgress::NotStarted => (None, None),
-                SnapshotProgress::InProgress { at, after } => (Some(at), after),
+                // A snapshot into a store that holds no entity has nothing
+                // to verify afterwards: every entity it ends with came from
+                // the snapshot, or was written locally since.
+                SnapshotProgress::NotStarted => {
+                    (None, None, !self.store.collections().await?.is_empty())
+                }
+                SnapshotProgress::InProgress { at, after, verify } => (Some(at), after, verify),
             };
             // A page fetched ahead is used only if it is the one due now.
             let page = match prefetched.take() {
@@ -181,16 +186,17 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             // The snapshot is consistent as of its first page's cursor.
             let at = at.unwrap_or(page.at);
             let next = page.next.clone();
-            let apply = self.apply_page(page.entities, |meta, now| {
+            let apply = self.apply_page(page.entities, true, |meta, now| {
                 meta.snapshot = match &next {
                     Some(next) => SnapshotProgress::InProgress {
                         at,
                         after: Some(next.clone()),
+                        verify,
                     },
                     None => {
                         meta.cursor = Some(meta.cursor.unwrap_or_default().max(at));
                         meta.snapshot_at_ms = Some(now);
-                        meta.verify_pending = true;
+                        meta.verify_pending |= verify;
                         SnapshotProgress::Done
                     }
                 };
@@ -253,7 +259,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 }
             };
             let (next, has_more) = (page.next, page.has_more);
-            let apply = self.apply_page(page.changes, |meta, now| {
+            let apply = self.apply_page(page.changes, false, |meta, now| {
                 meta.cursor = Some(next);
                 if !has_more {
                     meta.snapshot_at_ms = Some(now);
@@ -281,17 +287,19 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     /// Applies one page of server states, snapshot or changes, in one
     /// transaction with the progress `advance` writes into the sync state
     /// (the snapshot position or the cursor): both commit together or
-    /// neither does.
+    /// neither does. `span`: the page is a contiguous run of keys (a
+    /// snapshot page), read from the store as key ranges.
     async fn apply_page(
         &self,
         states: Vec<EntityState>,
+        span: bool,
         advance: impl FnOnce(&mut SyncMeta, u64),
     ) -> Result<SyncReport, EngineError> {
         let mut st = self.lock_fresh().await?;
         let now = self.env.now_ms();
         let mut tx = Txn::default();
         let keys: Vec<EntityKey> = states.iter().map(|s| s.key()).collect();
-        tx.prefetch(&self.store, &keys).await?;
+        tx.prefetch(&self.store, &keys, span).await?;
         for s in states {
             if self
                 .apply_server_state(&mut st, &mut tx, s, false, now)

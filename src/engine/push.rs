@@ -98,7 +98,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         let mut tx = Txn::default();
         if result.is_ok() {
             let keys: Vec<EntityKey> = batch.iter().map(|e| e.mutation.key()).collect();
-            tx.prefetch(&self.store, &keys).await?;
+            tx.prefetch(&self.store, &keys, false).await?;
         }
         tx.report.sent = batch.len();
         st.metrics.push_requests += 1;

@@ -68,11 +68,16 @@ impl Txn {
         }))
     }
 
-    /// Reads the records of `keys` not read yet, in one store call.
+    /// Reads the records of `keys` not read yet, in one store call. With
+    /// `span`, the keys are a contiguous run of the server's key space (a
+    /// snapshot page): the store reads them as key ranges
+    /// ([`Store::get_sorted`]), so keys it does not hold cost nothing.
+    /// Scattered keys (a change page) are looked up one by one.
     pub(super) async fn prefetch<S: Store>(
         &mut self,
         store: &S,
         keys: &[EntityKey],
+        span: bool,
     ) -> Result<(), EngineError> {
         let missing: Vec<EntityKey> = keys
             .iter()
@@ -84,7 +89,12 @@ impl Txn {
         if missing.is_empty() {
             return Ok(());
         }
-        let recs = store.get_many(&missing).await?;
+        // `missing` is sorted by (collection, id), without repeats.
+        let recs = if span {
+            store.get_sorted(&missing).await?
+        } else {
+            store.get_many(&missing).await?
+        };
         for (k, rec) in missing.into_iter().zip(recs) {
             self.original_views
                 .insert(k.clone(), rec.as_ref().and_then(|r| r.view.clone()));

@@ -295,7 +295,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             .collect();
         let mut tx = Txn::default();
         let keys: Vec<EntityKey> = dead.iter().map(|e| e.mutation.key()).collect();
-        tx.prefetch(&self.store, &keys).await?;
+        tx.prefetch(&self.store, &keys, false).await?;
         for e in &dead {
             let key = e.mutation.key();
             let rec = tx.record(&self.store, &key).await?;

@@ -186,6 +186,30 @@ pub async fn every_record_kind_round_trips<S: Store>(store: S) {
     assert_eq!(store.conflicts().await.unwrap(), vec![conflict]);
     assert_eq!(store.audit(0, 10).await.unwrap(), vec![audit(1)]);
     assert_eq!(store.load_meta().await.unwrap(), Some(meta()));
+    // Settled records (nothing pending: the view is the server state, stored
+    // once), live and deleted, and a record with no view.
+    let live = settled("rooms", "s1", 4, false);
+    let gone = settled("rooms", "s2", 5, true);
+    let mut bare = settled("rooms", "s3", 6, false);
+    bare.view = None;
+    let mut unusual = settled("rooms", "s4", 7, false);
+    unusual.view.as_mut().unwrap().conflicted = true;
+    let all = [live, gone, bare, unusual];
+    commit(&store, all.iter().cloned().map(WriteOp::PutEntity).collect()).await;
+    for r in &all {
+        assert_eq!(store.get(&r.key).await.unwrap().as_ref(), Some(r));
+    }
+}
+
+fn settled(collection: &str, id: &str, version: u64, deleted: bool) -> EntityRecord {
+    let mut s = state(collection, id, version);
+    s.deleted = deleted;
+    EntityRecord {
+        key: s.key(),
+        view: Some(EntityRecord::settled_view(&s.key(), &s)),
+        chain_base: None,
+        server: Some(s),
+    }
 }
 
 /// The outbox comes back ordered by `seq`, whatever order it was written in,
@@ -317,6 +341,59 @@ pub async fn scan_pages_a_collection_by_id<S: Store>(store: S) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// `get_sorted` answers exactly what `get_many` does for sorted keys: held
+/// keys, missing keys between and around them, and collections that hold
+/// nothing or share a prefix; records in a span that were not asked for are
+/// not returned.
+pub async fn get_sorted_matches_get_many<S: Store>(store: S) {
+    let mut ops: Vec<WriteOp> = (0..40)
+        .step_by(2)
+        .map(|i| WriteOp::PutEntity(record("rooms", &format!("r{i:03}"), 1)))
+        .collect();
+    ops.push(WriteOp::PutEntity(record("roomsx", "r001", 2)));
+    ops.push(WriteOp::PutEntity(record("sales", "s1", 3)));
+    commit(&store, ops).await;
+    let k = |c: &str, id: &str| EntityKey::new(c, id);
+    let asks: Vec<Vec<EntityKey>> = vec![
+        vec![],
+        vec![k("rooms", "r004")],
+        vec![k("rooms", "r005")],
+        vec![
+            k("aaa", "x"),
+            k("rooms", "r000"),
+            k("rooms", "r001"),
+            k("rooms", "r0015"),
+            k("rooms", "r010"),
+            k("rooms", "r038"),
+            k("rooms", "r099"),
+            k("roomsx", "r001"),
+            k("roomsx", "r002"),
+            k("sales", "s0"),
+            k("sales", "s1"),
+            k("zzz", "z"),
+        ],
+        (0..40).map(|i| k("rooms", &format!("r{i:03}"))).collect(),
+    ];
+    for keys in asks {
+        let sorted = store.get_sorted(&keys).await.unwrap();
+        let many = store.get_many(&keys).await.unwrap();
+        assert_eq!(sorted.len(), keys.len());
+        assert_eq!(sorted, many, "get_sorted({keys:?})");
+        for (key, got) in keys.iter().zip(&sorted) {
+            if let Some(r) = got {
+                assert_eq!(&r.key, key);
+            }
+        }
+    }
+    let hits = store
+        .get_sorted(&[k("rooms", "r001"), k("rooms", "r002"), k("rooms", "r039")])
+        .await
+        .unwrap();
+    assert_eq!(hits[0], None);
+    assert_eq!(hits[1], Some(record("rooms", "r002", 1)));
+    assert_eq!(hits[2], None);
 }
 
 /// Audit entries page by `seq`.
@@ -498,6 +575,7 @@ macro_rules! store_conformance_tests {
             conflicts_are_keyed_by_entity,
             large_batch_round_trips,
             scan_pages_a_collection_by_id,
+            get_sorted_matches_get_many,
             a_failed_commit_leaves_nothing
         );
     };

@@ -96,6 +96,17 @@ impl Store for MemoryStore {
         Ok(self.lock().entities.get(key).cloned())
     }
 
+    async fn get_sorted(
+        &self,
+        keys: &[EntityKey],
+    ) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        let inner = self.lock();
+        super::by_spans(keys, |collection, first, last| {
+            let span = EntityKey::new(collection, first)..=EntityKey::new(collection, last);
+            Ok(inner.entities.range(span).map(|(_, v)| v.clone()).collect())
+        })
+    }
+
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
         let inner = self.lock();
         let start = EntityKey::new(collection, "");
@@ -292,6 +303,13 @@ impl<S: Store> Store for FailingStore<S> {
     async fn get_many(&self, keys: &[EntityKey]) -> Result<Vec<Option<EntityRecord>>, StoreError> {
         self.read_check()?;
         self.inner.get_many(keys).await
+    }
+    async fn get_sorted(
+        &self,
+        keys: &[EntityKey],
+    ) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        self.read_check()?;
+        self.inner.get_sorted(keys).await
     }
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
         self.read_check()?;

@@ -71,7 +71,12 @@ impl ChainBase {
 }
 
 /// Everything the client keeps about one entity.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Stored form: while nothing is pending and there is no conflict, the view
+/// is the server state itself, so it is not written a second time (the
+/// record says `"settled": true` and the view is derived when read). Records
+/// written before this form (a full `view`) read as they were.
+#[derive(Clone, Debug, PartialEq)]
 pub struct EntityRecord {
     /// Which entity.
     pub key: EntityKey,
@@ -81,6 +86,89 @@ pub struct EntityRecord {
     pub chain_base: Option<ChainBase>,
     /// The materialised local view (`None`: nothing to show).
     pub view: Option<LocalEntity>,
+}
+
+impl EntityRecord {
+    /// The view of an entity with nothing pending and no conflict: its
+    /// server state as it is (what the engine computes for it).
+    pub fn settled_view(key: &EntityKey, server: &EntityState) -> LocalEntity {
+        LocalEntity {
+            collection: key.collection.clone(),
+            id: key.id.clone(),
+            fields: server.fields.clone(),
+            deleted: server.deleted,
+            server_version: server.version,
+            updated_at: server.updated_at,
+            pending: 0,
+            conflicted: false,
+        }
+    }
+
+    /// The view is exactly [`settled_view`](Self::settled_view) of the
+    /// server state, so the stored form can leave it out.
+    fn is_settled(&self) -> bool {
+        let (Some(s), Some(v), None) = (&self.server, &self.view, &self.chain_base) else {
+            return false;
+        };
+        v.pending == 0
+            && !v.conflicted
+            && v.deleted == s.deleted
+            && v.server_version == s.version
+            && v.updated_at == s.updated_at
+            && v.collection == self.key.collection
+            && v.id == self.key.id
+            && v.fields == s.fields
+    }
+}
+
+impl Serialize for EntityRecord {
+    fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            key: &'a EntityKey,
+            server: &'a Option<EntityState>,
+            chain_base: &'a Option<ChainBase>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            view: Option<&'a LocalEntity>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            settled: bool,
+        }
+        let settled = self.is_settled();
+        Stored {
+            key: &self.key,
+            server: &self.server,
+            chain_base: &self.chain_base,
+            view: if settled { None } else { self.view.as_ref() },
+            settled,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for EntityRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            key: EntityKey,
+            server: Option<EntityState>,
+            chain_base: Option<ChainBase>,
+            #[serde(default)]
+            view: Option<LocalEntity>,
+            #[serde(default)]
+            settled: bool,
+        }
+        let r = Stored::deserialize(deserializer)?;
+        let view = match (&r.server, r.settled) {
+            (Some(s), true) => Some(EntityRecord::settled_view(&r.key, s)),
+            _ => r.view,
+        };
+        Ok(EntityRecord {
+            key: r.key,
+            server: r.server,
+            chain_base: r.chain_base,
+            view,
+        })
+    }
 }
 
 /// Where an outbox entry stands.
@@ -211,6 +299,10 @@ pub struct AuditEntry {
     pub event: AuditEvent,
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// Snapshot progress.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
@@ -223,6 +315,11 @@ pub enum SnapshotProgress {
         at: Cursor,
         /// Last key stored.
         after: Option<EntityKey>,
+        /// The store held entities when the snapshot began: once it is
+        /// complete, a reconcile verifies the copy (`verify_pending`).
+        /// Snapshots begun by older builds verify.
+        #[serde(default = "yes")]
+        verify: bool,
     },
     /// Complete.
     Done,
@@ -343,6 +440,35 @@ impl StoreError {
     }
 }
 
+/// For backends that read key ranges: splits `keys` (sorted by (collection,
+/// id)) into runs of one collection, reads each run's span with
+/// `read_span(collection, first id, last id)` (the held records in that
+/// range, ordered by id), and answers in the order of `keys`.
+pub fn by_spans<E>(
+    keys: &[EntityKey],
+    mut read_span: impl FnMut(&str, &str, &str) -> Result<Vec<EntityRecord>, E>,
+) -> Result<Vec<Option<EntityRecord>>, E> {
+    let mut out = Vec::with_capacity(keys.len());
+    let mut rest = keys;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|k| k.collection == first.collection)
+            .count();
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        let last = &run[n - 1];
+        let mut held = read_span(&first.collection, &first.id, &last.id)?.into_iter().peekable();
+        for k in run {
+            while held.peek().is_some_and(|r| r.key.id < k.id) {
+                held.next();
+            }
+            out.push(held.next_if(|r| r.key.id == k.id));
+        }
+    }
+    Ok(out)
+}
+
 /// A backend that can fail a commit part-way, so the conformance suite can
 /// check that a failed commit leaves nothing behind
 /// ([`conformance::a_failed_commit_leaves_nothing`]). Each backend fails
@@ -379,6 +505,18 @@ pub trait Store: SendOutsideWasm + SyncOutsideWasm {
         }
         Ok(out)
     }
+    /// Like [`get_many`](Store::get_many), for `keys` sorted by (collection,
+    /// id) without repeats, as a snapshot page comes. Backends ordered by key
+    /// (memory, SQLite) read the span of each collection with one range
+    /// read, so a key they do not hold costs nothing: a first sync into an
+    /// empty store reads nothing per entity. The default is `get_many`
+    /// (IndexedDB keys records by keyed hash, so it has no ranges).
+    async fn get_sorted(
+        &self,
+        keys: &[EntityKey],
+    ) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        self.get_many(keys).await
+    }
     /// Every entity record of a collection, ordered by id.
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError>;
     /// One page of a collection: the records with an id after `after` (all
@@ -412,4 +550,79 @@ pub trait Store: SendOutsideWasm + SyncOutsideWasm {
     async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// Applies a batch atomically and durably.
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::OpId;
+
+    fn state(version: u64) -> EntityState {
+        EntityState {
+            collection: "rooms".into(),
+            id: "r1".into(),
+            version,
+            fields: serde_json::json!({"status": "dirty-and-unique"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            deleted: false,
+            updated_at: Hlc {
+                wall_ms: 9,
+                counter: 1,
+                node: 2,
+            },
+            last_op: Some(OpId::from_parts(1, 2)),
+        }
+    }
+
+    fn settled() -> EntityRecord {
+        let s = state(3);
+        EntityRecord {
+            key: s.key(),
+            view: Some(EntityRecord::settled_view(&s.key(), &s)),
+            chain_base: None,
+            server: Some(s),
+        }
+    }
+
+    #[test]
+    fn a_settled_record_stores_its_fields_once() {
+        let r = settled();
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(text.matches("dirty-and-unique").count(), 1, "{text}");
+        assert!(text.contains(r#""settled":true"#), "{text}");
+        assert_eq!(serde_json::from_str::<EntityRecord>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn a_pending_or_different_view_is_stored_whole() {
+        let mut pending = settled();
+        pending.chain_base = Some(ChainBase::State(state(3)));
+        pending.view.as_mut().unwrap().pending = 1;
+        let mut changed = settled();
+        changed.view.as_mut().unwrap().fields.insert("x".into(), 1.into());
+        let mut behind = settled();
+        behind.view.as_mut().unwrap().server_version = 2;
+        for r in [pending, changed, behind] {
+            let text = serde_json::to_string(&r).unwrap();
+            assert!(!text.contains("settled"), "{text}");
+            assert_eq!(serde_json::from_str::<EntityRecord>(&text).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn a_record_in_the_older_form_reads_as_it_was() {
+        let r = settled();
+        let old = serde_json::json!({
+            "key": r.key,
+            "server": r.server,
+            "chain_base": null,
+            "view": r.view,
+        });
+        assert_eq!(serde_json::from_value::<EntityRecord>(old).unwrap(), r);
+        let no_view = serde_json::json!({"key": r.key, "server": r.server, "chain_base": null, "view": null});
+        let read: EntityRecord = serde_json::from_value(no_view).unwrap();
+        assert_eq!(read.view, None);
+    }
 }

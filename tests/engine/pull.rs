@@ -1,6 +1,7 @@
 //! Pull, cursor, staleness and reconcile.
 
 use crate::common::*;
+use tidesync::store::EntityRecord;
 
 #[test]
 fn status_goes_stale_after_a_day_without_a_complete_pull() {
@@ -151,4 +152,112 @@ fn a_server_that_forgot_the_cursor_triggers_a_new_snapshot_and_keeps_pending_wor
         restored.server_state(&room(2)).unwrap().fields["status"],
         "clean"
     );
+}
+
+/// Counts the per-key reads an engine makes of its store.
+struct CountingStore {
+    inner: MemoryStore,
+    per_key: Arc<Mutex<usize>>,
+    scans: Arc<Mutex<usize>>,
+}
+
+#[async_trait::async_trait]
+impl Store for CountingStore {
+    async fn load_meta(&self) -> Result<Option<tidesync::store::SyncMeta>, StoreError> {
+        self.inner.load_meta().await
+    }
+    async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
+        *self.per_key.lock().unwrap() += 1;
+        self.inner.get(key).await
+    }
+    async fn get_many(&self, keys: &[EntityKey]) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        *self.per_key.lock().unwrap() += keys.len();
+        self.inner.get_many(keys).await
+    }
+    async fn get_sorted(
+        &self,
+        keys: &[EntityKey],
+    ) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        self.inner.get_sorted(keys).await
+    }
+    async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
+        *self.scans.lock().unwrap() += 1;
+        self.inner.scan(collection).await
+    }
+    async fn collections(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.collections().await
+    }
+    async fn outbox(&self) -> Result<Vec<tidesync::store::OutboxEntry>, StoreError> {
+        self.inner.outbox().await
+    }
+    async fn conflicts(&self) -> Result<Vec<tidesync::store::ConflictRecord>, StoreError> {
+        self.inner.conflicts().await
+    }
+    async fn audit(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<tidesync::store::AuditEntry>, StoreError> {
+        self.inner.audit(after, limit).await
+    }
+    async fn commit(&self, batch: tidesync::store::WriteBatch) -> Result<(), StoreError> {
+        self.inner.commit(batch).await
+    }
+}
+
+fn counting() -> (CountingStore, Arc<Mutex<usize>>, Arc<Mutex<usize>>) {
+    let (per_key, scans) = (Arc::default(), Arc::default());
+    let store = CountingStore {
+        inner: MemoryStore::new(),
+        per_key: Arc::clone(&per_key),
+        scans: Arc::clone(&scans),
+    };
+    (store, per_key, scans)
+}
+
+/// A first sync into an empty store reads no record key by key (snapshot
+/// pages are read as key ranges) and needs no verifying reconcile: every
+/// entity it ends with came from the snapshot.
+#[test]
+fn a_first_sync_into_an_empty_store_reads_no_key_and_verifies_nothing() {
+    let w = World::new();
+    let p = Partition::new("hotel", "b1");
+    w.server
+        .seed(
+            &p,
+            Hlc::default(),
+            (0..230).map(|i| (EntityKey::new("tasks", format!("t{i:04}")), f(json!({"n": i})))),
+        )
+        .unwrap();
+    let (store, per_key, scans) = counting();
+    let config = EngineConfig {
+        snapshot_page: 40,
+        ..w.config("t1")
+    };
+    let engine =
+        block_on(Engine::open(store, w.net("t1"), w.env.clone(), config)).unwrap();
+    block_on(engine.sync_now()).unwrap();
+    assert!(block_on(engine.status()).first_sync_done);
+    assert_eq!(block_on(engine.query("tasks")).unwrap().len(), 230);
+    let reads_during_sync = *per_key.lock().unwrap();
+    assert_eq!(reads_during_sync, 0, "per-key reads during a first sync");
+    assert_eq!(block_on(engine.metrics()).reconcile_runs, 0);
+    assert_eq!(*scans.lock().unwrap(), 1, "only the query above scanned");
+}
+
+/// A snapshot that begins over entities the store already holds verifies
+/// its copy with a reconcile once it is complete.
+#[test]
+fn a_snapshot_over_held_entities_is_verified() {
+    let w = World::new();
+    let (store, _, _) = counting();
+    let net = w.net("t1");
+    let engine = w.open(store, net.clone(), "t1");
+    net.set_offline(true);
+    block_on(engine.create("tasks", None, f(json!({"what": "towels"})))).unwrap();
+    net.set_offline(false);
+    block_on(engine.set_online(true));
+    block_on(engine.sync_now()).unwrap();
+    assert!(block_on(engine.status()).first_sync_done);
+    assert!(block_on(engine.metrics()).reconcile_runs > 0, "the snapshot was verified");
 }
