@@ -92,7 +92,7 @@ export declare class TideSync {
   conflicts(): Promise<ConflictRecord[]>;
   /** Resolves an open conflict. */
   resolve(collection: string, id: string, resolution: Resolution): Promise<void>;
-  /** Calls `callback` with every `changed` event matching `filter`, and with every status and alert event. Returns the function that unsubscribes. */
+  /** Calls `callback` with every `changed` and `changes` event matching `filter`, and with every status and alert event. Returns the function that unsubscribes. */
   subscribe(filter: SubscriptionFilter, callback: (event: SyncEvent) => void): () => void;
   /** Calls `callback` with the current status at once, then with each new status. */
   onStatus(callback: (status: Status) => void): () => void;

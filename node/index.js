@@ -107,6 +107,10 @@ function keyArgs(key, dbPath) {
 }
 
 function matches(filter, event) {
+  if (event.type === 'changes') {
+    if (filter.collection !== undefined && event.collection !== filter.collection) return false;
+    return filter.id === undefined || event.ids.includes(filter.id);
+  }
   if (event.type !== 'changed') return true;
   if (filter.collection !== undefined && event.key.collection !== filter.collection) return false;
   if (filter.id !== undefined && event.key.id !== filter.id) return false;
@@ -123,6 +127,7 @@ class TideSync {
     const [kind, bytes] = keyArgs(key, rest.path);
     const listeners = new Set();
     const dispatch = (json) => {
+      if (listeners.size === 0) return;
       let events;
       try { events = JSON.parse(json); } catch { return; }
       for (const event of events) {

@@ -92,6 +92,16 @@ pub enum Event {
         /// The new view (deleted ones included, with `deleted: true`).
         entity: Option<LocalEntity>,
     },
+    /// Several entities of one collection changed in one commit (a pulled
+    /// page, a bulk retry): one event with their ids, in order, and no
+    /// views; read them with `get` or `query`. A commit that changes one
+    /// entity of a collection sends [`Event::Changed`] instead.
+    Changes {
+        /// The collection.
+        collection: String,
+        /// The ids whose local view changed (gone ones included).
+        ids: Vec<String>,
+    },
     /// The status changed.
     Status {
         /// The new status.
@@ -137,6 +147,12 @@ impl Filter {
                 &key.collection == collection
             }
             (Filter::Entity { key: want }, Event::Changed { key, .. }) => want == key,
+            (Filter::Collection { collection: want }, Event::Changes { collection, .. }) => {
+                want == collection
+            }
+            (Filter::Entity { key: want }, Event::Changes { collection, ids }) => {
+                &want.collection == collection && ids.contains(&want.id)
+            }
             (_, Event::Status { .. } | Event::Alert { .. }) => true,
         }
     }

@@ -179,6 +179,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             .unwrap_or_else(|e| e.into_inner())
             .is_empty();
         let dirty = std::mem::take(&mut tx.dirty);
+        let mut changed: Vec<(EntityKey, Option<LocalEntity>)> = Vec::new();
         for key in dirty {
             let Some(Some(mut rec)) = tx.records.remove(&key) else {
                 continue;
@@ -199,10 +200,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             rec.view = compute_view(&key, rec.server.as_ref(), muts, conflict.is_some());
             let original = tx.original_views.get(&key).and_then(|v| v.as_ref());
             if listening && original != rec.view.as_ref() {
-                events.push(Event::Changed {
-                    key: key.clone(),
-                    entity: rec.view.clone(),
-                });
+                changed.push((key.clone(), rec.view.clone()));
             }
             if rec.server.is_none() && rec.view.is_none() {
                 tx.batch.push(WriteOp::DeleteEntity(key));
@@ -210,6 +208,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 tx.batch.push(WriteOp::PutEntity(rec));
             }
         }
+        events.extend(change_events(changed));
         let now = self.env.now_ms();
         for (op, key, event) in std::mem::take(&mut tx.audits) {
             let seq = st.meta.next_audit_seq;
@@ -290,4 +289,30 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             st.conflicts = conflicts.into_iter().map(|c| (c.key.clone(), c)).collect();
         }
     }
+}
+
+/// The change events of one commit, from its changed views in key order:
+/// per collection, one [`Event::Changed`] with the view when one entity
+/// changed, or one [`Event::Changes`] with the ids when several did.
+fn change_events(changed: Vec<(EntityKey, Option<LocalEntity>)>) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut rest = changed.into_iter().peekable();
+    while let Some((key, entity)) = rest.next() {
+        if rest
+            .peek()
+            .is_none_or(|(k, _)| k.collection != key.collection)
+        {
+            events.push(Event::Changed { key, entity });
+            continue;
+        }
+        let mut ids = vec![key.id];
+        while let Some((k, _)) = rest.next_if(|(k, _)| k.collection == key.collection) {
+            ids.push(k.id);
+        }
+        events.push(Event::Changes {
+            collection: key.collection,
+            ids,
+        });
+    }
+    events
 }

@@ -195,7 +195,11 @@ pub async fn every_record_kind_round_trips<S: Store>(store: S) {
     let mut unusual = settled("rooms", "s4", 7, false);
     unusual.view.as_mut().unwrap().conflicted = true;
     let all = [live, gone, bare, unusual];
-    commit(&store, all.iter().cloned().map(WriteOp::PutEntity).collect()).await;
+    commit(
+        &store,
+        all.iter().cloned().map(WriteOp::PutEntity).collect(),
+    )
+    .await;
     for r in &all {
         assert_eq!(store.get(&r.key).await.unwrap().as_ref(), Some(r));
     }

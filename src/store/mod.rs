@@ -458,7 +458,9 @@ pub fn by_spans<E>(
         let (run, tail) = rest.split_at(n);
         rest = tail;
         let last = &run[n - 1];
-        let mut held = read_span(&first.collection, &first.id, &last.id)?.into_iter().peekable();
+        let mut held = read_span(&first.collection, &first.id, &last.id)?
+            .into_iter()
+            .peekable();
         for k in run {
             while held.peek().is_some_and(|r| r.key.id < k.id) {
                 held.next();
@@ -601,7 +603,12 @@ mod tests {
         pending.chain_base = Some(ChainBase::State(state(3)));
         pending.view.as_mut().unwrap().pending = 1;
         let mut changed = settled();
-        changed.view.as_mut().unwrap().fields.insert("x".into(), 1.into());
+        changed
+            .view
+            .as_mut()
+            .unwrap()
+            .fields
+            .insert("x".into(), 1.into());
         let mut behind = settled();
         behind.view.as_mut().unwrap().server_version = 2;
         for r in [pending, changed, behind] {
@@ -621,7 +628,8 @@ mod tests {
             "view": r.view,
         });
         assert_eq!(serde_json::from_value::<EntityRecord>(old).unwrap(), r);
-        let no_view = serde_json::json!({"key": r.key, "server": r.server, "chain_base": null, "view": null});
+        let no_view =
+            serde_json::json!({"key": r.key, "server": r.server, "chain_base": null, "view": null});
         let read: EntityRecord = serde_json::from_value(no_view).unwrap();
         assert_eq!(read.view, None);
     }

@@ -131,6 +131,9 @@ export interface SyncReport {
 }
 export type SyncEvent =
   | { type: "changed"; key: EntityKey; entity: LocalEntity | null }
+  /** Several entities of one collection changed in one commit (a pulled page, a bulk retry):
+   *  their ids only; read them with get() or query(). One changed entity comes as "changed". */
+  | { type: "changes"; collection: string; ids: string[] }
   | { type: "status"; status: Status }
   | { type: "alert"; code: ErrorCode; key: EntityKey; op_id: string | null; message: string };
 /** A page of a query: entities with an id after `after`, at most `limit` (default 1000, max 10000). */
@@ -155,5 +158,6 @@ export interface AuditEntry {
   seq: number; at_ms: number; op_id: string | null; key: EntityKey; event: AuditEvent;
 }
 /** {} for everything, { collection } for one collection, { collection, id } for one entity.
- *  The filter narrows `changed` events only: `status` and `alert` events reach every subscriber. */
+ *  The filter narrows `changed` and `changes` events only (a `changes` event passes an entity filter
+ *  when its id is among the ids, and arrives whole): `status` and `alert` events reach every subscriber. */
 export interface SubscriptionFilter { collection?: string; id?: string; }

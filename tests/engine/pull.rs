@@ -226,7 +226,12 @@ fn a_first_sync_into_an_empty_store_reads_no_key_and_verifies_nothing() {
         .seed(
             &p,
             Hlc::default(),
-            (0..230).map(|i| (EntityKey::new("tasks", format!("t{i:04}")), f(json!({"n": i})))),
+            (0..230).map(|i| {
+                (
+                    EntityKey::new("tasks", format!("t{i:04}")),
+                    f(json!({"n": i})),
+                )
+            }),
         )
         .unwrap();
     let (store, per_key, scans) = counting();
@@ -234,8 +239,7 @@ fn a_first_sync_into_an_empty_store_reads_no_key_and_verifies_nothing() {
         snapshot_page: 40,
         ..w.config("t1")
     };
-    let engine =
-        block_on(Engine::open(store, w.net("t1"), w.env.clone(), config)).unwrap();
+    let engine = block_on(Engine::open(store, w.net("t1"), w.env.clone(), config)).unwrap();
     block_on(engine.sync_now()).unwrap();
     assert!(block_on(engine.status()).first_sync_done);
     assert_eq!(block_on(engine.query("tasks")).unwrap().len(), 230);
@@ -259,5 +263,92 @@ fn a_snapshot_over_held_entities_is_verified() {
     block_on(engine.set_online(true));
     block_on(engine.sync_now()).unwrap();
     assert!(block_on(engine.status()).first_sync_done);
-    assert!(block_on(engine.metrics()).reconcile_runs > 0, "the snapshot was verified");
+    assert!(
+        block_on(engine.metrics()).reconcile_runs > 0,
+        "the snapshot was verified"
+    );
+}
+
+/// A pulled page sends one `changes` event per collection with its ids, not
+/// one event per entity; a local write of one entity still sends `changed`
+/// with its view. An entity filter passes a `changes` event holding its id.
+#[test]
+fn a_pulled_page_is_one_changes_event_per_collection() {
+    let w = World::new();
+    let p = Partition::new("hotel", "b1");
+    w.server
+        .seed(
+            &p,
+            Hlc::default(),
+            (0..100).map(|i| {
+                (
+                    EntityKey::new("tasks", format!("t{i:04}")),
+                    f(json!({"n": i})),
+                )
+            }),
+        )
+        .unwrap();
+    let config = EngineConfig {
+        snapshot_page: 40,
+        ..w.config("t1")
+    };
+    let engine = block_on(Engine::open(
+        MemoryStore::new(),
+        w.net("t1"),
+        w.env.clone(),
+        config,
+    ))
+    .unwrap();
+    let mut all = engine.subscribe(Filter::All);
+    let mut one = engine.subscribe(Filter::Entity {
+        key: EntityKey::new("tasks", "t0041"),
+    });
+    let mut other = engine.subscribe(Filter::Collection {
+        collection: "sales".into(),
+    });
+    block_on(engine.sync_now()).unwrap();
+    let mut pages = Vec::new();
+    while let Ok(ev) = all.try_recv() {
+        match ev {
+            Event::Changes { collection, ids } if collection == "tasks" => pages.push(ids),
+            Event::Changed { key, .. } => {
+                assert_ne!(key.collection, "tasks", "one event per entity")
+            }
+            _ => {}
+        }
+    }
+    // Pages of 40 keys in (collection, id) order: the first holds the
+    // world's 3 rooms and 37 tasks.
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![37, 40, 23]
+    );
+    let ids: Vec<String> = pages.concat();
+    let want: Vec<String> = (0..100).map(|i| format!("t{i:04}")).collect();
+    assert_eq!(ids, want);
+    let mut for_one = Vec::new();
+    while let Ok(ev) = one.try_recv() {
+        if let Event::Changes { ids, .. } = ev {
+            for_one.push(ids);
+        }
+    }
+    assert_eq!(for_one.len(), 1, "only the page holding t0041");
+    assert!(for_one[0].contains(&"t0041".to_string()));
+    while let Ok(ev) = other.try_recv() {
+        assert!(
+            !matches!(ev, Event::Changes { .. } | Event::Changed { .. }),
+            "{ev:?}"
+        );
+    }
+
+    block_on(engine.patch("tasks", "t0007", f(json!({"n": -1})))).unwrap();
+    let mut local = Vec::new();
+    while let Ok(ev) = all.try_recv() {
+        if let Event::Changed { key, entity } = ev {
+            local.push((key, entity));
+        }
+    }
+    assert_eq!(local.len(), 1);
+    assert_eq!(local[0].0, EntityKey::new("tasks", "t0007"));
+    assert_eq!(local[0].1.as_ref().unwrap().fields["n"], json!(-1));
 }

@@ -1680,8 +1680,22 @@ impl<S: SimServer> Sim<S> {
         for c in &mut self.clients {
             if let Some(rx) = c.events.as_mut() {
                 while let Ok(ev) = rx.try_recv() {
-                    if let tidesync::Event::Changed { key, entity } = ev {
-                        c.seen.insert(key, entity);
+                    match ev {
+                        tidesync::Event::Changed { key, entity } => {
+                            c.seen.insert(key, entity);
+                        }
+                        // Ids only: a subscriber reads them, as an app does.
+                        tidesync::Event::Changes { collection, ids } => {
+                            let keys: Vec<EntityKey> = ids
+                                .into_iter()
+                                .map(|id| EntityKey::new(collection.clone(), id))
+                                .collect();
+                            let recs = block_on(c.store.inner().get_many(&keys)).expect("read");
+                            for (key, rec) in keys.into_iter().zip(recs) {
+                                c.seen.insert(key, rec.and_then(|r| r.view));
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }

@@ -464,9 +464,18 @@ async function start(): Promise<void> {
   await loadRooms();
   buildBoard();
   db.subscribe({ collection: 'rooms' }, (ev: SyncEvent) => {
-    if (ev.type !== 'changed') return;
-    if (ev.entity) rooms.set(ev.key.id, ev.entity); else rooms.delete(ev.key.id);
-    renderRoom(ev.key.id);
+    if (ev.type === 'changed') {
+      if (ev.entity && !ev.entity.deleted) rooms.set(ev.key.id, ev.entity); else rooms.delete(ev.key.id);
+      renderRoom(ev.key.id);
+    } else if (ev.type === 'changes') {
+      // A pulled page: the ids only; read each one.
+      for (const id of ev.ids) {
+        void db.get('rooms', id).then((e: LocalEntity | null) => {
+          if (e) rooms.set(id, e); else rooms.delete(id);
+          renderRoom(id);
+        });
+      }
+    }
   });
   db.onStatus((s: Status) => renderStatus(s));
   setInterval(checkStale, 60_000);
