@@ -4,7 +4,8 @@
 //      synchronous=FULL) vs better-sqlite3 on a plain file, same pragmas,
 //      INSERT entity + INSERT outbox in one transaction;
 //   2. flush of N queued mutations to the reference server over loopback
-//      HTTP (target ≤ 1 s for 10k);
+//      HTTP (target ≤ 1 s for 10k), by a client that has done its first
+//      sync (as a terminal in service has);
 //   3. first sync of M entities from the reference server (target < 5 s for
 //      1M) vs a plain client: the same snapshot pages over the same HTTP,
 //      written with better-sqlite3 one transaction per page.
@@ -61,6 +62,16 @@ const open = (file, server, terminal, apiKey, extra = {}) => TideSync.open({
   path: file, key: { hostKey: hostKey() }, serverUrl: server.url, apiKey, terminalId: terminal, branchId: 'b1', autoSync: false, ...extra,
 });
 
+// With BENCH_PAUSE_FILE set, before the timed part of a flush or a first
+// sync: writes "<server pid> <bench pid>" to that file and waits until it is
+// gone (to attach a profiler).
+async function pauseForProfiler(server) {
+  const file = process.env.BENCH_PAUSE_FILE;
+  if (!file) return;
+  fs.writeFileSync(file, `${server.pid} ${process.pid}`);
+  while (fs.existsSync(file)) await new Promise((r) => setTimeout(r, 100));
+}
+
 async function writes() {
   const server = { url: 'http://127.0.0.1:9' }; // never contacted: autoSync off
   const addon = async (file, key) => {
@@ -99,7 +110,11 @@ async function writes() {
 async function flush(server) {
   const apiKey = server.issue('flush');
   const db = await open(path.join(dir, 'flush.db'), server, 'flush', apiKey);
+  // A terminal in service: it has done its first sync, then queues offline.
+  await db.syncNow();
+  if (!(await db.status()).first_sync_done) throw new Error('flush: the first sync did not complete');
   for (let i = 0; i < FLUSH; i++) await db.create('tasks', { room: String(i % 300), what: 'restock minibar', n: i });
+  await pauseForProfiler(server);
   const t = now();
   let rounds = 0;
   while ((await db.status()).pending > 0) { await db.syncNow(); rounds++; }
@@ -171,11 +186,7 @@ if (part('first')) {
   const serverDb = path.join(dir, 'server-first.db');
   execFileSync(BIN, ['--database', serverDb, 'seed-synthetic', '--tenant', 't1', '--branch', 'b1', '--collection', 'rooms', '--count', String(ENTITIES)], { stdio: ['ignore', 'ignore', 'inherit'] });
   const server2 = await startServer(serverDb);
-  if (process.env.BENCH_PAUSE_FILE) {
-    // For a profiler: write the server's pid, then wait until the file is gone.
-    fs.writeFileSync(process.env.BENCH_PAUSE_FILE, `${server2.pid} ${process.pid}`);
-    while (fs.existsSync(process.env.BENCH_PAUSE_FILE)) await new Promise((r) => setTimeout(r, 100));
-  }
+  await pauseForProfiler(server2);
   fs1 = await firstSync(server2);
   await server2.stop();
 }
