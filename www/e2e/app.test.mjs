@@ -213,6 +213,21 @@ test('conflict variant: a server-side change during the outage is resolved in th
     await desk.waitForFunction((r) => document.querySelector(`#desk-${r} [data-field="hk"]`)?.textContent === 'in progress', d);
     await desk.click('nav button[data-view="board"]');
 
+    // Several changes pulled in one page reach the other terminal as one
+    // `changes` event (ids only): its board reads and shows them all.
+    const [g, h] = seeded('clean');
+    await desk.evaluate(() => { window.kinds = []; window.hk.db.subscribe({ collection: 'rooms' }, (e) => window.kinds.push(e.type)); });
+    await tablet.context().setOffline(true);
+    await waitStatus(tablet, (s) => s.phase === 'offline', 'offline');
+    await click(tablet, g, 'reassign');
+    await click(tablet, h, 'reassign');
+    const who = await tablet.evaluate((ids) => Promise.all(ids.map((id) => window.hk.db.get('rooms', id).then((e) => e.fields.assignee))), [g, h]);
+    await tablet.context().setOffline(false);
+    for (const [i, r] of [g, h].entries()) {
+      await desk.waitForFunction(([r, who]) => document.querySelector(`#tile-${r}`)?.getAttribute('aria-label')?.includes(`assigned to ${who}`), [r, who[i]], { timeout: 15000 });
+    }
+    assert.ok((await desk.evaluate(() => window.kinds)).includes('changes'), 'a pulled page of two rooms is one changes event');
+
     // The tablet goes offline and starts room c; the front desk reassigns it meanwhile.
     await tablet.context().setOffline(true);
     await waitStatus(tablet, (s) => s.phase === 'offline', 'offline');
