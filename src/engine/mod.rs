@@ -197,6 +197,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             metrics: Metrics::default(),
             throttle: Throttle::new(config.throttle.clone()),
             last_status: None,
+            acked: Default::default(),
         };
         let engine = Engine {
             store,

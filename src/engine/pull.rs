@@ -112,6 +112,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         let mut st = self.state.lock().await;
         st.meta.snapshot = SnapshotProgress::NotStarted;
         st.meta.cursor = None;
+        st.acked.clear();
         self.finish(&mut st, Txn::default()).await.map(|_| ())
     }
 
@@ -128,7 +129,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             return Ok(report);
         }
         match self.pull_changes(&mut report).await? {
-            Feed::Done => {}
+            Feed::Done => self.state.lock().await.acked.clear(),
             Feed::Stopped => return Ok(report),
             Feed::CursorUnknown(_) if may_reset => {
                 self.reset_to_snapshot().await?;
@@ -298,6 +299,11 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         let mut st = self.lock_fresh().await?;
         let now = self.env.now_ms();
         let mut tx = Txn::default();
+        // Our own acknowledged writes coming back: ignored anyway, not read.
+        let mut states = states;
+        if !st.acked.is_empty() {
+            states.retain(|s| st.acked.get(&s.key()).is_none_or(|v| s.version > *v));
+        }
         let keys: Vec<EntityKey> = states.iter().map(|s| s.key()).collect();
         tx.prefetch(&self.store, &keys, span).await?;
         for s in states {

@@ -360,6 +360,9 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             st.put_entry(tx, e);
         }
         rec.chain_base = new_state.map(ChainBase::State).or(rec.chain_base);
+        if rec.server.as_ref().is_some_and(|s| s.version >= version) {
+            tx.acked.push((key.clone(), version));
+        }
         tx.put_record(rec);
         tx.audit(
             Some(&entry.mutation.op_id),

@@ -28,6 +28,8 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         &self,
         collections: Option<Vec<String>>,
     ) -> Result<SyncReport, EngineError> {
+        // A reconcile may store older server states (it is authoritative).
+        self.state.lock().await.acked.clear();
         let collections = match collections {
             Some(c) => c,
             None => {

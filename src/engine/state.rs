@@ -33,7 +33,18 @@ pub(super) struct State {
     pub(super) metrics: Metrics,
     pub(super) throttle: Throttle,
     pub(super) last_status: Option<Status>,
+    /// Server versions this engine's acknowledged pushes stored since the
+    /// change feed last caught up (a lower bound of what the store holds):
+    /// the feed then brings the same states back, and a state at or below
+    /// one of these would be ignored, so the pull does not read its record.
+    /// Cleared whenever the store may hold less: a reload, a reconcile, a
+    /// new snapshot.
+    pub(super) acked: BTreeMap<EntityKey, u64>,
 }
+
+/// At most this many entries in [`State::acked`]; beyond it the cache is
+/// dropped (it only saves reads).
+const ACKED_CAP: usize = 100_000;
 
 /// Changes being prepared for one store batch.
 /// Changes being prepared for one store batch.
@@ -46,6 +57,8 @@ pub(super) struct Txn {
     pub(super) audits: Vec<(Option<OpId>, EntityKey, AuditEvent)>,
     pub(super) alerts: Vec<Event>,
     pub(super) report: SyncReport,
+    /// For [`State::acked`], once this transaction is committed.
+    pub(super) acked: Vec<(EntityKey, u64)>,
 }
 
 impl Txn {
@@ -230,6 +243,11 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             st.last_error = Some((err.code(), err.message()));
             return Err(err);
         }
+        if st.acked.len() + tx.acked.len() > ACKED_CAP {
+            st.acked.clear();
+        } else {
+            st.acked.extend(tx.acked.drain(..));
+        }
         events.append(&mut tx.alerts);
         events.extend(self.status_event(st));
         self.emit(events);
@@ -275,6 +293,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
     /// Rebuilds the caches from the store (after a failed commit, or when
     /// another engine on the same store committed).
     pub(super) async fn reload(&self, st: &mut State) {
+        st.acked.clear();
         if let Ok(Some(meta)) = self.store.load_meta().await {
             // Never go back in time: take the later of the two clocks.
             let hlc = st.clock.last().max(meta.hlc);

@@ -352,3 +352,36 @@ fn a_pulled_page_is_one_changes_event_per_collection() {
     assert_eq!(local[0].0, EntityKey::new("tasks", "t0007"));
     assert_eq!(local[0].1.as_ref().unwrap().fields["n"], json!(-1));
 }
+
+/// The change feed after a push brings this terminal's acknowledged writes
+/// back; the pull does not read their records again (they would be ignored),
+/// and still applies what other terminals changed in the same pages.
+#[test]
+fn the_pull_after_a_push_does_not_reread_its_own_acknowledged_writes() {
+    let w = World::new();
+    let (store, per_key, _) = counting();
+    let net = w.net("t1");
+    let engine = w.open(store, net.clone(), "t1");
+    block_on(engine.sync_now()).unwrap();
+    net.set_offline(true);
+    for i in 0..50 {
+        block_on(engine.create("tasks", Some(&format!("k{i:03}")), f(json!({"n": i})))).unwrap();
+    }
+    net.set_offline(false);
+    block_on(engine.set_online(true));
+    w.admin(room(1), f(json!({"status": "ooo"})));
+    let before = *per_key.lock().unwrap();
+    block_on(engine.sync_now()).unwrap();
+    let reads = *per_key.lock().unwrap() - before;
+    assert_eq!(block_on(engine.status()).pending, 0);
+    // The push reads the 50 records it acknowledges; the pull reads only
+    // room-1, changed by someone else.
+    assert_eq!(
+        reads, 51,
+        "per-key reads of a push of 50 and the pull after it"
+    );
+    let r1 = block_on(engine.get("rooms", "room-1")).unwrap().unwrap();
+    assert_eq!(r1.fields["status"], json!("ooo"));
+    let t = block_on(engine.get("tasks", "k007")).unwrap().unwrap();
+    assert!(t.server_version > 0 && t.pending == 0);
+}
