@@ -13,6 +13,7 @@ mod validate;
 pub use apply::{apply_mutation, diff_patch, merge_patch, ApplyError};
 pub use validate::{valid_collection_name, validate_mutation, Limits};
 
+use crate::canonical;
 use crate::error_code::ErrorCode;
 use crate::hash::sha256_hex;
 use crate::hlc::Hlc;
@@ -179,6 +180,18 @@ pub struct Mutation {
     pub offline: bool,
 }
 
+impl MutationKind {
+    /// The wire form: `create`, `patch`, `delete`, `append`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MutationKind::Create => "create",
+            MutationKind::Patch => "patch",
+            MutationKind::Delete => "delete",
+            MutationKind::Append => "append",
+        }
+    }
+}
+
 impl Mutation {
     /// This mutation's target.
     pub fn key(&self) -> EntityKey {
@@ -187,30 +200,40 @@ impl Mutation {
 }
 
 /// The SHA-256 of the canonical form of what a mutation does (collection,
-/// entity, kind, payload; object keys sorted). Retries, rebasing and
-/// transport do not change it; it is the ledger's payload fingerprint.
+/// entity, kind, payload). Retries, rebasing and transport do not change it;
+/// it is the ledger's payload fingerprint.
 pub fn payload_checksum(
     collection: &str,
     entity_id: &str,
     kind: MutationKind,
     payload: Option<&Fields>,
 ) -> String {
-    #[derive(Serialize)]
-    struct Canonical<'a> {
-        c: &'a str,
-        e: &'a str,
-        k: MutationKind,
-        p: Option<&'a Fields>,
+    sha256_hex(canonical_payload(collection, entity_id, kind, payload).as_bytes())
+}
+
+/// The text [`payload_checksum`] hashes: the canonical JSON
+/// ([`crate::canonical`]) of `{"c": collection, "e": entity_id, "k": kind,
+/// "p": payload}`, `p` being `null` for a delete.
+pub fn canonical_payload(
+    collection: &str,
+    entity_id: &str,
+    kind: MutationKind,
+    payload: Option<&Fields>,
+) -> String {
+    let mut out = String::with_capacity(64);
+    out.push_str("{\"c\":");
+    canonical::write_string(&mut out, collection);
+    out.push_str(",\"e\":");
+    canonical::write_string(&mut out, entity_id);
+    out.push_str(",\"k\":");
+    canonical::write_string(&mut out, kind.as_str());
+    out.push_str(",\"p\":");
+    match payload {
+        Some(fields) => canonical::write_object(&mut out, fields),
+        None => out.push_str("null"),
     }
-    // serde_json's Map is ordered by key (no `preserve_order`), so this is canonical.
-    let bytes = serde_json::to_vec(&Canonical {
-        c: collection,
-        e: entity_id,
-        k: kind,
-        p: payload,
-    })
-    .expect("serialising JSON values cannot fail");
-    sha256_hex(&bytes)
+    out.push('}');
+    out
 }
 
 /// A batch of mutations from one terminal (`POST /v1/mutations`).
