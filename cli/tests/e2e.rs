@@ -256,7 +256,10 @@ fn push_twice_applies_once_and_pull_and_status_read_it() {
     let versions: Vec<&Value> = changes.iter().map(|c| &c["version"]).collect();
     assert_eq!(versions, [1, 2], "{page}");
     assert_eq!(changes[0]["last_op"], op_id.as_str());
-    assert_eq!(changes[1]["fields"], serde_json::json!({"status": "clean", "rate": 129.5}));
+    assert_eq!(
+        changes[1]["fields"],
+        serde_json::json!({"status": "clean", "rate": 129.5})
+    );
     assert_eq!(page["next"], 2);
     let status = server.cli(&key2, "tablet-2", &["status"]);
     assert_eq!(stdout_json(&status)["head"], 2);

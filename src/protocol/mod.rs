@@ -32,6 +32,7 @@ pub type Fields = serde_json::Map<String, Value>;
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Cursor(pub u64);
 
 impl fmt::Display for Cursor {
@@ -44,6 +45,7 @@ impl fmt::Display for Cursor {
 /// generated once when the mutation is made and reused on every retry.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct OpId(pub String);
 
 impl OpId {
@@ -81,6 +83,7 @@ impl fmt::Display for OpId {
 
 /// Identifies one entity: its collection and its id.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct EntityKey {
     /// The collection, e.g. `rooms`.
     pub collection: String,
@@ -106,6 +109,7 @@ impl fmt::Display for EntityKey {
 
 /// The state of an entity as the server holds it at some version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct EntityState {
     /// The collection.
     pub collection: String,
@@ -134,6 +138,7 @@ impl EntityState {
 /// What a mutation does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub enum MutationKind {
     /// Create an entity with `payload` as its fields (or revive a tombstone).
     Create,
@@ -149,8 +154,10 @@ pub enum MutationKind {
 /// The mutation envelope: one local change, as queued in the outbox and sent
 /// to the server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Mutation {
     /// Idempotency key, reused on every retry.
+    #[cfg_attr(feature = "openapi", schemars(extend("pattern" = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")))]
     pub op_id: OpId,
     /// The installation that made the change.
     pub client_id: String,
@@ -159,6 +166,7 @@ pub struct Mutation {
     /// The branch the terminal belongs to.
     pub branch_id: String,
     /// Target collection.
+    #[cfg_attr(feature = "openapi", schemars(extend("pattern" = "^[a-z][a-z0-9_-]{0,63}$")))]
     pub collection: String,
     /// Target entity id.
     pub entity_id: String,
@@ -238,6 +246,7 @@ pub fn canonical_payload(
 
 /// A batch of mutations from one terminal (`POST /v1/mutations`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PushRequest {
     /// [`PROTOCOL_VERSION`] of the sender.
     pub protocol: u32,
@@ -251,6 +260,7 @@ pub struct PushRequest {
 /// The server's answer for one mutation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub enum AckResult {
     /// Applied now: the entity is at `version`, recorded at `cursor`.
     Applied {
@@ -282,6 +292,7 @@ pub enum AckResult {
 
 /// One per mutation of a [`PushRequest`], in the same order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct MutationAck {
     /// The mutation answered.
     pub op_id: OpId,
@@ -292,6 +303,7 @@ pub struct MutationAck {
 
 /// The answer to a [`PushRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PushResponse {
     /// One ack per mutation, in request order.
     pub acks: Vec<MutationAck>,
@@ -308,6 +320,7 @@ pub struct ChangesRequest {
 
 /// A page of the change feed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ChangesPage {
     /// Entity states after each change, in cursor order.
     pub changes: Vec<EntityState>,
@@ -329,6 +342,7 @@ pub struct SnapshotRequest {
 /// A page of a snapshot. Pages are ordered by key; together with the changes
 /// after the first page's `at`, they give a consistent state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct SnapshotPage {
     /// Live entities (no tombstones).
     pub entities: Vec<EntityState>,
@@ -341,6 +355,7 @@ pub struct SnapshotPage {
 
 /// The digest of one reconcile bucket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct BucketDigest {
     /// Bucket number, `< buckets`.
     pub bucket: u32,
@@ -352,6 +367,7 @@ pub struct BucketDigest {
 
 /// An id and version the client holds, sent for mismatched buckets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ManifestEntry {
     /// Entity id.
     pub id: String,
@@ -363,6 +379,7 @@ pub struct ManifestEntry {
 /// names the buckets that differ. Step 2 sends the `manifest` of those
 /// buckets; the server answers with a plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ReconcileRequest {
     /// The collection to verify.
     pub collection: String,
@@ -381,6 +398,7 @@ pub struct ReconcileRequest {
 
 /// What the client must change to match the server, for the buckets asked.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ReconcilePlan {
     /// Live on the server, absent on the client: the server state.
     pub missing: Vec<EntityState>,
@@ -392,6 +410,7 @@ pub struct ReconcilePlan {
 
 /// The answer to a [`ReconcileRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ReconcileResponse {
     /// Buckets whose digest differs (step 1).
     pub mismatched: Vec<u32>,

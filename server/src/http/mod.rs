@@ -326,8 +326,11 @@ async fn push(
 
 /// Query of `GET /v1/changes`.
 #[derive(Debug, Deserialize)]
-struct ChangesQuery {
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub(crate) struct ChangesQuery {
+    /// Changes strictly after this cursor (default 0); ahead of the log is 410 CURSOR_UNKNOWN.
     since: Option<u64>,
+    /// At most this many (default --default-page); clamped to 1..=--max-changes-page.
     limit: Option<u32>,
 }
 
@@ -353,9 +356,13 @@ async fn changes(
 
 /// Query of `GET /v1/snapshot`.
 #[derive(Debug, Deserialize)]
-struct SnapshotQuery {
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub(crate) struct SnapshotQuery {
+    /// With after_id: continue strictly after this key (a collection name).
     after_collection: Option<String>,
+    /// With after_collection: continue strictly after this key (an entity id).
     after_id: Option<String>,
+    /// At most this many (default --default-page); clamped to 1..=--max-snapshot-page.
     limit: Option<u32>,
 }
 
