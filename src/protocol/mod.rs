@@ -382,8 +382,10 @@ pub struct ManifestEntry {
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ReconcileRequest {
     /// The collection to verify.
+    #[cfg_attr(feature = "openapi", schemars(extend("pattern" = "^[a-z][a-z0-9_-]{0,63}$")))]
     pub collection: String,
     /// Number of buckets ids are hashed into.
+    #[cfg_attr(feature = "openapi", schemars(range(min = 1, max = 4096)))]
     pub buckets: u32,
     /// Step 1: digests of all buckets (empty buckets may be omitted).
     #[serde(default)]

@@ -359,6 +359,7 @@ async fn changes(
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub(crate) struct SnapshotQuery {
     /// With after_id: continue strictly after this key (a collection name).
+    #[cfg_attr(feature = "openapi", schemars(extend("pattern" = "^[a-z][a-z0-9_-]{0,63}$")))]
     after_collection: Option<String>,
     /// With after_collection: continue strictly after this key (an entity id).
     after_id: Option<String>,
