@@ -8,7 +8,7 @@
 #   TIDESYNC_ST_DATABASE=postgres://… bash scripts/schemathesis.sh
 #
 # TIDESYNC_SERVER_BIN: the server binary (default: the debug build, built
-# here); TIDESYNC_ST_MAX_TIME: seconds per run (default 90).
+# here); TIDESYNC_ST_MAX_TIME: seconds per run (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
@@ -54,7 +54,7 @@ for _ in $(seq 200); do
   sleep 0.05
 done
 
-max_time="${TIDESYNC_ST_MAX_TIME:-90}"
+max_time="${TIDESYNC_ST_MAX_TIME:-60}"
 start=$(date +%s)
 status=0
 timeout $((max_time + 60)) "$venv/bin/schemathesis" run docs/openapi.json \

@@ -249,6 +249,7 @@ pub fn canonical_payload(
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PushRequest {
     /// [`PROTOCOL_VERSION`] of the sender.
+    #[cfg_attr(feature = "openapi", schemars(range(min = 1, max = 1)))]
     pub protocol: u32,
     /// How many times this batch (or its mutations) has been tried, for logs.
     #[serde(default)]
