@@ -8,7 +8,11 @@
 //! runs schemathesis against it and a live server.
 //!
 //! Statuses are the ones PROTOCOL.md lists per endpoint; every refusal has
-//! the [`tidesync::ErrorBody`] body.
+//! the [`tidesync::ErrorBody`] body. The body schemas state what the
+//! request-level decoding accepts (a body outside them is `400`); the
+//! envelope limits of one mutation (its op id, collection name, lengths,
+//! checksum) are judged per mutation, answered by a `rejected` ack inside a
+//! `200`, and so are not schema constraints here.
 
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::JsonSchema;
@@ -229,6 +233,26 @@ fn query_params(root: &Value) -> Vec<Value> {
     out
 }
 
+/// Gives integers of `format` `uint32`/`uint64` their `maximum` (schemars
+/// states only `minimum: 0`): a larger number is refused at decoding (400).
+fn add_integer_maxima(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let max = match map.get("format").and_then(Value::as_str) {
+                Some("uint32") => Some(json!(u32::MAX)),
+                Some("uint64") => Some(json!(u64::MAX)),
+                _ => None,
+            };
+            if let Some(max) = max {
+                map.entry("maximum").or_insert(max);
+            }
+            map.values_mut().for_each(add_integer_maxima);
+        }
+        Value::Array(items) => items.iter_mut().for_each(add_integer_maxima),
+        _ => {}
+    }
+}
+
 /// The document.
 pub fn document() -> Value {
     let mut g = SchemaSettings::openapi3().into_generator();
@@ -296,7 +320,7 @@ pub fn document() -> Value {
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
         entry[r.method] = op;
     }
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "tidesync sync protocol",
@@ -313,7 +337,9 @@ pub fn document() -> Value {
                 },
             },
         },
-    })
+    });
+    add_integer_maxima(&mut doc);
+    doc
 }
 
 /// The document as committed in `docs/openapi.json`: pretty JSON, keys
@@ -391,6 +417,8 @@ mod tests {
             "{names:?}"
         );
         assert!(changes["responses"]["410"].is_object());
+        assert_eq!(schemas["Hlc"]["properties"]["counter"]["maximum"], u32::MAX);
+        assert_eq!(schemas["Hlc"]["properties"]["wall_ms"]["maximum"], u64::MAX);
         assert_eq!(doc["paths"].as_object().unwrap().len(), 7);
     }
 }

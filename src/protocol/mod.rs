@@ -157,7 +157,6 @@ pub enum MutationKind {
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Mutation {
     /// Idempotency key, reused on every retry.
-    #[cfg_attr(feature = "openapi", schemars(extend("pattern" = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")))]
     pub op_id: OpId,
     /// The installation that made the change.
     pub client_id: String,
@@ -166,7 +165,6 @@ pub struct Mutation {
     /// The branch the terminal belongs to.
     pub branch_id: String,
     /// Target collection.
-    #[cfg_attr(feature = "openapi", schemars(extend("pattern" = "^[a-z][a-z0-9_-]{0,63}$")))]
     pub collection: String,
     /// Target entity id.
     pub entity_id: String,

@@ -361,7 +361,12 @@ pub(crate) struct SnapshotQuery {
     /// With after_id: continue strictly after this key (a collection name).
     #[cfg_attr(feature = "openapi", schemars(extend("pattern" = "^[a-z][a-z0-9_-]{0,63}$")))]
     after_collection: Option<String>,
-    /// With after_collection: continue strictly after this key (an entity id).
+    /// With after_collection: continue strictly after this key (an entity
+    /// id: 1 to 128 bytes of UTF-8, no control character).
+    #[cfg_attr(
+        feature = "openapi",
+        schemars(extend("minLength" = 1, "maxLength" = 128, "pattern" = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"))
+    )]
     after_id: Option<String>,
     /// At most this many (default --default-page); clamped to 1..=--max-snapshot-page.
     limit: Option<u32>,
