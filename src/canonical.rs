@@ -149,7 +149,8 @@ pub fn write_double(out: &mut String, f: f64) {
     }
 }
 
-#[cfg(test)]
+// Native only: proptest and the vectors file on disk.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use serde_json::json;
