@@ -49,10 +49,17 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 "$bin" --database "$db" --listen "127.0.0.1:$port" --rate-limit 0 --auth-failure-rate 0 \
   --log-format text 2>"$work/server.log" &
 server_pid=$!
-for _ in $(seq 200); do
-  curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  sleep 0.05
-done
+python3 - "$port" <<'PY'
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/health"
+for _ in range(400):
+    try:
+        urllib.request.urlopen(url, timeout=1)
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit(f"the server did not answer {url}")
+PY
 
 max_time="${TIDESYNC_ST_MAX_TIME:-60}"
 start=$(date +%s)
