@@ -17,6 +17,9 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 step "core, server, HTTP on SQLite (cargo test; PostgreSQL runs in scripts/test-server.sh)"
 cargo test --workspace -q -- --skip many_seeds_keep_every_invariant --skip simulation_over_http_on_postgres
 
+step "checksum vectors recomputed in plain Node from PROTOCOL.md's rule (docs/checksum-vectors.json)"
+node --test docs/
+
 step "deterministic simulation (TIDESYNC_SIM_SEEDS=${TIDESYNC_SIM_SEEDS:-10000} seeds)"
 cargo test -q --test simulation many_seeds_keep_every_invariant -- --nocapture
 

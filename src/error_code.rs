@@ -24,6 +24,7 @@ macro_rules! error_codes {
         /// meaning once released.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
         #[non_exhaustive]
         pub enum ErrorCode {
             $( $(#[doc = $doc])+ $name, )+
@@ -150,6 +151,7 @@ impl fmt::Display for ErrorCode {
 
 /// The body of every error response and of every error reaching JS.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     /// The stable code.
     pub code: ErrorCode,

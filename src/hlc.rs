@@ -12,6 +12,7 @@ use std::fmt;
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Hlc {
     /// Physical component, milliseconds since the Unix epoch.
     pub wall_ms: u64,

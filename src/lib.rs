@@ -58,6 +58,7 @@
 
 #![warn(missing_docs)]
 
+pub mod canonical;
 pub mod client;
 pub mod crypto;
 pub mod digest;

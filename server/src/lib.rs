@@ -72,6 +72,8 @@ mod error;
 pub mod http;
 pub mod in_process;
 mod metrics;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod reconcile;
 pub mod rules;
 mod service;

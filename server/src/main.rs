@@ -84,6 +84,9 @@ enum Command {
         #[arg(long)]
         terminal: Option<String>,
     },
+    /// Print the OpenAPI 3.0 document of the HTTP API (docs/openapi.json).
+    #[cfg(feature = "openapi")]
+    Openapi,
     /// Load the demo data set (a hotel branch's rooms and a read-only catalog).
     SeedDemo {
         /// Tenant to load into.
@@ -308,6 +311,11 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         None => serve(&cli.db, cli.serve),
         Some(Command::Serve(args)) => serve(&cli.db, args),
+        #[cfg(feature = "openapi")]
+        Some(Command::Openapi) => {
+            print!("{}", tidesync_server::openapi::document_text());
+            Ok(())
+        }
         Some(Command::Migrate) => {
             let backend = open(&cli.db)?;
             println!("database is up to date ({})", backend.kind());

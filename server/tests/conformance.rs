@@ -21,4 +21,5 @@ on_sqlite!(
     the_same_terminal_and_op_id_on_two_branches_are_both_applied,
     no_query_parameter_yields_a_5xx,
     id_limits_are_bytes_and_client_and_server_agree,
+    edge_cases_have_the_documented_outcomes,
 );

@@ -13,6 +13,7 @@ mod validate;
 pub use apply::{apply_mutation, diff_patch, merge_patch, ApplyError};
 pub use validate::{valid_collection_name, validate_mutation, Limits};
 
+use crate::canonical;
 use crate::error_code::ErrorCode;
 use crate::hash::sha256_hex;
 use crate::hlc::Hlc;
@@ -31,6 +32,7 @@ pub type Fields = serde_json::Map<String, Value>;
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Cursor(pub u64);
 
 impl fmt::Display for Cursor {
@@ -43,6 +45,7 @@ impl fmt::Display for Cursor {
 /// generated once when the mutation is made and reused on every retry.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct OpId(pub String);
 
 impl OpId {
@@ -80,6 +83,7 @@ impl fmt::Display for OpId {
 
 /// Identifies one entity: its collection and its id.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct EntityKey {
     /// The collection, e.g. `rooms`.
     pub collection: String,
@@ -105,6 +109,7 @@ impl fmt::Display for EntityKey {
 
 /// The state of an entity as the server holds it at some version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct EntityState {
     /// The collection.
     pub collection: String,
@@ -133,6 +138,7 @@ impl EntityState {
 /// What a mutation does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub enum MutationKind {
     /// Create an entity with `payload` as its fields (or revive a tombstone).
     Create,
@@ -148,6 +154,7 @@ pub enum MutationKind {
 /// The mutation envelope: one local change, as queued in the outbox and sent
 /// to the server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Mutation {
     /// Idempotency key, reused on every retry.
     pub op_id: OpId,
@@ -179,6 +186,18 @@ pub struct Mutation {
     pub offline: bool,
 }
 
+impl MutationKind {
+    /// The wire form: `create`, `patch`, `delete`, `append`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MutationKind::Create => "create",
+            MutationKind::Patch => "patch",
+            MutationKind::Delete => "delete",
+            MutationKind::Append => "append",
+        }
+    }
+}
+
 impl Mutation {
     /// This mutation's target.
     pub fn key(&self) -> EntityKey {
@@ -187,36 +206,48 @@ impl Mutation {
 }
 
 /// The SHA-256 of the canonical form of what a mutation does (collection,
-/// entity, kind, payload; object keys sorted). Retries, rebasing and
-/// transport do not change it; it is the ledger's payload fingerprint.
+/// entity, kind, payload). Retries, rebasing and transport do not change it;
+/// it is the ledger's payload fingerprint.
 pub fn payload_checksum(
     collection: &str,
     entity_id: &str,
     kind: MutationKind,
     payload: Option<&Fields>,
 ) -> String {
-    #[derive(Serialize)]
-    struct Canonical<'a> {
-        c: &'a str,
-        e: &'a str,
-        k: MutationKind,
-        p: Option<&'a Fields>,
+    sha256_hex(canonical_payload(collection, entity_id, kind, payload).as_bytes())
+}
+
+/// The text [`payload_checksum`] hashes: the canonical JSON
+/// ([`crate::canonical`]) of `{"c": collection, "e": entity_id, "k": kind,
+/// "p": payload}`, `p` being `null` for a delete.
+pub fn canonical_payload(
+    collection: &str,
+    entity_id: &str,
+    kind: MutationKind,
+    payload: Option<&Fields>,
+) -> String {
+    let mut out = String::with_capacity(64);
+    out.push_str("{\"c\":");
+    canonical::write_string(&mut out, collection);
+    out.push_str(",\"e\":");
+    canonical::write_string(&mut out, entity_id);
+    out.push_str(",\"k\":");
+    canonical::write_string(&mut out, kind.as_str());
+    out.push_str(",\"p\":");
+    match payload {
+        Some(fields) => canonical::write_object(&mut out, fields),
+        None => out.push_str("null"),
     }
-    // serde_json's Map is ordered by key (no `preserve_order`), so this is canonical.
-    let bytes = serde_json::to_vec(&Canonical {
-        c: collection,
-        e: entity_id,
-        k: kind,
-        p: payload,
-    })
-    .expect("serialising JSON values cannot fail");
-    sha256_hex(&bytes)
+    out.push('}');
+    out
 }
 
 /// A batch of mutations from one terminal (`POST /v1/mutations`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PushRequest {
     /// [`PROTOCOL_VERSION`] of the sender.
+    #[cfg_attr(feature = "openapi", schemars(range(min = 1, max = 1)))]
     pub protocol: u32,
     /// How many times this batch (or its mutations) has been tried, for logs.
     #[serde(default)]
@@ -228,6 +259,7 @@ pub struct PushRequest {
 /// The server's answer for one mutation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub enum AckResult {
     /// Applied now: the entity is at `version`, recorded at `cursor`.
     Applied {
@@ -259,6 +291,7 @@ pub enum AckResult {
 
 /// One per mutation of a [`PushRequest`], in the same order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct MutationAck {
     /// The mutation answered.
     pub op_id: OpId,
@@ -269,6 +302,7 @@ pub struct MutationAck {
 
 /// The answer to a [`PushRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct PushResponse {
     /// One ack per mutation, in request order.
     pub acks: Vec<MutationAck>,
@@ -285,6 +319,7 @@ pub struct ChangesRequest {
 
 /// A page of the change feed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ChangesPage {
     /// Entity states after each change, in cursor order.
     pub changes: Vec<EntityState>,
@@ -306,6 +341,7 @@ pub struct SnapshotRequest {
 /// A page of a snapshot. Pages are ordered by key; together with the changes
 /// after the first page's `at`, they give a consistent state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct SnapshotPage {
     /// Live entities (no tombstones).
     pub entities: Vec<EntityState>,
@@ -318,6 +354,7 @@ pub struct SnapshotPage {
 
 /// The digest of one reconcile bucket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct BucketDigest {
     /// Bucket number, `< buckets`.
     pub bucket: u32,
@@ -329,6 +366,7 @@ pub struct BucketDigest {
 
 /// An id and version the client holds, sent for mismatched buckets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ManifestEntry {
     /// Entity id.
     pub id: String,
@@ -340,10 +378,13 @@ pub struct ManifestEntry {
 /// names the buckets that differ. Step 2 sends the `manifest` of those
 /// buckets; the server answers with a plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ReconcileRequest {
     /// The collection to verify.
+    #[cfg_attr(feature = "openapi", schemars(extend("pattern" = "^[a-z][a-z0-9_-]{0,63}$")))]
     pub collection: String,
     /// Number of buckets ids are hashed into.
+    #[cfg_attr(feature = "openapi", schemars(range(min = 1, max = 4096)))]
     pub buckets: u32,
     /// Step 1: digests of all buckets (empty buckets may be omitted).
     #[serde(default)]
@@ -358,6 +399,7 @@ pub struct ReconcileRequest {
 
 /// What the client must change to match the server, for the buckets asked.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ReconcilePlan {
     /// Live on the server, absent on the client: the server state.
     pub missing: Vec<EntityState>,
@@ -369,6 +411,7 @@ pub struct ReconcilePlan {
 
 /// The answer to a [`ReconcileRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ReconcileResponse {
     /// Buckets whose digest differs (step 1).
     pub mismatched: Vec<u32>,

@@ -334,8 +334,11 @@ async fn push(
 
 /// Query of `GET /v1/changes`.
 #[derive(Debug, Deserialize)]
-struct ChangesQuery {
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub(crate) struct ChangesQuery {
+    /// Changes strictly after this cursor (default 0); ahead of the log is 410 CURSOR_UNKNOWN.
     since: Option<u64>,
+    /// At most this many (default --default-page); clamped to 1..=--max-changes-page.
     limit: Option<u32>,
 }
 
@@ -361,9 +364,19 @@ async fn changes(
 
 /// Query of `GET /v1/snapshot`.
 #[derive(Debug, Deserialize)]
-struct SnapshotQuery {
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub(crate) struct SnapshotQuery {
+    /// With after_id: continue strictly after this key (a collection name).
+    #[cfg_attr(feature = "openapi", schemars(extend("pattern" = "^[a-z][a-z0-9_-]{0,63}$")))]
     after_collection: Option<String>,
+    /// With after_collection: continue strictly after this key (an entity
+    /// id: 1 to 128 bytes of UTF-8, no control character).
+    #[cfg_attr(
+        feature = "openapi",
+        schemars(extend("minLength" = 1, "maxLength" = 128, "pattern" = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"))
+    )]
     after_id: Option<String>,
+    /// At most this many (default --default-page); clamped to 1..=--max-snapshot-page.
     limit: Option<u32>,
 }
 

@@ -17,12 +17,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::http_common::{client, create_room, relaxed, room, Server};
 
 mod decoding;
+mod edge_cases;
 mod ids;
 mod ledger;
 mod query;
 mod refusals;
 
 pub use decoding::*;
+pub use edge_cases::*;
 pub use ids::*;
 pub use ledger::*;
 pub use query::*;
