@@ -314,7 +314,7 @@ pub async fn supervise<C, H, E>(
             {
                 Either::Left((end, _)) => {
                     // Events that arrived with the end still count.
-                    while let Ok(Some(e)) = rx.try_next() {
+                    while let Ok(e) = rx.try_recv() {
                         forward(e, &mut up, &mut silence, &mut backoff, &signals);
                     }
                     break end;
@@ -343,7 +343,7 @@ pub async fn supervise<C, H, E>(
         }
         let delay = reconnect_delay(&mut backoff, &end, env.random_u64());
         match futures::future::select(kick.next(), host.sleep(delay)).await {
-            Either::Left((Some(()), _)) => while kick.try_next().is_ok_and(|k| k.is_some()) {},
+            Either::Left((Some(()), _)) => while kick.try_recv().is_ok() {},
             Either::Left((None, _)) | Either::Right(_) => {}
         }
     }

@@ -320,7 +320,7 @@ async fn rounds<S, T, E, H>(
                 let local = engine.meta().await.cursor.map(|c| c.0);
                 let now = engine.env().now_ms();
                 plan.signal(signal, local, now);
-                while let Ok(Some(s)) = signals.try_next() {
+                while let Ok(s) = signals.try_recv() {
                     plan.signal(s, local, now);
                 }
                 if let Signal::Up { .. } = signal {
