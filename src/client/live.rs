@@ -119,6 +119,11 @@ impl PokeSink {
     }
 }
 
+/// An event of the stream grew over [`MAX_EVENT_BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an event of the live channel is over {MAX_EVENT_BYTES} bytes")]
+pub struct EventTooLong;
+
 /// A Server-Sent Events parser for the channel's three events. Unknown
 /// events, comments and fields other than `event` and `data` are skipped.
 #[derive(Debug, Default)]
@@ -136,20 +141,17 @@ struct CursorData {
 impl SseParser {
     /// Takes the next bytes; returns the events they complete, or `Err`
     /// when an event grows over [`MAX_EVENT_BYTES`].
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ChannelEvent>, ()> {
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ChannelEvent>, EventTooLong> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        loop {
-            let Some((end, skip)) = block_end(&self.buf) else {
-                break;
-            };
+        while let Some((end, skip)) = block_end(&self.buf) {
             let block: Vec<u8> = self.buf.drain(..end + skip).take(end).collect();
             if let Some(e) = parse_block(&block) {
                 out.push(e);
             }
         }
         if self.buf.len() > MAX_EVENT_BYTES {
-            return Err(());
+            return Err(EventTooLong);
         }
         Ok(out)
     }
