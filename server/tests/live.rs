@@ -78,6 +78,12 @@ async fn subscribers_are_capped_per_terminal_and_per_server() {
     assert_eq!(code_of(again).await, "SYNC_RATE_LIMITED");
     let mut second = subscribe(&s, &k2, "b1", "t2").await;
     ready(&mut second).await;
+    let metrics = client().get(s.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("\ntidesync_events_subscribers 2\n"),
+        "{metrics}"
+    );
     let full = subscribe_raw(&s, &k3, "b1", "t3").await;
     assert_eq!(full.status(), 503);
     assert!(full.headers().contains_key("retry-after"));

@@ -490,9 +490,14 @@ async fn ready(State(app): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
-    let text = app
+    let mut text = app
         .stats
         .render(&app.service.metrics(), app.service.store().kind());
+    text.push_str(&format!(
+        "# HELP tidesync_events_subscribers Live streams (GET /v1/events) open now.\n\
+         # TYPE tidesync_events_subscribers gauge\ntidesync_events_subscribers {}\n",
+        app.pokes.subscribers()
+    ));
     (
         [(
             header::CONTENT_TYPE,
