@@ -16,11 +16,7 @@ use tidesync_server::http::HttpConfig;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_pokes_its_branch_at_once_with_the_cursor_and_no_other_branch() {
     let s = start(relaxed()).await;
-    let (writer, reader, other) = (
-        s.key("b1", "t1"),
-        s.key("b1", "t2"),
-        s.key("b2", "t3"),
-    );
+    let (writer, reader, other) = (s.key("b1", "t1"), s.key("b1", "t2"), s.key("b2", "t3"));
     let mut mine = subscribe(&s, &reader, "b1", "t2").await;
     let mut theirs = subscribe(&s, &other, "b2", "t3").await;
     assert_eq!(ready(&mut mine).await, 0);
@@ -88,12 +84,18 @@ async fn subscribers_are_capped_per_terminal_and_per_server() {
     assert_eq!(full.status(), 503);
     assert!(full.headers().contains_key("retry-after"));
     let body: serde_json::Value = full.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().starts_with("events: "), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().starts_with("events: "),
+        "{body}"
+    );
     // A closed stream frees its place.
     drop(first);
     let started = Instant::now();
     while s.app.pokes.subscribers() > 1 {
-        assert!(started.elapsed() < Duration::from_secs(5), "the slot was not freed");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the slot was not freed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut third = subscribe(&s, &k3, "b1", "t3").await;
@@ -153,5 +155,9 @@ async fn a_client_that_went_away_is_dropped_and_shutdown_ends_open_streams() {
         .await
         .expect("shutdown waited for an open stream");
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(open.next(Duration::from_secs(2)).await, None, "the stream ended");
+    assert_eq!(
+        open.next(Duration::from_secs(2)).await,
+        None,
+        "the stream ended"
+    );
 }

@@ -256,7 +256,8 @@ async fn a_write_on_one_node_pokes_a_subscriber_on_another() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     for n in 1..=5u64 {
         let started = Instant::now();
-        let cursor = live_common::push_room(&node_a, &writer, "b1", "t1", n, &format!("a{n}")).await;
+        let cursor =
+            live_common::push_room(&node_a, &writer, "b1", "t1", n, &format!("a{n}")).await;
         assert_eq!(
             on_b.next_poke(Duration::from_secs(1)).await,
             Some(ChannelEvent::Poke { cursor }),

@@ -422,7 +422,10 @@ mod tests {
             );
             ceilings.push(ceiling);
         }
-        assert_eq!(ceilings, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
+        assert_eq!(
+            ceilings,
+            [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+        );
         assert_eq!(Backoff::new(1_000, 30_000).next(0), 500);
         assert_eq!(Backoff::new(1_000, 30_000).next(500), 1_000);
         b.reset();

@@ -68,7 +68,7 @@ after(async () => {
 async function terminalPage(terminal) {
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') console.log(`# ${terminal}: ${m.text()}`); });
+  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) console.log(`# ${terminal}: ${m.text()}`); });
   await page.goto(`${web.url}/www/e2e/app.html`);
   await page.waitForFunction(() => window.ready === true);
   await page.evaluate(async (o) => {

@@ -138,7 +138,11 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         drop(self.rx.take());
         {
-            let mut map = self.hub.partitions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = self
+                .hub
+                .partitions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if map
                 .get(&self.partition)
                 .is_some_and(|tx| tx.receiver_count() == 0)
@@ -200,7 +204,9 @@ pub(super) async fn events(
                 Full::Server(n) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::Internal,
-                    format!("events: {n} streams are open, the most this server takes; retry later"),
+                    format!(
+                        "events: {n} streams are open, the most this server takes; retry later"
+                    ),
                     30,
                 ),
                 Full::Terminal(n) => (

@@ -43,8 +43,8 @@ use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 
 use self::conn::Peer;
-use self::gate::{authorize, query_error, read_json};
 pub use self::events::Pokes;
+use self::gate::{authorize, query_error, read_json};
 pub use self::keys::KeyMemory;
 pub use self::limits::{AuthFailureLimiter, ClientKey, InFlight, InFlightGuard, RateLimiter};
 use self::response::{json_refusals, observe, ok, ApiError};

@@ -19,7 +19,12 @@ pub struct Stream {
 }
 
 /// `GET /v1/events` with `key`, as terminal `terminal` of `branch`.
-pub async fn subscribe_raw(s: &Server, key: &str, branch: &str, terminal: &str) -> reqwest::Response {
+pub async fn subscribe_raw(
+    s: &Server,
+    key: &str,
+    branch: &str,
+    terminal: &str,
+) -> reqwest::Response {
     client()
         .get(s.url(EVENTS_PATH))
         .bearer_auth(key)
@@ -97,7 +102,14 @@ impl Stream {
 
 /// Pushes one create of room `id` as `terminal` of `branch`; returns the
 /// cursor it was applied at.
-pub async fn push_room(s: &Server, key: &str, branch: &str, terminal: &str, n: u64, id: &str) -> u64 {
+pub async fn push_room(
+    s: &Server,
+    key: &str,
+    branch: &str,
+    terminal: &str,
+    n: u64,
+    id: &str,
+) -> u64 {
     let req = push_request(vec![create_room(branch, terminal, n, id, room(n))]);
     let resp = client()
         .post(s.url(PUSH_PATH))

@@ -233,7 +233,9 @@ impl PgStore {
         let mut first = connect(url, schema)?;
         migrate(&mut first)?;
         let (u2, s2) = (url.to_owned(), schema.map(str::to_owned));
-        let pool = Pool::new(32, move || prepare(connect(&u2, s2.as_deref())?, s2.as_deref()));
+        let pool = Pool::new(32, move || {
+            prepare(connect(&u2, s2.as_deref())?, s2.as_deref())
+        });
         pool.with(|_| true, |_| Ok(()))?;
         Ok(PgStore {
             url: url.to_owned(),
