@@ -45,6 +45,8 @@ struct DbArgs {
     sqlite_synchronous: SqliteSync,
 }
 
+// Parsed once at start: the size of the serve variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the sync API (the default).
