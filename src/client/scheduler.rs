@@ -267,18 +267,25 @@ async fn rounds<S, T, E, H>(
 {
     let mut plan = Plan::new(pull_interval_ms);
     let mut signals_open = true;
+    let mut was_offline = false;
     while alive() {
         let now = engine.env().now_ms();
         let first = plan.action(now, false);
-        if engine.status().await.phase == Phase::Offline && first != Action::Wait {
+        let mut offline = engine.status().await.phase == Phase::Offline;
+        if offline && first != Action::Wait {
             if host.probe().await {
                 engine.set_online(true).await;
-                // Reconnect the channel now rather than after its backoff.
-                let _ = kick.unbounded_send(());
+                offline = false;
             } else {
                 plan.probe_failed(now);
             }
         }
+        if was_offline && !offline {
+            // Back online (the probe, or the host's online event): reopen
+            // the channel now rather than after its backoff.
+            let _ = kick.unbounded_send(());
+        }
+        was_offline = offline;
         let due = engine.next_wakeup().await;
         let action = plan.action(now, due.is_some_and(|t| t <= now));
         match action {
