@@ -161,3 +161,81 @@ async fn a_client_that_went_away_is_dropped_and_shutdown_ends_open_streams() {
         "the stream ended"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_count_against_the_connection_cap_but_cannot_fill_it() {
+    let s = start(HttpConfig {
+        max_connections: 6,
+        events_max_subscribers: 3,
+        events_per_terminal: 0,
+        ..relaxed()
+    })
+    .await;
+    let key = s.key("b1", "t1");
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut st = subscribe(&s, &key, "b1", "t1").await;
+        ready(&mut st).await;
+        open.push(st);
+    }
+    assert_eq!(
+        s.app
+            .stats
+            .connections_open
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "each stream holds a connection"
+    );
+    // A fresh client (a new connection): the stream is refused, the
+    // connection is not kept, and requests still get through.
+    let other = reqwest::Client::new();
+    let more = other
+        .get(s.url(EVENTS_PATH))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(more.status(), 503);
+    let started = Instant::now();
+    let health = reqwest::Client::new()
+        .get(s.url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(open);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_is_never_compressed() {
+    let s = start(relaxed()).await;
+    let key = s.key("b1", "t1");
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .no_brotli()
+        .build()
+        .unwrap();
+    let resp = raw
+        .get(s.url(EVENTS_PATH))
+        .bearer_auth(&key)
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers().get("content-encoding").is_none(),
+        "{:?}",
+        resp.headers()
+    );
+    let mut resp = resp;
+    let first = tokio::time::timeout(Duration::from_secs(2), resp.chunk())
+        .await
+        .expect("the ready event is sent at once, not buffered")
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with(b"event: ready\n"), "{first:?}");
+    s.shutdown().await;
+}
