@@ -36,6 +36,10 @@ export interface NodeOpenOptions {
   autoSync?: boolean;
   /** How often to pull when idle (ms, default 30000). */
   pullIntervalMs?: number;
+  /** Keep the server's live channel open (`GET /v1/events`, default true):
+   *  a change another device makes is pulled as soon as the server has it;
+   *  while the channel is down, the `pullIntervalMs` poll goes on. */
+  live?: boolean;
   /** Attempts before a mutation becomes a dead letter (default: the core's). */
   maxAttempts?: number;
   /** The app's payload schema version (default 1). Raising it runs `migrations` on queued mutations. */

@@ -21,10 +21,15 @@ export function startStaticServer({ root, upstream = null, port = 0 }) {
   let offline = false;
   let dropNextPushResponse = false;
   const stats = { pushes: 0, proxied: 0 };
+  // Open live streams (GET /v1/events): cut when the proxy goes offline.
+  const streams = new Set();
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     if (url.pathname.startsWith('/__control/')) {
-      if (url.pathname === '/__control/offline') offline = url.searchParams.get('on') === '1';
+      if (url.pathname === '/__control/offline') {
+        offline = url.searchParams.get('on') === '1';
+        if (offline) for (const socket of streams) socket.destroy();
+      }
       if (url.pathname === '/__control/drop-push-response') dropNextPushResponse = true;
       res.writeHead(204).end();
       return;
@@ -34,6 +39,11 @@ export function startStaticServer({ root, upstream = null, port = 0 }) {
       stats.proxied++;
       const isPush = url.pathname === '/v1/mutations';
       if (isPush) stats.pushes++;
+      if (url.pathname === '/v1/events') {
+        const socket = req.socket;
+        streams.add(socket);
+        socket.once('close', () => streams.delete(socket));
+      }
       const drop = isPush && dropNextPushResponse;
       if (drop) dropNextPushResponse = false;
       const up = new URL(upstream);

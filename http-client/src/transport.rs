@@ -5,6 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::header;
 use serde::de::DeserializeOwned;
+use tidesync::client::live::{ChannelEnd, PokeChannel, PokeSink};
+use tidesync::client::scheduler::HostFuture;
 use tidesync::transport::http::{self, BRANCH_HEADER, TERMINAL_HEADER};
 use tidesync::{
     ChangesPage, ChangesRequest, PushRequest, PushResponse, ReconcileRequest, ReconcileResponse,
@@ -179,5 +181,49 @@ impl Transport for HttpTransport {
                 .json(&request),
         )
         .await
+    }
+}
+
+/// The live channel (`GET /v1/events`) for the core's scheduler: the body's
+/// chunks go to the core's parser as they arrive.
+impl PokeChannel for HttpTransport {
+    fn listen<'a>(&'a self, sink: &'a PokeSink) -> HostFuture<'a, ChannelEnd> {
+        Box::pin(async move {
+            let sent = self
+                .request(reqwest::Method::GET, http::EVENTS_PATH)
+                .header(header::ACCEPT, "text/event-stream")
+                // The stream is long: the core closes a silent one itself.
+                .timeout(Duration::from_secs(86_400))
+                .send()
+                .await;
+            let mut resp = match sent {
+                Ok(r) => r,
+                Err(e) => return ChannelEnd::Failed(e.to_string()),
+            };
+            let status = resp.status();
+            if !status.is_success() {
+                let retry_after_ms = resp
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|s| s.saturating_mul(1000));
+                return ChannelEnd::Refused {
+                    status: status.as_u16(),
+                    retry_after_ms,
+                };
+            }
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(bytes)) => {
+                        if !sink.feed(&bytes) {
+                            return ChannelEnd::Failed("unreadable event stream".into());
+                        }
+                    }
+                    Ok(None) => return ChannelEnd::Closed,
+                    Err(e) => return ChannelEnd::Failed(e.to_string()),
+                }
+            }
+        })
     }
 }

@@ -5,7 +5,8 @@
 //! This crate is a thin translation. Commands arrive as the JSON of the
 //! core's [`Command`] and run through [`tidesync::client::execute`], the
 //! same function the browser package calls; the sync scheduler is the
-//! core's [`scheduler::run`] with a tokio timer; errors leave as the JSON
+//! core's [`scheduler::run_live`] with a tokio timer and the HTTP
+//! transport's live channel; errors leave as the JSON
 //! of a [`ClientError`] (`{"code","message"}`), which `index.js` turns into
 //! a `TideSyncError`. The JavaScript API itself (the same as the Wasm
 //! package's) is in `index.js` and `index.d.ts`.
@@ -55,6 +56,8 @@ struct OpenOptions {
     policies: BTreeMap<String, ConflictPolicy>,
     auto_sync: Option<bool>,
     pull_interval_ms: Option<u32>,
+    /// Keep the live channel open (`GET /v1/events`; default true).
+    live: Option<bool>,
     /// Cap on attempts before a mutation becomes a dead letter.
     max_attempts: Option<u32>,
     /// The app's payload schema version (default 1).
@@ -276,9 +279,13 @@ impl NativeClient {
             let engine = engine.clone();
             let alive = alive.clone();
             let interval = u64::from(o.pull_interval_ms.unwrap_or(30_000).max(100));
+            let live = o.live.unwrap_or(true);
             tokio::spawn(async move {
                 let host = NodeHost { transport };
-                scheduler::run(&engine, &host, rx, interval, || {
+                // The live channel is the transport's (`GET /v1/events`);
+                // what a poke does is the core scheduler's.
+                let channel = live.then_some(&host.transport);
+                scheduler::run_live(&engine, &host, channel, rx, interval, || {
                     alive.load(Ordering::SeqCst)
                 })
                 .await;

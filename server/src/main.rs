@@ -45,6 +45,8 @@ struct DbArgs {
     sqlite_synchronous: SqliteSync,
 }
 
+// Parsed once at start: the size of the serve variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the sync API (the default).
@@ -198,6 +200,22 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     cors_origins: Vec<String>,
+    /// Live channel (GET /v1/events): streams open at once, at most; more
+    /// are 503. Keep it well under --max-connections. 0: no cap.
+    #[arg(long, env = "TIDESYNC_EVENTS_MAX_SUBSCRIBERS", default_value_t = 1024)]
+    events_max_subscribers: usize,
+    /// Live channel streams of one terminal at once, at most; more are 429.
+    /// 0: no cap.
+    #[arg(long, env = "TIDESYNC_EVENTS_PER_TERMINAL", default_value_t = 4)]
+    events_per_terminal: usize,
+    /// Seconds between the heartbeats of a live stream (kept under half
+    /// of --idle-timeout).
+    #[arg(long, env = "TIDESYNC_EVENTS_HEARTBEAT", default_value_t = 15)]
+    events_heartbeat: u64,
+    /// Seconds after which a live stream ends (the client reconnects; a
+    /// revoked key loses its stream within this). 0: never.
+    #[arg(long, env = "TIDESYNC_EVENTS_MAX_AGE", default_value_t = 300)]
+    events_max_age: u64,
     /// Collections that are append-only for terminals (comma separated).
     #[arg(long, env = "TIDESYNC_APPEND_ONLY", value_delimiter = ',')]
     append_only: Vec<String>,
@@ -287,6 +305,10 @@ fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
             auth_failure_burst: args.auth_failure_burst,
             unknown_key_ttl: std::time::Duration::from_secs(args.unknown_key_ttl),
             cors_origins,
+            events_max_subscribers: args.events_max_subscribers,
+            events_per_terminal: args.events_per_terminal,
+            events_heartbeat: std::time::Duration::from_secs(args.events_heartbeat),
+            events_max_age: std::time::Duration::from_secs(args.events_max_age),
         },
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

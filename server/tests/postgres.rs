@@ -7,6 +7,7 @@ mod auth_flood;
 mod common;
 mod http_common;
 mod http_conformance;
+mod live_common;
 mod suite;
 
 const BACKEND: common::Kind = common::Kind::Postgres;
@@ -216,4 +217,65 @@ async fn a_flood_of_junk_keys_leaves_valid_pushes_within_2x_of_their_latency() {
     auth_flood::measure(store, auth_flood::config())
         .await
         .check("PostgreSQL");
+}
+
+/// The live channel across server nodes: two servers (each its own pool
+/// and LISTEN connection) on one PostgreSQL schema; a write through node A
+/// pokes a subscriber on node B at once, with A's cursor, and a write
+/// through B pokes a subscriber on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_node_pokes_a_subscriber_on_another() {
+    use std::time::{Duration, Instant};
+    use tidesync::client::live::ChannelEvent;
+    use tidesync_server::{Backend, PgStore, SyncService};
+
+    let url = common::test_pg_url();
+    let schema = format!("ts_live_{}", std::process::id());
+    let (a, b) = http_common::blocking(|| {
+        let a = PgStore::temporary(&url, &schema).unwrap();
+        let b = PgStore::open_in_schema(&url, Some(&schema)).unwrap();
+        (a, b)
+    });
+    let node_a = http_common::Server::start(
+        SyncService::new(Backend::new(a)),
+        http_common::relaxed(),
+        "127.0.0.1:0",
+    )
+    .await;
+    let node_b = http_common::Server::start(
+        SyncService::new(Backend::new(b)),
+        http_common::relaxed(),
+        "127.0.0.1:0",
+    )
+    .await;
+    let (writer, reader) = (node_a.key("b1", "t1"), node_a.key("b1", "t2"));
+    let mut on_b = live_common::subscribe(&node_b, &reader, "b1", "t2").await;
+    assert_eq!(live_common::ready(&mut on_b).await, 0);
+    let mut on_a = live_common::subscribe(&node_a, &writer, "b1", "t1").await;
+    live_common::ready(&mut on_a).await;
+    // The LISTEN connections start with the stores: give them a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 1..=5u64 {
+        let started = Instant::now();
+        let cursor =
+            live_common::push_room(&node_a, &writer, "b1", "t1", n, &format!("a{n}")).await;
+        assert_eq!(
+            on_b.next_poke(Duration::from_secs(1)).await,
+            Some(ChannelEvent::Poke { cursor }),
+            "node B heard node A's write"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(
+            on_a.next_poke(Duration::from_secs(1)).await,
+            Some(ChannelEvent::Poke { cursor })
+        );
+    }
+    let cursor = live_common::push_room(&node_b, &reader, "b1", "t2", 9, "b9").await;
+    assert_eq!(
+        on_a.next_poke(Duration::from_secs(1)).await,
+        Some(ChannelEvent::Poke { cursor }),
+        "node A heard node B's write"
+    );
+    node_a.shutdown().await;
+    node_b.shutdown().await;
 }

@@ -4,6 +4,7 @@
 //! arguments into a [`Command`] and a [`ClientError`] into its own error
 //! type; the sync scheduler is in [`scheduler`].
 
+pub mod live;
 pub mod scheduler;
 
 use crate::engine::{Engine, EngineError, Resolution};

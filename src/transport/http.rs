@@ -21,6 +21,9 @@ pub const CHANGES_PATH: &str = "/v1/changes";
 pub const SNAPSHOT_PATH: &str = "/v1/snapshot";
 /// `POST`: a reconcile round.
 pub const RECONCILE_PATH: &str = "/v1/reconcile";
+/// `GET`: the live channel, a Server-Sent Events stream of pokes
+/// ([`crate::client::live`]).
+pub const EVENTS_PATH: &str = "/v1/events";
 /// `GET`: the reachability probe.
 pub const HEALTH_PATH: &str = "/health";
 

@@ -133,6 +133,7 @@ struct OpenOptions {
     policies: BTreeMap<String, ConflictPolicy>,
     auto_sync: Option<bool>,
     pull_interval_ms: Option<u32>,
+    live: Option<bool>,
     max_attempts: Option<u32>,
     schema_version: Option<u32>,
     #[serde(default)]
@@ -216,6 +217,7 @@ impl TideSync {
             migrations,
             auto_sync: o.auto_sync.unwrap_or(true),
             pull_interval_ms: o.pull_interval_ms.unwrap_or(30_000).max(100),
+            live: o.live.unwrap_or(true),
             tab_id,
         })
         .await?;

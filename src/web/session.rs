@@ -40,6 +40,8 @@ pub(crate) struct SessionConfig {
     pub migrations: Vec<crate::migrate::FieldMigration>,
     pub auto_sync: bool,
     pub pull_interval_ms: u32,
+    /// The leader keeps the live channel open (`GET /v1/events`).
+    pub live: bool,
     pub tab_id: String,
 }
 
@@ -258,8 +260,13 @@ impl Session {
                 transport: c.transport.clone(),
             };
             let interval = u64::from(c.pull_interval_ms);
+            let live = c.live;
             spawn_local(async move {
-                crate::client::scheduler::run(&engine, &host, rx, interval, alive).await;
+                // The channel is the transport's (a streamed fetch); what a
+                // poke does is the core scheduler's.
+                let channel = live.then_some(&host.transport);
+                crate::client::scheduler::run_live(&engine, &host, channel, rx, interval, alive)
+                    .await;
             });
         }
         Ok(())

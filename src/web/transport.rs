@@ -10,6 +10,8 @@
 //! request and again after a 401 (once per request: then the 401 stands).
 
 use super::navigator;
+use crate::client::live::{ChannelEnd, PokeChannel, PokeSink};
+use crate::client::scheduler::HostFuture;
 use crate::error_code::ErrorCode;
 use crate::protocol::*;
 use crate::transport::http::{self, BRANCH_HEADER, TERMINAL_HEADER};
@@ -357,6 +359,92 @@ fn query(pairs: &[(&str, String)]) -> String {
         })
         .collect();
     q.join("&")
+}
+
+/// Aborts a `fetch` when dropped: the live channel's stream closes when the
+/// scheduler lets go of it.
+struct AbortOnDrop(AbortController);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl FetchTransport {
+    /// One connection of the live channel: `fetch` with the key in
+    /// `Authorization` (the browser's `EventSource` cannot send it, and a
+    /// key in the URL would end up in logs), the body read as a stream.
+    async fn listen_events(&self, sink: &PokeSink) -> Result<ChannelEnd, JsValue> {
+        if !navigator::online() {
+            return Ok(ChannelEnd::Failed("the browser is offline".into()));
+        }
+        let mut asked = false;
+        let Ok(key) = self.key(&mut asked).await else {
+            return Ok(ChannelEnd::Refused {
+                status: 401,
+                retry_after_ms: None,
+            });
+        };
+        let headers = Headers::new()?;
+        headers.set("authorization", &format!("Bearer {key}"))?;
+        headers.set(BRANCH_HEADER, &self.branch)?;
+        if let Some(t) = &self.terminal {
+            headers.set(TERMINAL_HEADER, t)?;
+        }
+        headers.set("accept", "text/event-stream")?;
+        let init = RequestInit::new();
+        init.set_method("GET");
+        init.set_headers(&headers);
+        let controller = AbortController::new()?;
+        init.set_signal(Some(&controller.signal()));
+        let _abort = AbortOnDrop(controller);
+        let url = format!("{}{}", self.base, http::EVENTS_PATH);
+        let resp: Response = JsFuture::from(fetch_with_init(&url, &init))
+            .await?
+            .unchecked_into();
+        if !resp.ok() {
+            let retry_after_ms = resp
+                .headers()
+                .get("retry-after")
+                .ok()
+                .flatten()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| s.saturating_mul(1000));
+            return Ok(ChannelEnd::Refused {
+                status: resp.status(),
+                retry_after_ms,
+            });
+        }
+        let body = Reflect::get(&resp, &"body".into())?;
+        if body.is_null() || body.is_undefined() {
+            return Ok(ChannelEnd::Failed("no response body".into()));
+        }
+        let get_reader: Function = Reflect::get(&body, &"getReader".into())?.dyn_into()?;
+        let reader = get_reader.call0(&body)?;
+        let read: Function = Reflect::get(&reader, &"read".into())?.dyn_into()?;
+        loop {
+            let next: Promise = read.call0(&reader)?.dyn_into()?;
+            let chunk = JsFuture::from(next).await?;
+            if Reflect::get(&chunk, &"done".into())?.is_truthy() {
+                return Ok(ChannelEnd::Closed);
+            }
+            let bytes = js_sys::Uint8Array::new(&Reflect::get(&chunk, &"value".into())?).to_vec();
+            if !sink.feed(&bytes) {
+                return Ok(ChannelEnd::Failed("unreadable event stream".into()));
+            }
+        }
+    }
+}
+
+impl PokeChannel for FetchTransport {
+    fn listen<'a>(&'a self, sink: &'a PokeSink) -> HostFuture<'a, ChannelEnd> {
+        Box::pin(async move {
+            self.listen_events(sink)
+                .await
+                .unwrap_or_else(|e| ChannelEnd::Failed(describe(&e)))
+        })
+    }
 }
 
 #[async_trait(?Send)]

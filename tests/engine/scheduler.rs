@@ -98,3 +98,153 @@ fn an_offline_client_probes_and_flushes_when_the_server_answers() {
     assert_eq!(w.applied_ops().len(), 1);
     assert_eq!(block_on(engine.status()).phase, Phase::Idle);
 }
+
+// ---- the live channel: the scheduler with a scripted channel, in real time
+
+use std::time::{Duration, Instant};
+use tidesync::client::live::{ChannelEnd, PokeChannel, PokeSink};
+
+/// Sleeps in real time (and moves the simulated clock the engine reads).
+struct RealHost {
+    env: SimEnv,
+}
+
+impl SchedulerHost for RealHost {
+    fn sleep(&self, ms: u64) -> HostFuture<'_, ()> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            self.env.advance(ms);
+        })
+    }
+    fn probe(&self) -> HostFuture<'_, bool> {
+        Box::pin(futures::future::ready(true))
+    }
+}
+
+/// A channel whose stream is what the test sends on `bytes`; while `up` is
+/// false every connection is refused (503).
+struct Scripted {
+    up: AtomicBool,
+    connects: AtomicU64,
+    bytes: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>>,
+}
+
+impl PokeChannel for Scripted {
+    fn listen<'a>(&'a self, sink: &'a PokeSink) -> HostFuture<'a, ChannelEnd> {
+        Box::pin(async move {
+            self.connects.fetch_add(1, Ordering::SeqCst);
+            if !self.up.load(Ordering::SeqCst) {
+                return ChannelEnd::Refused {
+                    status: 503,
+                    retry_after_ms: None,
+                };
+            }
+            let mut rx = self.bytes.lock().await;
+            while let Some(b) = rx.recv().await {
+                if !sink.feed(&b) {
+                    break;
+                }
+            }
+            ChannelEnd::Closed
+        })
+    }
+}
+
+fn scripted(up: bool) -> (Scripted, tokio::sync::mpsc::UnboundedSender<Vec<u8>>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let c = Scripted {
+        up: AtomicBool::new(up),
+        connects: AtomicU64::new(0),
+        bytes: tokio::sync::Mutex::new(rx),
+    };
+    (c, tx)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// Waits (real time, at most `max`) until room 2 has `status` locally.
+async fn seen<S: Store>(engine: &Engine<S, Net, SimEnv>, status: &str, max: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = engine.get("rooms", "room-2").await.unwrap();
+        if got.is_some_and(|e| e.fields["status"] == status) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < max,
+            "the change was not pulled within {max:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_poke_pulls_at_once_long_before_the_poll_interval() {
+    let w = World::new();
+    let engine = w.open(MemoryStore::new(), w.net("t1"), "t1");
+    let host = RealHost { env: w.env.clone() };
+    let (channel, bytes) = scripted(true);
+    let (wake, rx) = mpsc::unbounded();
+    let done = AtomicBool::new(false);
+    runtime().block_on(async {
+        let sched = scheduler::run_live(&engine, &host, Some(&channel), rx, 60_000, || {
+            !done.load(Ordering::SeqCst)
+        });
+        let test = async {
+            bytes
+                .send(b"event: ready\ndata: {\"cursor\":0,\"heartbeat_ms\":15000}\n\n".to_vec())
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for (n, status) in ["clean", "dirty", "inspected"].into_iter().enumerate() {
+                w.admin(room(2), f(json!({ "status": status })));
+                // Any cursor ahead of the client's asks for a pull.
+                let cursor = 1_000 + n as u64;
+                bytes
+                    .send(format!("event: poke\ndata: {{\"cursor\":{cursor}}}\n\n").into_bytes())
+                    .unwrap();
+                // The poll interval is 60 s: only the poke can bring it.
+                let took = seen(&engine, status, Duration::from_secs(1)).await;
+                assert!(took < Duration::from_secs(1), "{took:?}");
+            }
+            done.store(true, Ordering::SeqCst);
+            drop(wake);
+        };
+        futures::future::join(sched, test).await;
+    });
+    assert_eq!(channel.connects.load(Ordering::SeqCst), 1, "one connection");
+}
+
+#[test]
+fn with_the_channel_down_it_polls_at_the_interval_and_reconnects_with_backoff() {
+    let w = World::new();
+    let engine = w.open(MemoryStore::new(), w.net("t1"), "t1");
+    let host = RealHost { env: w.env.clone() };
+    let (channel, _bytes) = scripted(false);
+    let (wake, rx) = mpsc::unbounded();
+    let done = AtomicBool::new(false);
+    runtime().block_on(async {
+        let sched = scheduler::run_live(&engine, &host, Some(&channel), rx, 300, || {
+            !done.load(Ordering::SeqCst)
+        });
+        let test = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            w.admin(room(2), f(json!({"status": "clean"})));
+            seen(&engine, "clean", Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_millis(2_400)).await;
+            done.store(true, Ordering::SeqCst);
+            drop(wake);
+        };
+        futures::future::join(sched, test).await;
+    });
+    // Over about 2.5 s the waits were at least 0.5, 1 and 2 s: no tight loop.
+    let connects = channel.connects.load(Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&connects),
+        "{connects} connection attempts in 2.5 s"
+    );
+}

@@ -14,6 +14,7 @@
 
 mod conn;
 pub mod cors;
+mod events;
 mod gate;
 mod keys;
 mod limits;
@@ -42,6 +43,7 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::decompression::RequestDecompressionLayer;
 
 use self::conn::Peer;
+pub use self::events::Pokes;
 use self::gate::{authorize, query_error, read_json};
 pub use self::keys::KeyMemory;
 pub use self::limits::{AuthFailureLimiter, ClientKey, InFlight, InFlightGuard, RateLimiter};
@@ -102,6 +104,16 @@ pub struct HttpConfig {
     /// `scheme://host[:port]` as [`cors::parse_origin`] gives it; empty:
     /// same-origin pages only (no CORS headers at all).
     pub cors_origins: Vec<String>,
+    /// Live channel (`GET /v1/events`): streams open at once, at most
+    /// (more are `503`); keep it well under `max_connections`. 0: no cap.
+    pub events_max_subscribers: usize,
+    /// Streams of one terminal at once, at most (more are `429`). 0: no cap.
+    pub events_per_terminal: usize,
+    /// How often a stream sends a heartbeat (kept under half the idle
+    /// timeout).
+    pub events_heartbeat: Duration,
+    /// A stream ends after this long; the client reconnects. Zero: never.
+    pub events_max_age: Duration,
 }
 
 impl Default for HttpConfig {
@@ -120,6 +132,10 @@ impl Default for HttpConfig {
             auth_failure_burst: 20.0,
             unknown_key_ttl: Duration::from_secs(10),
             cors_origins: Vec::new(),
+            events_max_subscribers: 1024,
+            events_per_terminal: 4,
+            events_heartbeat: Duration::from_secs(15),
+            events_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -141,13 +157,28 @@ pub struct AppState {
     pub in_flight: InFlight,
     /// HTTP counters.
     pub stats: HttpStats,
+    /// The live channel's subscribers, poked when their branch's log moves.
+    pub pokes: Arc<Pokes>,
     workers: Arc<Semaphore>,
 }
 
 impl AppState {
     /// State for `service` with `config`.
     pub fn new(service: SyncService<Backend>, config: HttpConfig) -> Arc<Self> {
+        let pokes = Arc::new(Pokes::default());
+        // Several server processes on one PostgreSQL: a write on any of
+        // them pokes this one's subscribers (LISTEN/NOTIFY). The listener
+        // holds the hub weakly: it ends with the server.
+        let weak = Arc::downgrade(&pokes);
+        service
+            .store()
+            .watch_changes(Box::new(move |partition, cursor| {
+                if let Some(p) = weak.upgrade() {
+                    p.notify(partition, cursor.0);
+                }
+            }));
         Arc::new(AppState {
+            pokes,
             limiter: RateLimiter::new(config.rate_per_sec, config.burst),
             auth_failures: AuthFailureLimiter::new(
                 config.auth_failure_rate,
@@ -194,6 +225,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route(http::CHANGES_PATH, get(changes))
         .route(http::SNAPSHOT_PATH, get(snapshot))
         .route(http::RECONCILE_PATH, post(reconcile))
+        .route(http::EVENTS_PATH, get(events::events))
         .route(http::HEALTH_PATH, get(health))
         .route(READY_PATH, get(ready))
         .route("/metrics", get(metrics))
@@ -232,9 +264,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = conn::GuardedListener::new(listener, Arc::clone(&app));
+    let pokes = Arc::clone(&app.pokes);
     let service = router(app).into_make_service_with_connect_info::<conn::Conn>();
     axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Live streams never finish by themselves: end them, or the
+            // graceful shutdown would wait for them.
+            pokes.close();
+        })
         .await
 }
 
@@ -312,6 +350,17 @@ async fn push(
         .await
         .and_then(|r| r)
         .map_err(|e| ApiError::new(e, &log))?;
+    let moved = resp
+        .acks
+        .iter()
+        .filter_map(|a| match a.result {
+            AckResult::Applied { cursor, .. } => Some(cursor.0),
+            _ => None,
+        })
+        .max();
+    if let Some(cursor) = moved {
+        app.pokes.notify(&ctx.partition(), cursor);
+    }
     for ack in &resp.acks {
         let (t, b) = (ctx.terminal.as_str(), ctx.branch.as_str());
         match &ack.result {
@@ -462,9 +511,14 @@ async fn ready(State(app): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
-    let text = app
+    let mut text = app
         .stats
         .render(&app.service.metrics(), app.service.store().kind());
+    text.push_str(&format!(
+        "# HELP tidesync_events_subscribers Live streams (GET /v1/events) open now.\n\
+         # TYPE tidesync_events_subscribers gauge\ntidesync_events_subscribers {}\n",
+        app.pokes.subscribers()
+    ));
     (
         [(
             header::CONTENT_TYPE,

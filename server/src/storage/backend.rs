@@ -23,7 +23,20 @@ pub trait StorageBackend: ServerStore + CredentialStore + fmt::Debug {
     /// at commit with [`StorageError::Backend`] and keeps nothing;
     /// transactions that wrote nothing still succeed.
     fn fail_commits(&self, on: bool);
+
+    /// Calls `on_change` whenever any server process on this database
+    /// commits a change of a partition (PostgreSQL: LISTEN/NOTIFY), from a
+    /// thread of its own. False: the backend cannot (SQLite and memory are
+    /// served by one process; the HTTP layer pokes in-process).
+    fn watch_changes(&self, on_change: ChangeListener) -> bool {
+        let _ = on_change;
+        false
+    }
 }
+
+/// A callback of [`StorageBackend::watch_changes`]: a partition's log
+/// moved to a cursor.
+pub type ChangeListener = Box<dyn Fn(&Partition, Cursor) + Send + Sync>;
 
 /// One of the storage backends, chosen at run time.
 #[derive(Debug)]
@@ -68,6 +81,11 @@ impl Backend {
     /// commit and keep nothing.
     pub fn fail_commits(&self, on: bool) {
         self.0.fail_commits(on);
+    }
+
+    /// See [`StorageBackend::watch_changes`].
+    pub fn watch_changes(&self, on_change: ChangeListener) -> bool {
+        self.0.watch_changes(on_change)
     }
 }
 

@@ -66,7 +66,7 @@ use std::error::Error as StdError;
 use serde::{Deserialize, Serialize};
 use tidesync::{Cursor, EntityKey, EntityState, ErrorCode, Hlc, OpId};
 
-pub use self::backend::{Backend, StorageBackend};
+pub use self::backend::{Backend, ChangeListener, StorageBackend};
 pub use self::credentials::{Credential, CredentialStore};
 pub use self::memory::MemoryServerStore;
 pub use self::postgres::PgStore;

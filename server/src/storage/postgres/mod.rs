@@ -16,7 +16,12 @@
 mod credentials;
 mod transaction;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, IsolationLevel, NoTls, Statement};
 use tidesync::{Cursor, EntityKey};
 
@@ -26,7 +31,8 @@ use super::pool::Pool;
 use super::sql::{decode_json, from_sql_int, to_sql_int};
 use super::staged::{CommitFailures, StagedTx};
 use super::{
-    AuditRow, Change, EntitiesAt, Partition, ServerStore, StorageBackend, StorageError, StoreTx,
+    AuditRow, Change, ChangeListener, EntitiesAt, Partition, ServerStore, StorageBackend,
+    StorageError, StoreTx,
 };
 
 /// A driver error as a storage error (unique violations kept apart).
@@ -54,6 +60,9 @@ struct Statements {
     snapshot_first: Statement,
     snapshot_after: Statement,
     live: Statement,
+    notify: Statement,
+    /// The NOTIFY channel of this database and schema ([`channel_name`]).
+    channel: String,
 }
 
 struct PgConn {
@@ -71,7 +80,16 @@ fn connect(url: &str, schema: Option<&str>) -> Result<Client, StorageError> {
     Ok(client)
 }
 
-fn prepare(mut client: Client) -> Result<PgConn, StorageError> {
+/// The channel a write's NOTIFY goes to: one per schema, since channels
+/// are database-wide and tests share one database across schemas.
+fn channel_name(schema: Option<&str>) -> String {
+    match schema {
+        None => "tidesync_changes".to_owned(),
+        Some(s) => format!("tidesync_changes_{s}"),
+    }
+}
+
+fn prepare(mut client: Client, schema: Option<&str>) -> Result<PgConn, StorageError> {
     let mut p = |sql: &str| client.prepare(sql).map_err(backend);
     let st = Statements {
         lock_head: p("SELECT head FROM partitions WHERE tenant = $1 AND branch = $2 FOR UPDATE")?,
@@ -121,6 +139,8 @@ fn prepare(mut client: Client) -> Result<PgConn, StorageError> {
                            ORDER BY collection, id LIMIT $5")?,
         live: p("SELECT state FROM entities
                  WHERE tenant = $1 AND branch = $2 AND collection = $3 AND deleted = 0")?,
+        notify: p("SELECT pg_notify($1, $2)")?,
+        channel: channel_name(schema),
     };
     Ok(PgConn { client, st })
 }
@@ -180,6 +200,8 @@ pub struct PgStore {
     pool: Pool<PgConn>,
     fail_commits: CommitFailures,
     drop_schema: bool,
+    /// Set on drop: the LISTEN thread ([`PgStore::watch_changes`]) stops.
+    stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -211,7 +233,9 @@ impl PgStore {
         let mut first = connect(url, schema)?;
         migrate(&mut first)?;
         let (u2, s2) = (url.to_owned(), schema.map(str::to_owned));
-        let pool = Pool::new(32, move || prepare(connect(&u2, s2.as_deref())?));
+        let pool = Pool::new(32, move || {
+            prepare(connect(&u2, s2.as_deref())?, s2.as_deref())
+        });
         pool.with(|_| true, |_| Ok(()))?;
         Ok(PgStore {
             url: url.to_owned(),
@@ -219,6 +243,7 @@ impl PgStore {
             pool,
             fail_commits: CommitFailures::default(),
             drop_schema: false,
+            stop: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -260,6 +285,7 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
         // The sync `postgres` client blocks on a runtime of its own when it
         // closes, which panics on a thread that drives a tokio runtime (the
         // last owner of a store may be one). Close on a plain thread.
@@ -431,5 +457,62 @@ impl StorageBackend for PgStore {
 
     fn fail_commits(&self, on: bool) {
         self.fail_commits.set(on);
+    }
+
+    fn watch_changes(&self, on_change: ChangeListener) -> bool {
+        let (url, schema, stop) = (self.url.clone(), self.schema.clone(), self.stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name("tidesync-pg-listen".into())
+            .spawn(move || listen(&url, schema.as_deref(), &stop, &on_change));
+        spawned.is_ok()
+    }
+}
+
+/// The payload of a write's NOTIFY: the partition and its new head.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Notice {
+    pub(super) t: String,
+    pub(super) b: String,
+    pub(super) c: u64,
+}
+
+/// `LISTEN`s on the store's channel on a connection of its own until
+/// `stop`, handing every notice to `on_change`; a lost connection is
+/// reopened after a second (pokes sent meanwhile are lost: the clients'
+/// polls cover them).
+fn listen(url: &str, schema: Option<&str>, stop: &AtomicBool, on_change: &ChangeListener) {
+    let channel = channel_name(schema);
+    while !stop.load(Ordering::SeqCst) {
+        let mut client = match connect(url, None) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN connection failed; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if let Err(e) = client.batch_execute(&format!("LISTEN \"{channel}\"")) {
+            tracing::warn!(error = %e, "LISTEN failed; retrying");
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        while !stop.load(Ordering::SeqCst) && !client.is_closed() {
+            let mut notes = client.notifications();
+            let mut it = notes.timeout_iter(Duration::from_millis(250));
+            match it.next() {
+                Ok(Some(n)) => {
+                    if let Ok(notice) = serde_json::from_str::<Notice>(n.payload()) {
+                        on_change(&Partition::new(notice.t, notice.b), Cursor(notice.c));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                    break;
+                }
+            }
+        }
+        // The sync client closes on a plain thread: this one.
+        drop(client);
     }
 }

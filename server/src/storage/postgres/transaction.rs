@@ -180,6 +180,16 @@ pub(super) fn write(
     if let Some(head) = writes.new_head() {
         tx.execute(&st.set_head, &[&p.tenant, &p.branch, &to_sql_int(head.0)])
             .map_err(backend)?;
+        // Delivered to every LISTENing server process when (and only if)
+        // the transaction commits: their live channels poke the branch.
+        let notice = serde_json::to_string(&super::Notice {
+            t: p.tenant.clone(),
+            b: p.branch.clone(),
+            c: head.0,
+        })
+        .map_err(StorageError::backend)?;
+        tx.execute(&st.notify, &[&st.channel, &notice])
+            .map_err(backend)?;
     }
     Ok(())
 }
