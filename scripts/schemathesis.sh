@@ -62,20 +62,33 @@ sys.exit(f"the server did not answer {url}")
 PY
 
 max_time="${TIDESYNC_ST_MAX_TIME:-60}"
+# One worker: with two, Debian's Python 3.11 now and then fails inside
+# hypothesis ("AST constructor recursion depth mismatch", a thread-safety bug
+# of CPython's ast module), an error of the tool, not of the server. Such a
+# run (errors but no failed check in the JUnit report) is run once more.
+run() {
+  timeout $((max_time + 60)) "$venv/bin/schemathesis" run docs/openapi.json \
+    --url "http://127.0.0.1:$port" \
+    -H "Authorization: Bearer $key" \
+    -H "x-tidesync-branch: b1" -H "x-tidesync-terminal: t1" \
+    --checks not_a_server_error \
+    --max-time "$max_time" \
+    --max-examples 200 \
+    --seed 17 \
+    --workers 1 \
+    --request-timeout 10 \
+    --no-color \
+    --report junit --report-junit-path "$work/junit.xml"
+}
 start=$(date +%s)
 status=0
-timeout $((max_time + 60)) "$venv/bin/schemathesis" run docs/openapi.json \
-  --url "http://127.0.0.1:$port" \
-  -H "Authorization: Bearer $key" \
-  -H "x-tidesync-branch: b1" -H "x-tidesync-terminal: t1" \
-  --checks not_a_server_error \
-  --max-time "$max_time" \
-  --max-examples 200 \
-  --seed 17 \
-  --workers 2 \
-  --request-timeout 10 \
-  --no-color \
-  --report junit --report-junit-path "$work/junit.xml" || status=$?
+run || status=$?
+if [ "$status" -ne 0 ] && [ -f "$work/junit.xml" ] && ! grep -q "<failure" "$work/junit.xml" \
+  && grep -q "<error" "$work/junit.xml"; then
+  echo "schemathesis: errors of the tool itself and no failed check; running once more"
+  status=0
+  run || status=$?
+fi
 echo "schemathesis: $(( $(date +%s) - start )) s, exit $status"
 if [ "$status" -ne 0 ]; then
   echo "--- server log (last 50 lines)"
