@@ -205,6 +205,24 @@ impl Store for CountingStore {
     }
 }
 
+/// The shared world with `n` more entities (`tasks/t0000`, ...) on the server.
+fn with_tasks(n: u32) -> World {
+    let w = World::new();
+    w.server
+        .seed(
+            &Partition::new("hotel", "b1"),
+            Hlc::default(),
+            (0..n).map(|i| {
+                (
+                    EntityKey::new("tasks", format!("t{i:04}")),
+                    f(json!({"n": i})),
+                )
+            }),
+        )
+        .unwrap();
+    w
+}
+
 fn counting() -> (CountingStore, Arc<Mutex<usize>>, Arc<Mutex<usize>>) {
     let (per_key, scans) = (Arc::default(), Arc::default());
     let store = CountingStore {
@@ -220,20 +238,7 @@ fn counting() -> (CountingStore, Arc<Mutex<usize>>, Arc<Mutex<usize>>) {
 /// entity it ends with came from the snapshot.
 #[test]
 fn a_first_sync_into_an_empty_store_reads_no_key_and_verifies_nothing() {
-    let w = World::new();
-    let p = Partition::new("hotel", "b1");
-    w.server
-        .seed(
-            &p,
-            Hlc::default(),
-            (0..230).map(|i| {
-                (
-                    EntityKey::new("tasks", format!("t{i:04}")),
-                    f(json!({"n": i})),
-                )
-            }),
-        )
-        .unwrap();
+    let w = with_tasks(230);
     let (store, per_key, scans) = counting();
     let config = EngineConfig {
         snapshot_page: 40,
@@ -274,20 +279,7 @@ fn a_snapshot_over_held_entities_is_verified() {
 /// with its view. An entity filter passes a `changes` event holding its id.
 #[test]
 fn a_pulled_page_is_one_changes_event_per_collection() {
-    let w = World::new();
-    let p = Partition::new("hotel", "b1");
-    w.server
-        .seed(
-            &p,
-            Hlc::default(),
-            (0..100).map(|i| {
-                (
-                    EntityKey::new("tasks", format!("t{i:04}")),
-                    f(json!({"n": i})),
-                )
-            }),
-        )
-        .unwrap();
+    let w = with_tasks(100);
     let config = EngineConfig {
         snapshot_page: 40,
         ..w.config("t1")
