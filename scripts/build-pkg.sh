@@ -7,6 +7,8 @@
 # No download at build time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/native-deps.sh
+source scripts/wasm-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
 # The .wasm must be this checkout's. A cdylib's file name has no hash, so
 # checkouts sharing one CARGO_TARGET_DIR (git worktrees) write the same

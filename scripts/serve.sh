@@ -17,6 +17,7 @@
 # PORT=9000 TIDESYNC_LISTEN=127.0.0.1:9001 bash scripts/serve.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/native-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
 
 if [ ! -d node_modules/esbuild ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

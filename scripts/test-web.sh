@@ -24,12 +24,8 @@ export CARGO_TERM_COLOR=never
 step() { printf '\n== web: %s\n' "$*"; }
 
 step "toolchain"
-rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
-WBV=$(cargo metadata --format-version 1 --locked | python3 -c 'import sys,json;print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="wasm-bindgen"))')
-if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WBV" ]; then
-  echo "installing wasm-bindgen-cli $WBV (one time, ~6 min)"
-  cargo install wasm-bindgen-cli --version "$WBV"
-fi
+source scripts/native-deps.sh
+source scripts/wasm-deps.sh
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
