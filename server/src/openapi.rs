@@ -23,7 +23,7 @@ use tidesync::{
     SnapshotPage, PROTOCOL_VERSION,
 };
 
-use crate::http::{ChangesQuery, SnapshotQuery, READY_PATH};
+use crate::http::{ChangesQuery, SnapshotQuery, METRICS_PATH, READY_PATH};
 
 /// What a refusal status means, for the document (PROTOCOL.md's table).
 const REFUSALS: &[(u16, &str)] = &[
@@ -114,6 +114,10 @@ fn probe(_: &mut SchemaGenerator) -> (&'static str, Value) {
     )
 }
 
+fn event_stream(_: &mut SchemaGenerator) -> (&'static str, Value) {
+    ("text/event-stream", json!({"type": "string"}))
+}
+
 fn text(_: &mut SchemaGenerator) -> (&'static str, Value) {
     ("text/plain", json!({"type": "string"}))
 }
@@ -168,6 +172,17 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: "get",
+            path: paths::EVENTS_PATH,
+            operation_id: "events",
+            summary: "The live channel: Server-Sent Events (ready, poke with the new cursor, ping); no entity data",
+            authenticated: true,
+            query: None,
+            body: None,
+            ok: event_stream,
+            refusals: &[401, 403, 429, 500, 503],
+        },
+        Route {
+            method: "get",
             path: paths::HEALTH_PATH,
             operation_id: "health",
             summary: "Liveness: the process answers (no auth, no database)",
@@ -190,7 +205,7 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: "get",
-            path: "/metrics",
+            path: METRICS_PATH,
             operation_id: "metrics",
             summary: "Prometheus text format 0.0.4 (no auth; keep it internal)",
             authenticated: false,
@@ -419,6 +434,24 @@ mod tests {
         assert!(changes["responses"]["410"].is_object());
         assert_eq!(schemas["Hlc"]["properties"]["counter"]["maximum"], u32::MAX);
         assert_eq!(schemas["Hlc"]["properties"]["wall_ms"]["maximum"], u64::MAX);
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 7);
+        // Every path the router serves (`crate::http::router`), no other.
+        let documented: std::collections::BTreeSet<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let routed: std::collections::BTreeSet<&str> = [
+            paths::PUSH_PATH,
+            paths::CHANGES_PATH,
+            paths::SNAPSHOT_PATH,
+            paths::RECONCILE_PATH,
+            paths::EVENTS_PATH,
+            paths::HEALTH_PATH,
+            READY_PATH,
+            METRICS_PATH,
+        ]
+        .into();
+        assert_eq!(documented, routed);
     }
 }

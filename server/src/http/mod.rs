@@ -57,6 +57,8 @@ use tidesync::transport::http;
 /// The readiness probe: answers `200` once storage answers (through the
 /// storage workers), `503` if it does not within [`READY_TIMEOUT`].
 pub const READY_PATH: &str = "/ready";
+/// Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
 
 /// How long `/ready` waits for storage (a free worker included).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -218,7 +220,9 @@ impl AppState {
     }
 }
 
-/// The routes, with compression, request decompression and logging.
+/// The routes, with compression, request decompression and logging. Each
+/// is documented in `docs/openapi.json` (`crate::openapi`, whose test lists
+/// these paths).
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route(http::PUSH_PATH, post(push))
@@ -228,7 +232,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route(http::EVENTS_PATH, get(events::events))
         .route(http::HEALTH_PATH, get(health))
         .route(READY_PATH, get(ready))
-        .route("/metrics", get(metrics))
+        .route(METRICS_PATH, get(metrics))
         .fallback(not_found)
         // The fastest level: sync bodies are JSON, which compresses well
         // even so, and brotli's default level cost about a quarter of the
