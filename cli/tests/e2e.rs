@@ -17,7 +17,9 @@ fn server_binary() -> PathBuf {
     let cli = PathBuf::from(env!("CARGO_BIN_EXE_tidesync"));
     let dir = cli.parent().expect("the binary is in a directory");
     let bin = dir.join("tidesync-server");
-    if !bin.exists() {
+    // Always asked for: cargo does nothing when it is up to date, and a
+    // binary left from an older build is not tested by mistake.
+    {
         let profile = dir.file_name().unwrap().to_str().unwrap();
         let profile = if profile == "debug" { "dev" } else { profile };
         let status = Command::new(env!("CARGO"))
@@ -64,10 +66,13 @@ impl Drop for Server {
 }
 
 fn start_server() -> Server {
+    // The tests run in parallel threads of one process: a counter keeps
+    // their directories apart.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "tidesync-cli-e2e-{}-{}",
         std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()) << 32
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("server.db");
