@@ -67,6 +67,8 @@ pub struct Plan {
     woken: bool,
     poked: bool,
     live: bool,
+    /// When the last full sync ended: the periodic pull counts from it.
+    last_sync: u64,
 }
 
 impl Plan {
@@ -78,6 +80,7 @@ impl Plan {
             woken: true,
             poked: false,
             live: false,
+            last_sync: 0,
         }
     }
 
@@ -111,7 +114,10 @@ impl Plan {
                 self.live = true;
                 // Pokes may have been missed while it was down.
                 self.poked |= behind(cursor);
-                self.next_pull = self.next_pull.max(now + self.poll_interval());
+                // Counted from the last full sync, not from now: a stream
+                // that reconnects (it ends every --events-max-age) must not
+                // push the safety poll out for ever.
+                self.next_pull = self.next_pull.max(self.last_sync + self.poll_interval());
             }
             Signal::Poke { cursor } => self.poked |= behind(cursor),
             Signal::Down => {
@@ -141,6 +147,7 @@ impl Plan {
             Action::SyncNow => {
                 self.woken = false;
                 self.poked = false;
+                self.last_sync = now;
                 self.next_pull = now + self.poll_interval();
             }
             Action::Pull => self.poked = false,
@@ -382,6 +389,24 @@ mod tests {
         assert!(!p.live());
         assert_eq!(p.wait(310_000, None), 30_000, "the interval again");
         assert_eq!(p.action(340_000, false), Action::SyncNow);
+    }
+
+    /// The server ends each stream after `--events-max-age` and the client
+    /// reconnects: the safety poll still falls due, 10 intervals after the
+    /// last full sync.
+    #[test]
+    fn a_channel_that_reconnects_does_not_put_the_safety_poll_off() {
+        let mut p = Plan::new(30_000);
+        p.done(p.action(0, false), 0);
+        p.signal(Signal::Up { cursor: 0 }, Some(0), 0);
+        let mut t = 0;
+        while t < 300_000 {
+            assert_eq!(p.action(t, false), Action::Wait, "at {t}");
+            t += 100_000;
+            p.signal(Signal::Down, Some(0), t);
+            p.signal(Signal::Up { cursor: 0 }, Some(0), t + 1_000);
+        }
+        assert_eq!(p.action(300_000, false), Action::SyncNow);
     }
 
     #[test]
