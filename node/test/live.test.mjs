@@ -11,7 +11,8 @@ import { TideSync, referenceServer, options, syncUntilIdle, tempDir } from './su
 function arrival(db, id) {
   return new Promise((resolve) => {
     db.subscribe({ collection: 'rooms', id }, (e) => {
-      if (e.type === 'changed' && e.entity) resolve(Date.now());
+      // One changed room comes as `changed`; several in one pulled page as `changes`.
+      if ((e.type === 'changed' && e.entity) || (e.type === 'changes' && e.ids.includes(id))) resolve(Date.now());
     });
   });
 }

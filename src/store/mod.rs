@@ -160,6 +160,11 @@ impl<'de> Deserialize<'de> for EntityRecord {
         let r = Stored::deserialize(deserializer)?;
         let view = match (&r.server, r.settled) {
             (Some(s), true) => Some(EntityRecord::settled_view(&r.key, s)),
+            (None, true) => {
+                return Err(serde::de::Error::custom(
+                    "a settled entity record without a server state",
+                ))
+            }
             _ => r.view,
         };
         Ok(EntityRecord {
@@ -632,5 +637,9 @@ mod tests {
             serde_json::json!({"key": r.key, "server": r.server, "chain_base": null, "view": null});
         let read: EntityRecord = serde_json::from_value(no_view).unwrap();
         assert_eq!(read.view, None);
+        // Settled needs the server state it derives the view from.
+        let broken =
+            serde_json::json!({"key": r.key, "server": null, "chain_base": null, "settled": true});
+        assert!(serde_json::from_value::<EntityRecord>(broken).is_err());
     }
 }

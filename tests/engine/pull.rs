@@ -159,6 +159,8 @@ struct CountingStore {
     inner: MemoryStore,
     per_key: Arc<Mutex<usize>>,
     scans: Arc<Mutex<usize>>,
+    /// Calls of the range read (`get_sorted`).
+    spans: Arc<Mutex<usize>>,
 }
 
 #[async_trait::async_trait]
@@ -178,6 +180,7 @@ impl Store for CountingStore {
         &self,
         keys: &[EntityKey],
     ) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        *self.spans.lock().unwrap() += 1;
         self.inner.get_sorted(keys).await
     }
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
@@ -223,14 +226,18 @@ fn with_tasks(n: u32) -> World {
     w
 }
 
-fn counting() -> (CountingStore, Arc<Mutex<usize>>, Arc<Mutex<usize>>) {
-    let (per_key, scans) = (Arc::default(), Arc::default());
+type Count = Arc<Mutex<usize>>;
+
+/// A counting store and its per-key reads, scans and range reads.
+fn counting() -> (CountingStore, Count, Count, Count) {
+    let (per_key, scans, spans) = (Arc::default(), Arc::default(), Arc::default());
     let store = CountingStore {
         inner: MemoryStore::new(),
         per_key: Arc::clone(&per_key),
         scans: Arc::clone(&scans),
+        spans: Arc::clone(&spans),
     };
-    (store, per_key, scans)
+    (store, per_key, scans, spans)
 }
 
 /// A first sync into an empty store reads no record key by key (snapshot
@@ -239,7 +246,7 @@ fn counting() -> (CountingStore, Arc<Mutex<usize>>, Arc<Mutex<usize>>) {
 #[test]
 fn a_first_sync_into_an_empty_store_reads_no_key_and_verifies_nothing() {
     let w = with_tasks(230);
-    let (store, per_key, scans) = counting();
+    let (store, per_key, scans, spans) = counting();
     let config = EngineConfig {
         snapshot_page: 40,
         ..w.config("t1")
@@ -252,6 +259,9 @@ fn a_first_sync_into_an_empty_store_reads_no_key_and_verifies_nothing() {
     assert_eq!(reads_during_sync, 0, "per-key reads during a first sync");
     assert_eq!(block_on(engine.metrics()).reconcile_runs, 0);
     assert_eq!(*scans.lock().unwrap(), 1, "only the query above scanned");
+    // One range read a snapshot page: 233 keys (3 rooms, 230 tasks) by 40.
+    assert_eq!(block_on(engine.metrics()).snapshot_pages, 6);
+    assert_eq!(*spans.lock().unwrap(), 6, "one range read a page");
 }
 
 /// A snapshot that begins over entities the store already holds verifies
@@ -259,7 +269,7 @@ fn a_first_sync_into_an_empty_store_reads_no_key_and_verifies_nothing() {
 #[test]
 fn a_snapshot_over_held_entities_is_verified() {
     let w = World::new();
-    let (store, _, _) = counting();
+    let (store, _, _, _) = counting();
     let net = w.net("t1");
     let engine = w.open(store, net.clone(), "t1");
     net.set_offline(true);
@@ -351,7 +361,7 @@ fn a_pulled_page_is_one_changes_event_per_collection() {
 #[test]
 fn the_pull_after_a_push_does_not_reread_its_own_acknowledged_writes() {
     let w = World::new();
-    let (store, per_key, _) = counting();
+    let (store, per_key, _, _) = counting();
     let net = w.net("t1");
     let engine = w.open(store, net.clone(), "t1");
     block_on(engine.sync_now()).unwrap();

@@ -75,7 +75,9 @@ async function terminalPage(terminal) {
     window.arrivals = {};
     window.db = await TideSync.open(o);
     window.db.subscribe({ collection: 'rooms' }, (e) => {
-      if (e.type === 'changed' && !(e.key.id in window.arrivals)) window.arrivals[e.key.id] = Date.now();
+      // One changed room comes as `changed`; several in one pulled page as `changes`.
+      const ids = e.type === 'changed' ? [e.key.id] : e.type === 'changes' ? e.ids : [];
+      for (const id of ids) if (!(id in window.arrivals)) window.arrivals[id] = Date.now();
     });
   }, { dbName: `live-${terminal}`, key: { webCrypto: true }, serverUrl: server.url, apiKey: server.issueKey(terminal),
     terminalId: terminal, branchId: BRANCH, pullIntervalMs: 60_000 });

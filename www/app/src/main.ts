@@ -463,14 +463,22 @@ async function start(): Promise<void> {
   telemetryOn = params.get('telemetry') !== '0';
   await loadRooms();
   buildBoard();
+  // The latest event per room: a read started for an older event does not
+  // overwrite what a newer one delivered.
+  const seen = new Map<string, number>();
+  let eventNo = 0;
   db.subscribe({ collection: 'rooms' }, (ev: SyncEvent) => {
     if (ev.type === 'changed') {
+      seen.set(ev.key.id, ++eventNo);
       if (ev.entity && !ev.entity.deleted) rooms.set(ev.key.id, ev.entity); else rooms.delete(ev.key.id);
       renderRoom(ev.key.id);
     } else if (ev.type === 'changes') {
       // A pulled page: the ids only; read each one.
       for (const id of ev.ids) {
+        const n = ++eventNo;
+        seen.set(id, n);
         void db.get('rooms', id).then((e: LocalEntity | null) => {
+          if (seen.get(id) !== n) return;
           if (e) rooms.set(id, e); else rooms.delete(id);
           renderRoom(id);
         });
