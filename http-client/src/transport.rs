@@ -202,12 +202,11 @@ impl PokeChannel for HttpTransport {
             };
             let status = resp.status();
             if !status.is_success() {
-                let retry_after_ms = resp
-                    .headers()
-                    .get(header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(|s| s.saturating_mul(1000));
+                let retry_after_ms = http::retry_after_ms(
+                    resp.headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok()),
+                );
                 return ChannelEnd::Refused {
                     status: status.as_u16(),
                     retry_after_ms,

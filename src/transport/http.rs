@@ -30,6 +30,14 @@ pub const HEALTH_PATH: &str = "/health";
 /// The `Retry-After` used when a 429 carries none, in ms.
 pub const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
 
+/// A `Retry-After` header (a delay in seconds) in ms; `None` when absent or
+/// not a number of seconds.
+pub fn retry_after_ms(value: Option<&str>) -> Option<u64> {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| s.saturating_mul(1000))
+}
+
 /// The error for a non-2xx HTTP `status`, its `Retry-After` header (delay in
 /// seconds) and its body (an [`ErrorBody`] when the server wrote one).
 pub fn error_for_status(status: u16, retry_after: Option<&str>, body: &[u8]) -> TransportError {
@@ -40,10 +48,7 @@ pub fn error_for_status(status: u16, retry_after: Option<&str>, body: &[u8]) -> 
     };
     match (status, code) {
         (429, _) => TransportError::RateLimited {
-            retry_after_ms: retry_after
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| s.saturating_mul(1000))
-                .unwrap_or(DEFAULT_RETRY_AFTER_MS),
+            retry_after_ms: retry_after_ms(retry_after).unwrap_or(DEFAULT_RETRY_AFTER_MS),
         },
         (401 | 403, code) => TransportError::Unauthorized {
             code: code.unwrap_or(if status == 403 {

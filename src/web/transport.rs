@@ -404,13 +404,8 @@ impl FetchTransport {
             .await?
             .unchecked_into();
         if !resp.ok() {
-            let retry_after_ms = resp
-                .headers()
-                .get("retry-after")
-                .ok()
-                .flatten()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| s.saturating_mul(1000));
+            let retry_after_ms =
+                http::retry_after_ms(resp.headers().get("retry-after").ok().flatten().as_deref());
             return Ok(ChannelEnd::Refused {
                 status: resp.status(),
                 retry_after_ms,
