@@ -271,15 +271,7 @@ impl FetchTransport {
         json: Option<&str>,
     ) -> Result<(Response, AbortController, JsValue), NoResponse> {
         let net = |e: JsValue| NoResponse::Network(describe(&e));
-        let headers = Headers::new().map_err(net)?;
-        headers
-            .set("authorization", &format!("Bearer {key}"))
-            .map_err(net)?;
-        headers.set(BRANCH_HEADER, &self.branch).map_err(net)?;
-        if let Some(t) = &self.terminal {
-            headers.set(TERMINAL_HEADER, t).map_err(net)?;
-        }
-        headers.set("accept", "application/json").map_err(net)?;
+        let headers = self.headers(key, "application/json").map_err(net)?;
         let init = RequestInit::new();
         init.set_method(method);
         if let Some(json) = json {
@@ -372,6 +364,19 @@ impl Drop for AbortOnDrop {
 }
 
 impl FetchTransport {
+    /// The headers of every request: the key, the branch and terminal it
+    /// is meant for, and what it accepts.
+    fn headers(&self, key: &str, accept: &str) -> Result<Headers, JsValue> {
+        let headers = Headers::new()?;
+        headers.set("authorization", &format!("Bearer {key}"))?;
+        headers.set(BRANCH_HEADER, &self.branch)?;
+        if let Some(t) = &self.terminal {
+            headers.set(TERMINAL_HEADER, t)?;
+        }
+        headers.set("accept", accept)?;
+        Ok(headers)
+    }
+
     /// One connection of the live channel: `fetch` with the key in
     /// `Authorization` (the browser's `EventSource` cannot send it, and a
     /// key in the URL would end up in logs), the body read as a stream.
@@ -386,13 +391,7 @@ impl FetchTransport {
                 retry_after_ms: None,
             });
         };
-        let headers = Headers::new()?;
-        headers.set("authorization", &format!("Bearer {key}"))?;
-        headers.set(BRANCH_HEADER, &self.branch)?;
-        if let Some(t) = &self.terminal {
-            headers.set(TERMINAL_HEADER, t)?;
-        }
-        headers.set("accept", "text/event-stream")?;
+        let headers = self.headers(&key, "text/event-stream")?;
         let init = RequestInit::new();
         init.set_method("GET");
         init.set_headers(&headers);
