@@ -278,7 +278,7 @@ impl NativeClient {
         if auto_sync {
             let engine = engine.clone();
             let alive = alive.clone();
-            let interval = u64::from(o.pull_interval_ms.unwrap_or(30_000).max(100));
+            let interval = u64::from(scheduler::pull_interval_ms(o.pull_interval_ms));
             let live = o.live.unwrap_or(true);
             tokio::spawn(async move {
                 let host = NodeHost { transport };

@@ -42,6 +42,20 @@ pub trait SchedulerHost {
 /// due retries cannot spin.
 pub const MIN_WAIT_MS: u64 = 20;
 
+/// The periodic pull of both bindings when the app gives none
+/// (`pullIntervalMs`), in ms, and the shortest one they accept.
+pub const DEFAULT_PULL_INTERVAL_MS: u32 = 30_000;
+/// See [`DEFAULT_PULL_INTERVAL_MS`].
+pub const MIN_PULL_INTERVAL_MS: u32 = 100;
+
+/// The pull interval an app asked for (`None`: the default), as both
+/// bindings apply it.
+pub fn pull_interval_ms(asked: Option<u32>) -> u32 {
+    asked
+        .unwrap_or(DEFAULT_PULL_INTERVAL_MS)
+        .max(MIN_PULL_INTERVAL_MS)
+}
+
 /// While the live channel is up, the periodic pull runs this many times
 /// less often (a safety net for a missed poke).
 pub const LIVE_POLL_FACTOR: u64 = 10;

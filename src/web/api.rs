@@ -216,7 +216,7 @@ impl TideSync {
             engine,
             migrations,
             auto_sync: o.auto_sync.unwrap_or(true),
-            pull_interval_ms: o.pull_interval_ms.unwrap_or(30_000).max(100),
+            pull_interval_ms: crate::client::scheduler::pull_interval_ms(o.pull_interval_ms),
             live: o.live.unwrap_or(true),
             tab_id,
         })
