@@ -20,7 +20,8 @@
 //!   (`-0` excepted: it is the double -0);
 //! * any other number (a fraction, an exponent, an integer out of that
 //!   range) is the IEEE 754 double nearest to it, written with the fewest
-//!   significant digits that read back as that double, and laid out
+//!   significant digits that read back as that double (of two such digit
+//!   strings equally near it, the one ending in an even digit), laid out
 //!   by its decimal exponent `E` (`d.ddd × 10^E`): for `-5 <= E <= 15` in
 //!   positional form with at least one digit after the point (`100.0`,
 //!   `0.00001`, `1000000000000000.0`); else `d.ddde+E` / `d.ddde-E` (`1e+16`,
@@ -104,6 +105,26 @@ fn write_number(out: &mut String, n: &Number) {
     }
 }
 
+/// The shortest significant digits that read back as the positive finite
+/// `f` (no leading or trailing zeros) and the decimal exponent `E` of the
+/// first digit. Where two shortest strings are equally near `f`, the one
+/// ending in an even digit, as ECMAScript's `Number::toString` and serde_json
+/// choose (Ryū); Rust's `{:e}` rounds such a tie up instead
+/// (1867739535303450.25 is `…450.2` here, `…450.3` there).
+fn shortest_digits(f: f64) -> (String, i32) {
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(f);
+    let (mantissa, exp) = match text.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().expect("ryu prints an integer exponent")),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all: String = int.chars().chain(frac.chars()).collect();
+    let leading = all.len() - all.trim_start_matches('0').len();
+    let digits = all[leading..].trim_end_matches('0').to_string();
+    (digits, int.len() as i32 - 1 - leading as i32 + exp)
+}
+
 /// Appends a finite double as the rule lays it out. (JSON has no NaN or
 /// infinity, and serde_json's numbers are always finite.)
 pub fn write_double(out: &mut String, f: f64) {
@@ -111,11 +132,7 @@ pub fn write_double(out: &mut String, f: f64) {
         out.push_str(if f.is_sign_negative() { "-0.0" } else { "0.0" });
         return;
     }
-    // `{:e}` prints the shortest digits that read back as `f`: `d[.ddd]eE`.
-    let sci = format!("{:e}", f.abs());
-    let (mantissa, exp) = sci.split_once('e').expect("{:e} always has an exponent");
-    let exp: i32 = exp.parse().expect("{:e} prints an integer exponent");
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let (digits, exp) = shortest_digits(f.abs());
     if f < 0.0 {
         out.push('-');
     }
@@ -140,7 +157,11 @@ pub fn write_double(out: &mut String, f: f64) {
             out.push_str(frac);
         }
     } else {
-        out.push_str(mantissa);
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
         out.push('e');
         if exp > 0 {
             out.push('+');
@@ -182,6 +203,11 @@ mod tests {
             ("-9223372036854775809", "-9.223372036854776e+18"),
             ("5e-324", "5e-324"),
             ("1.7976931348623157e308", "1.7976931348623157e+308"),
+            // Exactly halfway between the two shortest candidates: the even
+            // last digit, as serde_json and JavaScript print it (a seed CI
+            // found; Rust's `{:e}` prints `…450.3`).
+            ("1867739535303450.25", "1867739535303450.2"),
+            ("1867739535303450.75", "1867739535303450.8"),
         ] {
             assert_eq!(canon(text), want, "{text}");
         }
@@ -259,6 +285,10 @@ mod tests {
         (
             "shortest digits that read back",
             "[0.1e1, 3.14159265358979323846, 1.1000000000000000888]",
+        ),
+        (
+            "two shortest digit strings equally near: the even one",
+            "[1867739535303450.25, 1867739535303450.75, 5e-324]",
         ),
     ];
 
