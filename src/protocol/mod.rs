@@ -421,6 +421,25 @@ pub struct ReconcileResponse {
     pub at: Cursor,
 }
 
+/// `GET /v1/whoami`: what the presented key was issued for. A client
+/// learns its terminal and branch from its key with it (pairing), and an
+/// app can tell a key for another terminal before anything is queued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct KeyIdentity {
+    /// The tenant.
+    pub tenant: String,
+    /// The branch the key writes to.
+    pub branch: String,
+    /// The terminal the key belongs to.
+    pub terminal: String,
+    /// The key's public id (as in logs and `revoke-key`), never the secret.
+    pub key_id: String,
+    /// When the key expires (ms since the epoch), if it does.
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,6 +84,17 @@ pub trait Transport: SendOutsideWasm + SyncOutsideWasm {
         &self,
         request: ReconcileRequest,
     ) -> Result<ReconcileResponse, TransportError>;
+    /// `GET /v1/whoami`: what the transport's key was issued for. Only
+    /// opening a client asks it (to learn or check the terminal and branch);
+    /// a transport without it (the simulation's, the tests') answers
+    /// [`TransportError::Refused`] with `BAD_ARGUMENT`, and the opening
+    /// goes on with the ids it was given.
+    async fn whoami(&self) -> Result<KeyIdentity, TransportError> {
+        Err(TransportError::Refused {
+            code: ErrorCode::BadArgument,
+            message: "this transport cannot ask who a key belongs to".into(),
+        })
+    }
 }
 
 pub mod http;
