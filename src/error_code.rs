@@ -117,6 +117,8 @@ error_codes! {
     StoreWrongKey = "STORE_WRONG_KEY", Client;
     /// An encrypted store opened without a key, or with another kind of key.
     StoreKeyMismatch = "STORE_KEY_MISMATCH", Client;
+    /// The database, or the API key, belongs to another terminal or branch than the one asked for; nothing was opened or changed.
+    TerminalMismatch = "TERMINAL_MISMATCH", Client;
     /// An argument of a client call is malformed; the message names it.
     BadArgument = "BAD_ARGUMENT", Client;
     /// No tab holds the engine (the leading tab closed or does not answer).

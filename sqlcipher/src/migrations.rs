@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_collections.sql",
         sql: include_str!("../../migrations/sqlcipher/0002_collections.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_credential.sql",
+        sql: include_str!("../../migrations/sqlcipher/0003_credential.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -398,6 +398,7 @@ enum Write {
     DeleteConflict(EntityKey),
     AppendAudit(u64, String),
     PutMeta(String),
+    PutCredential(Option<String>),
 }
 
 fn prepare(op: WriteOp) -> Result<Write, StoreError> {
@@ -410,7 +411,15 @@ fn prepare(op: WriteOp) -> Result<Write, StoreError> {
         WriteOp::DeleteConflict(k) => Write::DeleteConflict(k),
         WriteOp::AppendAudit(a) => Write::AppendAudit(a.seq, encode(&a)?),
         WriteOp::PutMeta(m) => Write::PutMeta(encode(&m)?),
+        WriteOp::PutCredential(c) => {
+            Write::PutCredential(c.as_ref().map(encode).transpose()?)
+        }
     })
+}
+
+/// A key is never written into a file that is not encrypted.
+fn plaintext_secret() -> StoreError {
+    StoreError::Backend("refusing to keep an API key in a store that is not encrypted".into())
 }
 
 fn seq_param(seq: u64) -> Result<i64, StoreError> {
@@ -448,6 +457,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> rusqlite::Result<()> {
         Write::PutMeta(v) => tx
             .prepare_cached("INSERT OR REPLACE INTO meta (id, value) VALUES (1, ?1)")?
             .execute(params![v]),
+        Write::PutCredential(Some(v)) => tx
+            .prepare_cached("INSERT OR REPLACE INTO credential (id, value) VALUES (1, ?1)")?
+            .execute(params![v]),
+        Write::PutCredential(None) => tx
+            .prepare_cached("DELETE FROM credential")?
+            .execute([]),
     }
     .map(|_| ())
 }
@@ -473,6 +488,15 @@ impl Store for SqlCipherStore {
     async fn load_meta(&self) -> Result<Option<SyncMeta>, StoreError> {
         let v = self.query_values("SELECT value FROM meta WHERE id = 1", [])?;
         v.first().map(|t| decode("meta", t)).transpose()
+    }
+
+    fn keeps_secrets(&self) -> bool {
+        self.inner.encrypted
+    }
+
+    async fn load_credential(&self) -> Result<Option<StoredCredential>, StoreError> {
+        let v = self.query_values("SELECT value FROM credential WHERE id = 1", [])?;
+        v.first().map(|t| decode("credential", t)).transpose()
     }
 
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
@@ -585,6 +609,9 @@ impl Store for SqlCipherStore {
                 WriteOp::PutOutbox(e) => seq_param(e.seq).map(drop)?,
                 WriteOp::DeleteOutbox(s) => seq_param(*s).map(drop)?,
                 WriteOp::AppendAudit(a) => seq_param(a.seq).map(drop)?,
+                WriteOp::PutCredential(Some(_)) if !self.inner.encrypted => {
+                    return Err(plaintext_secret());
+                }
                 _ => {}
             }
         }

@@ -5,7 +5,10 @@
 //! type; the sync scheduler is in [`scheduler`].
 
 pub mod live;
+pub mod pairing;
 pub mod scheduler;
+
+pub use pairing::{settle, Asked, Settled};
 
 use crate::engine::{Engine, EngineError, Resolution};
 use crate::env::Environment;

@@ -71,6 +71,14 @@ impl EngineConfig {
         }
     }
 
+    /// The owner this configuration opens a store as.
+    pub fn owner(&self) -> crate::store::StoreOwner {
+        crate::store::StoreOwner {
+            terminal_id: self.terminal_id.clone(),
+            branch_id: self.branch_id.clone(),
+        }
+    }
+
     /// Declares a collection's policy.
     pub fn with_policy(mut self, collection: impl Into<String>, policy: ConflictPolicy) -> Self {
         self.policies.insert(collection.into(), policy);

@@ -159,7 +159,27 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                     next_audit_seq: 1,
                     verify_pending: false,
                     generation: 0,
+                    owner: Some(config.owner()),
                 };
+                store
+                    .commit(WriteBatch {
+                        ops: vec![WriteOp::PutMeta(m.clone())],
+                    })
+                    .await?;
+                m
+            }
+        };
+        let meta = match &meta.owner {
+            Some(owner) => {
+                check_owner(owner, &config.terminal_id, &config.branch_id)?;
+                meta
+            }
+            // A store from a build that did not record its owner: it is
+            // this terminal's from now on.
+            None => {
+                let mut m = meta;
+                m.owner = Some(config.owner());
+                m.generation += 1;
                 store
                     .commit(WriteBatch {
                         ops: vec![WriteOp::PutMeta(m.clone())],
@@ -441,4 +461,66 @@ mod seq_tests {
             assert_eq!(ids, ["101", "102", "103", "104"], "nothing replaced");
         })
     }
+
+    #[test]
+    fn a_store_opens_only_as_the_terminal_it_belongs_to() {
+        block_on(async {
+            let store = MemoryStore::new();
+            let config = EngineConfig::new("c1", "desk-1", "hotel-1");
+            let e = Engine::open(store.clone(), Unplugged, SimEnv::new(0, 1), config.clone())
+                .await
+                .unwrap();
+            drop(e);
+            let owner = store.load_meta().await.unwrap().unwrap().owner;
+            assert_eq!(owner, Some(config.owner()));
+            for (terminal, branch) in [("desk-2", "hotel-1"), ("desk-1", "hotel-2")] {
+                let other = EngineConfig::new("c1", terminal, branch);
+                let before = store.load_meta().await.unwrap();
+                let err = Engine::open(store.clone(), Unplugged, SimEnv::new(0, 1), other)
+                    .await
+                    .err()
+                    .expect("another terminal's store is refused");
+                assert_eq!(err.code(), ErrorCode::TerminalMismatch, "{err}");
+                assert!(err.message().contains("desk-1"), "{err}");
+                assert_eq!(store.load_meta().await.unwrap(), before, "nothing changed");
+            }
+            // A store written before owners were recorded is adopted.
+            let mut meta = store.load_meta().await.unwrap().unwrap();
+            meta.owner = None;
+            store
+                .commit(WriteBatch {
+                    ops: vec![WriteOp::PutMeta(meta)],
+                })
+                .await
+                .unwrap();
+            let adopter = EngineConfig::new("c1", "desk-3", "hotel-1");
+            Engine::open(store.clone(), Unplugged, SimEnv::new(0, 1), adopter.clone())
+                .await
+                .unwrap();
+            let owner = store.load_meta().await.unwrap().unwrap().owner;
+            assert_eq!(owner, Some(adopter.owner()));
+        })
+    }
 }
+
+/// `TERMINAL_MISMATCH` unless the store belongs to `terminal_id` of
+/// `branch_id` (its cursor and records are its branch's, its queue its
+/// terminal's: opened as another, it would sync them as that one).
+pub(crate) fn check_owner(
+    owner: &crate::store::StoreOwner,
+    terminal_id: &str,
+    branch_id: &str,
+) -> Result<(), EngineError> {
+    if owner.terminal_id == terminal_id && owner.branch_id == branch_id {
+        return Ok(());
+    }
+    Err(EngineError::rejected(
+        ErrorCode::TerminalMismatch,
+        format!(
+            "this database belongs to terminal {:?} of branch {:?}, not terminal {:?} of branch {:?}; \
+             open another database for another terminal",
+            owner.terminal_id, owner.branch_id, terminal_id, branch_id
+        ),
+    ))
+}
+

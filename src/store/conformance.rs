@@ -126,6 +126,27 @@ fn meta() -> SyncMeta {
         next_audit_seq: 11,
         verify_pending: true,
         generation: 12,
+        owner: Some(StoreOwner {
+            terminal_id: "desk-1".into(),
+            branch_id: "hotel-1".into(),
+        }),
+    }
+}
+
+/// A sample stored credential (for backend-specific tests: its key is a
+/// value no store may write in clear).
+#[doc(hidden)]
+pub fn sample_credential() -> StoredCredential {
+    StoredCredential {
+        api_key: "ts_00112233deadbeef_sEcReT-kEy-never-in-clear-0123456789abcdefgh".into(),
+        identity: Some(crate::protocol::KeyIdentity {
+            tenant: "demo".into(),
+            branch: "hotel-1".into(),
+            terminal: "desk-1".into(),
+            key_id: "00112233deadbeef".into(),
+            expires_at_ms: None,
+        }),
+        stored_at_ms: 99,
     }
 }
 
@@ -558,6 +579,51 @@ pub async fn a_failed_commit_leaves_nothing<S: Store + InjectFaults>(store: S) {
     assert_eq!(after.meta.and_then(|m| m.cursor), Some(Cursor(43)));
 }
 
+/// The credential is its own record: it reads back as written, a later
+/// write of the sync state leaves it alone, and `None` removes it. A store
+/// that does not keep secrets (not encrypted at rest) refuses it, and
+/// nothing of that batch is committed.
+pub async fn the_credential_is_kept_apart_and_only_where_secret<S: Store>(store: S) {
+    assert_eq!(store.load_credential().await.unwrap(), None);
+    let batch = vec![
+        WriteOp::PutMeta(meta()),
+        WriteOp::PutCredential(Some(sample_credential())),
+    ];
+    if !store.keeps_secrets() {
+        let refused = store.commit(WriteBatch { ops: batch }).await;
+        assert!(
+            matches!(refused, Err(StoreError::Backend(_))),
+            "a store that does not keep secrets refuses a key: {refused:?}"
+        );
+        assert_eq!(store.load_meta().await.unwrap(), None, "nothing committed");
+        assert_eq!(store.load_credential().await.unwrap(), None);
+        // Removing one that is not there is allowed (and changes nothing).
+        commit(&store, vec![WriteOp::PutCredential(None)]).await;
+        return;
+    }
+    commit(&store, batch).await;
+    assert_eq!(
+        store.load_credential().await.unwrap(),
+        Some(sample_credential())
+    );
+    let mut later = meta();
+    later.generation += 1;
+    commit(&store, vec![WriteOp::PutMeta(later.clone())]).await;
+    assert_eq!(store.load_meta().await.unwrap(), Some(later));
+    assert_eq!(
+        store.load_credential().await.unwrap(),
+        Some(sample_credential()),
+        "a write of the sync state leaves the credential alone"
+    );
+    let mut rotated = sample_credential();
+    rotated.api_key = "ts_ffeeddccbbaa9988_another-key-0123456789abcdefghijklmnopq".into();
+    commit(&store, vec![WriteOp::PutCredential(Some(rotated.clone()))]).await;
+    assert_eq!(store.load_credential().await.unwrap(), Some(rotated));
+    commit(&store, vec![WriteOp::PutCredential(None)]).await;
+    assert_eq!(store.load_credential().await.unwrap(), None);
+    assert!(store.load_meta().await.unwrap().is_some());
+}
+
 /// Generates one test per scenario for a backend. `$make` is an expression
 /// that evaluates to a future yielding a fresh, empty store.
 #[macro_export]
@@ -580,6 +646,7 @@ macro_rules! store_conformance_tests {
             large_batch_round_trips,
             scan_pages_a_collection_by_id,
             get_sorted_matches_get_many,
+            the_credential_is_kept_apart_and_only_where_secret,
             a_failed_commit_leaves_nothing
         );
     };

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Default, Clone)]
 struct Tables {
     meta: Option<SyncMeta>,
+    credential: Option<StoredCredential>,
     entities: BTreeMap<EntityKey, EntityRecord>,
     outbox: BTreeMap<u64, OutboxEntry>,
     conflicts: BTreeMap<EntityKey, ConflictRecord>,
@@ -22,6 +23,7 @@ enum Undo {
     Conflict(EntityKey, Option<ConflictRecord>),
     Audit(u64, Option<AuditEntry>),
     Meta(Option<SyncMeta>),
+    Credential(Option<StoredCredential>),
 }
 
 impl Tables {
@@ -47,6 +49,9 @@ impl Tables {
             }
             WriteOp::AppendAudit(a) => Undo::Audit(a.seq, self.audit.insert(a.seq, a)),
             WriteOp::PutMeta(m) => Undo::Meta(self.meta.replace(m)),
+            WriteOp::PutCredential(c) => {
+                Undo::Credential(std::mem::replace(&mut self.credential, c))
+            }
         }
     }
 
@@ -63,6 +68,7 @@ impl Tables {
             Undo::Conflict(k, old) => restore(&mut self.conflicts, k, old),
             Undo::Audit(k, old) => restore(&mut self.audit, k, old),
             Undo::Meta(old) => self.meta = old,
+            Undo::Credential(old) => self.credential = old,
         }
     }
 }
@@ -90,6 +96,15 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn load_meta(&self) -> Result<Option<SyncMeta>, StoreError> {
         Ok(self.lock().meta.clone())
+    }
+
+    async fn load_credential(&self) -> Result<Option<StoredCredential>, StoreError> {
+        Ok(self.lock().credential.clone())
+    }
+
+    /// Nothing leaves memory.
+    fn keeps_secrets(&self) -> bool {
+        true
     }
 
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
@@ -295,6 +310,13 @@ impl<S: Store> Store for FailingStore<S> {
     async fn load_meta(&self) -> Result<Option<SyncMeta>, StoreError> {
         self.read_check()?;
         self.inner.load_meta().await
+    }
+    async fn load_credential(&self) -> Result<Option<StoredCredential>, StoreError> {
+        self.read_check()?;
+        self.inner.load_credential().await
+    }
+    fn keeps_secrets(&self) -> bool {
+        self.inner.keeps_secrets()
     }
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
         self.read_check()?;

@@ -360,6 +360,56 @@ pub struct SyncMeta {
     /// store (another tab) sees that its caches are stale.
     #[serde(default)]
     pub generation: u64,
+    /// The terminal and branch this store belongs to, set when it is first
+    /// opened (stores made by older builds: at their next open). Opening it
+    /// as another terminal or branch is `TERMINAL_MISMATCH`: its cursor and
+    /// records are that branch's, and its queued mutations that terminal's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<StoreOwner>,
+}
+
+/// The terminal a store belongs to (see [`SyncMeta::owner`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreOwner {
+    /// The terminal id.
+    pub terminal_id: String,
+    /// Its branch.
+    pub branch_id: String,
+}
+
+/// The terminal's API key, kept in the store as one more record, sealed
+/// like every other one (an encrypted store only: a binding never keeps it
+/// in a plaintext store). An app that was paired once opens the store
+/// without holding the key itself. Engines never write it; the client layer
+/// ([`crate::client::settle`]) does, at open. `Debug` does not show the key,
+/// and it is wiped from memory on drop.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCredential {
+    /// The API key (a secret).
+    pub api_key: String,
+    /// What the server said the key was issued for (`GET /v1/whoami`),
+    /// when it was asked.
+    #[serde(default)]
+    pub identity: Option<crate::protocol::KeyIdentity>,
+    /// When it was stored (ms since the epoch).
+    pub stored_at_ms: u64,
+}
+
+impl std::fmt::Debug for StoredCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredential")
+            .field("api_key", &"<secret>")
+            .field("identity", &self.identity)
+            .field("stored_at_ms", &self.stored_at_ms)
+            .finish()
+    }
+}
+
+impl Drop for StoredCredential {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.api_key.zeroize();
+    }
 }
 
 /// One write of a [`WriteBatch`].
@@ -381,6 +431,8 @@ pub enum WriteOp {
     AppendAudit(AuditEntry),
     /// Replace the sync state.
     PutMeta(SyncMeta),
+    /// Replace the stored credential (`None`: remove it).
+    PutCredential(Option<StoredCredential>),
 }
 
 /// A set of writes that commit together or not at all. Later writes to the
@@ -500,6 +552,13 @@ pub trait InjectFaults {
 pub trait Store: SendOutsideWasm + SyncOutsideWasm {
     /// The sync state, if this store was ever initialised.
     async fn load_meta(&self) -> Result<Option<SyncMeta>, StoreError>;
+    /// The stored credential, if one was kept ([`WriteOp::PutCredential`]).
+    async fn load_credential(&self) -> Result<Option<StoredCredential>, StoreError>;
+    /// Whether a secret written here stays secret: the records are
+    /// encrypted at rest, or never leave memory. A store that says no
+    /// refuses [`WriteOp::PutCredential`] with a key (the batch fails and
+    /// nothing of it is committed), so an API key is never written in clear.
+    fn keeps_secrets(&self) -> bool;
     /// One entity record.
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError>;
     /// Many entity records, in the order of `keys`. Backends where a read

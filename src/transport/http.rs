@@ -24,6 +24,8 @@ pub const RECONCILE_PATH: &str = "/v1/reconcile";
 /// `GET`: the live channel, a Server-Sent Events stream of pokes
 /// ([`crate::client::live`]).
 pub const EVENTS_PATH: &str = "/v1/events";
+/// What the presented key was issued for ([`KeyIdentity`](crate::protocol::KeyIdentity)).
+pub const WHOAMI_PATH: &str = "/v1/whoami";
 /// `GET`: the reachability probe.
 pub const HEALTH_PATH: &str = "/health";
 

@@ -11,7 +11,7 @@ use super::env::BrowserEnv;
 use super::keys::KeySource;
 use super::listeners::{to_js, Interest};
 use super::navigator;
-use super::session::{Session, SessionConfig};
+use super::session::{Identity, Session, SessionConfig};
 use super::store::IdbStore;
 use super::transport::FetchTransport;
 use crate::client::{ClientError as ApiError, Command};
@@ -20,6 +20,7 @@ use crate::engine::Resolution;
 use crate::policy::ConflictPolicy;
 use crate::protocol::{EntityKey, Fields, OpId};
 use crate::status::Filter;
+use crate::transport::Transport as _;
 use crate::Environment;
 use js_sys::{Function, Reflect, Uint8Array};
 use serde::Deserialize;
@@ -127,8 +128,11 @@ struct OpenOptions {
     server_url: String,
     #[serde(default)]
     api_key: Option<String>,
-    terminal_id: String,
-    branch_id: String,
+    #[serde(default)]
+    terminal_id: Option<String>,
+    #[serde(default)]
+    branch_id: Option<String>,
+    remember_key: Option<bool>,
     #[serde(default)]
     policies: BTreeMap<String, ConflictPolicy>,
     auto_sync: Option<bool>,
@@ -191,16 +195,35 @@ impl TideSync {
         // Checked before the store is opened: a bad option creates nothing.
         let env = BrowserEnv;
         let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
-        let (engine, migrations) = crate::client::EngineSettings {
-            terminal_id: o.terminal_id,
-            branch_id: o.branch_id,
+        let (mut engine, migrations) = crate::client::EngineSettings {
             policies: o.policies,
             max_attempts: o.max_attempts,
             schema_version: o.schema_version,
             migrations: o.migrations,
+            ..Default::default()
         }
         .into_config(client_id)?;
         let store = IdbStore::open(&o.db_name, key).await?;
+        // The terminal and branch: the store's, else the key's (pairing).
+        let server_url = o.server_url.clone();
+        let settled = crate::client::settle(
+            &store,
+            crate::client::Asked {
+                terminal_id: o.terminal_id,
+                branch_id: o.branch_id,
+                api_key: o.api_key,
+                remember_key: o.remember_key.unwrap_or(true),
+            },
+            |key| async move {
+                FetchTransport::new(&server_url, Some(&key), None, "")
+                    .whoami()
+                    .await
+            },
+            env.now_ms(),
+        )
+        .await?;
+        engine.terminal_id = settled.terminal_id.clone();
+        engine.branch_id = settled.branch_id.clone();
         navigator::request_persistence();
         let tab_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
         let session = Session::start(SessionConfig {
@@ -208,11 +231,16 @@ impl TideSync {
             store,
             transport: FetchTransport::new(
                 &o.server_url,
-                o.api_key.as_deref().filter(|k| !k.is_empty()),
+                settled.api_key.as_deref(),
                 credentials,
                 &engine.branch_id,
             )
             .with_terminal(&engine.terminal_id),
+            identity: Identity {
+                terminal_id: settled.terminal_id,
+                branch_id: settled.branch_id,
+                key_stored: settled.key_stored,
+            },
             engine,
             migrations,
             auto_sync: o.auto_sync.unwrap_or(true),
@@ -530,6 +558,16 @@ impl TideSync {
     #[wasm_bindgen(js_name = isLeader)]
     pub fn is_leader(&self) -> bool {
         self.session.is_leader()
+    }
+
+    /// The terminal and branch this database belongs to (given at open, or
+    /// learnt from the API key when it was paired), and whether the key is
+    /// kept in the encrypted store.
+    #[wasm_bindgen(unchecked_return_type = "Identity")]
+    pub fn identity(&self) -> Result<JsValue, JsValue> {
+        let v = serde_json::to_value(self.session.identity())
+            .map_err(|e| ApiError::internal(e).into_js())?;
+        value_to_js(&v)
     }
 
     /// Closes this tab's connection; another tab takes over the sync.

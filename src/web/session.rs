@@ -43,6 +43,17 @@ pub(crate) struct SessionConfig {
     /// The leader keeps the live channel open (`GET /v1/events`).
     pub live: bool,
     pub tab_id: String,
+    /// Who this database belongs to, as settled at open.
+    pub identity: Identity,
+}
+
+/// The terminal a database belongs to, for `TideSync.identity()`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Identity {
+    pub terminal_id: String,
+    pub branch_id: String,
+    /// The API key is kept in the (encrypted) store.
+    pub key_stored: bool,
 }
 
 #[derive(Debug)]
@@ -110,6 +121,11 @@ impl Session {
     /// The database name.
     pub fn db_name(&self) -> &str {
         &self.config.db_name
+    }
+
+    /// Who the database belongs to.
+    pub fn identity(&self) -> &Identity {
+        &self.config.identity
     }
 
     /// This tab runs the engine.

@@ -24,6 +24,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{IdbDatabase, IdbKeyRange, IdbTransaction};
 
+/// The key of the stored credential in the meta object store (beside `"meta"`).
+const CREDENTIAL: &str = "credential";
+
 mod integrity;
 
 struct Connection {
@@ -333,6 +336,15 @@ impl Store for IdbStore {
         self.fresh(|| self.get_one(META, &key, "meta")).await
     }
 
+    async fn load_credential(&self) -> Result<Option<StoredCredential>, StoreError> {
+        let key = JsValue::from_str(CREDENTIAL);
+        self.fresh(|| self.get_one(META, &key, CREDENTIAL)).await
+    }
+
+    fn keeps_secrets(&self) -> bool {
+        matches!(self.inner.codec, Codec::Sealed(_))
+    }
+
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
         self.fresh(|| self.get_inner(key)).await
     }
@@ -405,6 +417,18 @@ impl Store for IdbStore {
                 WriteOp::PutMeta(m) => {
                     let v = self.seal(META, "meta", &json(m)?)?;
                     Req::put(META, JsValue::from_str("meta"), "meta".into(), v)
+                }
+                WriteOp::PutCredential(Some(c)) => {
+                    if !self.keeps_secrets() {
+                        return Err(StoreError::Backend(
+                            "refusing to keep an API key in a store that is not encrypted".into(),
+                        ));
+                    }
+                    let v = self.seal(META, CREDENTIAL, &json(c)?)?;
+                    Req::put(META, JsValue::from_str(CREDENTIAL), CREDENTIAL.into(), v)
+                }
+                WriteOp::PutCredential(None) => {
+                    Req::delete(META, JsValue::from_str(CREDENTIAL), CREDENTIAL.into())
                 }
             };
             reqs.push(r);

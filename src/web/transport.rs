@@ -369,7 +369,10 @@ impl FetchTransport {
     fn headers(&self, key: &str, accept: &str) -> Result<Headers, JsValue> {
         let headers = Headers::new()?;
         headers.set("authorization", &format!("Bearer {key}"))?;
-        headers.set(BRANCH_HEADER, &self.branch)?;
+        // None yet while pairing: `whoami` asks which branch it is.
+        if !self.branch.is_empty() {
+            headers.set(BRANCH_HEADER, &self.branch)?;
+        }
         if let Some(t) = &self.terminal {
             headers.set(TERMINAL_HEADER, t)?;
         }
@@ -476,5 +479,9 @@ impl Transport for FetchTransport {
     ) -> Result<ReconcileResponse, TransportError> {
         self.send("POST", http::RECONCILE_PATH, Some(&request))
             .await
+    }
+
+    async fn whoami(&self) -> Result<KeyIdentity, TransportError> {
+        self.send("GET", http::WHOAMI_PATH, None::<&()>).await
     }
 }

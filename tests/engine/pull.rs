@@ -168,6 +168,14 @@ impl Store for CountingStore {
     async fn load_meta(&self) -> Result<Option<tidesync::store::SyncMeta>, StoreError> {
         self.inner.load_meta().await
     }
+    async fn load_credential(
+        &self,
+    ) -> Result<Option<tidesync::store::StoredCredential>, StoreError> {
+        self.inner.load_credential().await
+    }
+    fn keeps_secrets(&self) -> bool {
+        self.inner.keeps_secrets()
+    }
     async fn get(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
         *self.per_key.lock().unwrap() += 1;
         self.inner.get(key).await

@@ -1,0 +1,438 @@
+//! Who a store belongs to and which key it syncs with, settled once, in the
+//! core, before a binding opens the engine ([`settle`]).
+//!
+//! A terminal is *paired* by opening its store with the API key alone: the
+//! server says what the key was issued for (`GET /v1/whoami`), the store
+//! records that terminal and branch as its owner ([`SyncMeta::owner`]) and,
+//! in a store that keeps secrets, the key itself
+//! ([`StoredCredential`]). Later opens need neither the ids nor the key,
+//! offline too. Whatever the app passes is checked against what the store
+//! and the server know: a store or a key of another terminal or branch is
+//! `TERMINAL_MISMATCH` at open, before anything is queued under the wrong
+//! name.
+//!
+//! [`SyncMeta::owner`]: crate::store::SyncMeta::owner
+
+use super::ClientError;
+use crate::error_code::ErrorCode;
+use crate::protocol::KeyIdentity;
+use crate::store::{Store, StoreOwner, StoredCredential, WriteBatch, WriteOp};
+use crate::transport::TransportError;
+use std::future::Future;
+
+/// What a binding's `open` was given about the terminal.
+#[derive(Default)]
+pub struct Asked {
+    /// `terminalId`, if given.
+    pub terminal_id: Option<String>,
+    /// `branchId`, if given.
+    pub branch_id: Option<String>,
+    /// `apiKey`, if given (a credentials callback's keys are the host's to
+    /// keep, and are not stored).
+    pub api_key: Option<String>,
+    /// Keep a given key in the store (default true; a store that does not
+    /// keep secrets never keeps one). `false` also removes a stored key.
+    pub remember_key: bool,
+}
+
+impl std::fmt::Debug for Asked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Asked")
+            .field("terminal_id", &self.terminal_id)
+            .field("branch_id", &self.branch_id)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<secret>"))
+            .field("remember_key", &self.remember_key)
+            .finish()
+    }
+}
+
+/// What the engine opens with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The terminal.
+    pub terminal_id: String,
+    /// Its branch.
+    pub branch_id: String,
+    /// The key to sync with: the one given, else the stored one.
+    pub api_key: Option<String>,
+    /// What the server said the key belongs to, when it was asked now or
+    /// at pairing.
+    pub identity: Option<KeyIdentity>,
+    /// The key is kept in the store.
+    pub key_stored: bool,
+}
+
+impl std::fmt::Debug for Settled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settled")
+            .field("terminal_id", &self.terminal_id)
+            .field("branch_id", &self.branch_id)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<secret>"))
+            .field("identity", &self.identity)
+            .field("key_stored", &self.key_stored)
+            .finish()
+    }
+}
+
+fn mismatch(what: &str, have: &StoreOwner, asked_terminal: &str, asked_branch: &str) -> ClientError {
+    ClientError::new(
+        ErrorCode::TerminalMismatch,
+        format!(
+            "{what} terminal {:?} of branch {:?}, not terminal {:?} of branch {:?}; \
+             nothing was opened or changed",
+            have.terminal_id, have.branch_id, asked_terminal, asked_branch
+        ),
+    )
+}
+
+fn owner_of(id: &KeyIdentity) -> StoreOwner {
+    StoreOwner {
+        terminal_id: id.terminal.clone(),
+        branch_id: id.branch.clone(),
+    }
+}
+
+/// Checks the parts of `asked` that were given against `have`.
+fn agrees(have: &StoreOwner, terminal: Option<&str>, branch: Option<&str>) -> bool {
+    terminal.is_none_or(|t| t == have.terminal_id) && branch.is_none_or(|b| b == have.branch_id)
+}
+
+/// Settles the terminal, branch and key a binding opens the engine with.
+///
+/// - The store's owner (set by an earlier open) stands; ids given that
+///   differ from it are `TERMINAL_MISMATCH`.
+/// - A key given now that the store does not hold already is checked with
+///   `whoami` (the server): a key of another terminal or branch than the
+///   store's or the ids given is `TERMINAL_MISMATCH`. If the server cannot
+///   be asked (offline, unreachable, a refused key) and the ids are known
+///   anyway, the open goes on: the first request checks the key again and
+///   the status shows what it says; nothing is lost.
+/// - With neither an owner nor both ids, the ids come from the key: the
+///   server must answer once (pairing), or the open fails with the reason
+///   (`SYNC_OFFLINE`, `SYNC_UNAUTHORIZED`, ...; without a key,
+///   `BAD_ARGUMENT`).
+/// - A key given now is kept in the store when `remember_key` and the
+///   store keeps secrets, unless the server refused it; `remember_key:
+///   false` removes a stored one.
+pub async fn settle<S, W, F>(
+    store: &S,
+    asked: Asked,
+    whoami: W,
+    now_ms: u64,
+) -> Result<Settled, ClientError>
+where
+    S: Store,
+    W: FnOnce(String) -> F,
+    F: Future<Output = Result<KeyIdentity, TransportError>>,
+{
+    let Asked {
+        terminal_id,
+        branch_id,
+        api_key,
+        remember_key,
+    } = asked;
+    let api_key = api_key.filter(|k| !k.is_empty());
+    let owner = store.load_meta().await?.and_then(|m| m.owner);
+    let stored = store.load_credential().await?;
+    if let Some(owner) = &owner {
+        if !agrees(owner, terminal_id.as_deref(), branch_id.as_deref()) {
+            return Err(mismatch(
+                "this database belongs to",
+                owner,
+                terminal_id.as_deref().unwrap_or(&owner.terminal_id),
+                branch_id.as_deref().unwrap_or(&owner.branch_id),
+            ));
+        }
+    }
+    let stored_key = stored.as_ref().map(|c| c.api_key.as_str());
+    let new_key = api_key.as_deref().filter(|k| Some(*k) != stored_key);
+    // What the server said of the stored key when it was stored (if the
+    // key in use is that one).
+    let mut identity = match (&new_key, &stored) {
+        (None, Some(c)) => c.identity.clone(),
+        _ => None,
+    };
+    let known: Option<StoreOwner> = owner
+        .clone()
+        .or_else(|| match (&terminal_id, &branch_id) {
+            (Some(t), Some(b)) => Some(StoreOwner {
+                terminal_id: t.clone(),
+                branch_id: b.clone(),
+            }),
+            _ => None,
+        })
+        // Paired, and the engine never opened (the store has no owner yet).
+        .or_else(|| identity.as_ref().map(owner_of));
+    let key = api_key.clone().or_else(|| stored_key.map(str::to_string));
+    let mut refused = false;
+    let must_ask = known.is_none();
+    if new_key.is_some() || must_ask {
+        match &key {
+            None => {
+                return Err(ClientError::bad_argument(
+                    "this database is not paired yet: give options.apiKey (its terminal \
+                     and branch come from the key), or options.terminalId and options.branchId",
+                ));
+            }
+            Some(k) => match whoami(k.clone()).await {
+                Ok(id) => identity = Some(id),
+                Err(e) if must_ask => {
+                    return Err(ClientError::new(
+                        e.code(),
+                        format!(
+                            "pairing: the server must say once which terminal the key \
+                             belongs to ({e}); give options.terminalId and options.branchId \
+                             to open without it"
+                        ),
+                    ));
+                }
+                Err(TransportError::Unauthorized { .. }) => refused = true,
+                // Offline, unreachable, a server without whoami: the first
+                // request checks the key.
+                Err(_) => {}
+            },
+        }
+    }
+    let settled_owner = match (known, &identity) {
+        (Some(known), Some(id)) => {
+            let of_key = owner_of(id);
+            if of_key != known {
+                return Err(mismatch(
+                    "the API key belongs to",
+                    &of_key,
+                    &known.terminal_id,
+                    &known.branch_id,
+                ));
+            }
+            known
+        }
+        (Some(known), None) => known,
+        (None, Some(id)) => {
+            let of_key = owner_of(id);
+            if !agrees(&of_key, terminal_id.as_deref(), branch_id.as_deref()) {
+                return Err(mismatch(
+                    "the API key belongs to",
+                    &of_key,
+                    terminal_id.as_deref().unwrap_or(&of_key.terminal_id),
+                    branch_id.as_deref().unwrap_or(&of_key.branch_id),
+                ));
+            }
+            of_key
+        }
+        // An unknown owner asked the server, or returned above.
+        (None, None) => return Err(ClientError::internal("pairing settled no terminal")),
+    };
+
+    // Keep (or forget) the key.
+    let keep = remember_key && store.keeps_secrets();
+    let mut key_stored = keep && stored.is_some() && new_key.is_none();
+    if !remember_key && stored.is_some() {
+        store
+            .commit(WriteBatch {
+                ops: vec![WriteOp::PutCredential(None)],
+            })
+            .await?;
+    } else if let (true, Some(k), false) = (keep, new_key, refused) {
+        store
+            .commit(WriteBatch {
+                ops: vec![WriteOp::PutCredential(Some(StoredCredential {
+                    api_key: k.to_string(),
+                    identity: identity.clone(),
+                    stored_at_ms: now_ms,
+                }))],
+            })
+            .await?;
+        key_stored = true;
+    }
+    Ok(Settled {
+        terminal_id: settled_owner.terminal_id,
+        branch_id: settled_owner.branch_id,
+        api_key: key,
+        identity,
+        key_stored,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, StoreOwner, SyncMeta};
+    use std::cell::Cell;
+
+    fn id(terminal: &str, branch: &str) -> KeyIdentity {
+        KeyIdentity {
+            tenant: "demo".into(),
+            branch: branch.into(),
+            terminal: terminal.into(),
+            key_id: "0011223344556677".into(),
+            expires_at_ms: None,
+        }
+    }
+
+    fn asked(terminal: Option<&str>, branch: Option<&str>, key: Option<&str>) -> Asked {
+        Asked {
+            terminal_id: terminal.map(Into::into),
+            branch_id: branch.map(Into::into),
+            api_key: key.map(Into::into),
+            remember_key: true,
+        }
+    }
+
+    /// Settles with a server that answers `answer` and counts the asks.
+    fn run(
+        store: &MemoryStore,
+        a: Asked,
+        answer: Result<KeyIdentity, TransportError>,
+        asks: &Cell<u32>,
+    ) -> Result<Settled, ClientError> {
+        crate::__private::block_on(settle(
+            store,
+            a,
+            |_key| {
+                asks.set(asks.get() + 1);
+                async move { answer }
+            },
+            7,
+        ))
+    }
+
+    /// The state an engine leaves after opening as `terminal` of `branch`.
+    fn owned(store: &MemoryStore, terminal: &str, branch: &str) {
+        let mut meta: SyncMeta = crate::store::conformance::sample_meta();
+        meta.owner = Some(StoreOwner {
+            terminal_id: terminal.into(),
+            branch_id: branch.into(),
+        });
+        crate::__private::block_on(store.commit(WriteBatch {
+            ops: vec![WriteOp::PutMeta(meta)],
+        }))
+        .unwrap();
+    }
+
+    fn offline() -> TransportError {
+        TransportError::Unreachable("offline".into())
+    }
+
+    #[test]
+    fn a_key_alone_pairs_and_is_kept_then_a_bare_open_needs_no_server() {
+        let store = MemoryStore::new();
+        let asks = Cell::new(0);
+        let s = run(&store, asked(None, None, Some("k1")), Ok(id("tab-1", "hotel-1")), &asks).unwrap();
+        assert_eq!((s.terminal_id.as_str(), s.branch_id.as_str()), ("tab-1", "hotel-1"));
+        assert!(s.key_stored);
+        assert_eq!(asks.get(), 1);
+        let c = crate::__private::block_on(store.load_credential()).unwrap().unwrap();
+        assert_eq!(c.api_key, "k1");
+        assert_eq!(c.identity, Some(id("tab-1", "hotel-1")));
+        assert!(!format!("{c:?}").contains("k1"), "Debug hides the key");
+
+        // Offline, with nothing given (and the engine never opened): the
+        // stored key and what the server said of it.
+        let s = run(&store, asked(None, None, None), Err(offline()), &asks).unwrap();
+        assert_eq!((s.terminal_id.as_str(), s.api_key.as_deref()), ("tab-1", Some("k1")));
+        assert_eq!(asks.get(), 1, "the stored key is not asked about again");
+
+        // Once the engine recorded its owner: the same.
+        owned(&store, "tab-1", "hotel-1");
+        let s = run(&store, asked(Some("tab-1"), None, None), Err(offline()), &asks).unwrap();
+        assert_eq!(s.branch_id, "hotel-1");
+        assert_eq!(asks.get(), 1);
+    }
+
+    #[test]
+    fn a_store_of_another_terminal_is_refused_before_the_server_is_asked() {
+        let store = MemoryStore::new();
+        owned(&store, "tab-1", "hotel-1");
+        let asks = Cell::new(0);
+        for a in [
+            asked(Some("tab-2"), Some("hotel-1"), None),
+            asked(None, Some("hotel-2"), Some("k")),
+        ] {
+            let e = run(&store, a, Ok(id("tab-1", "hotel-1")), &asks).unwrap_err();
+            assert_eq!(e.code, ErrorCode::TerminalMismatch, "{e}");
+            assert!(e.message.contains("tab-1"), "{e}");
+        }
+        assert_eq!(asks.get(), 0);
+    }
+
+    #[test]
+    fn a_key_of_another_terminal_is_refused_at_open_and_not_kept() {
+        let asks = Cell::new(0);
+        // Ids given, unpaired store.
+        let store = MemoryStore::new();
+        let e = run(
+            &store,
+            asked(Some("tab-1"), Some("hotel-1"), Some("k-of-tab-2")),
+            Ok(id("tab-2", "hotel-1")),
+            &asks,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::TerminalMismatch);
+        assert!(e.message.contains("tab-2") && e.message.contains("API key"), "{e}");
+        // A store owned by tab-1, given tab-2's key.
+        owned(&store, "tab-1", "hotel-1");
+        let e = run(&store, asked(None, None, Some("k-of-tab-2")), Ok(id("tab-2", "hotel-1")), &asks)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::TerminalMismatch);
+        // Only one id given, and the key's other id differs.
+        let fresh = MemoryStore::new();
+        let e = run(&fresh, asked(None, Some("hotel-9"), Some("k")), Ok(id("tab-1", "hotel-1")), &asks)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::TerminalMismatch);
+        for s in [&store, &fresh] {
+            assert_eq!(crate::__private::block_on(s.load_credential()).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn an_unpaired_store_needs_a_key_and_the_server_once() {
+        let asks = Cell::new(0);
+        let store = MemoryStore::new();
+        let e = run(&store, asked(Some("tab-1"), None, None), Err(offline()), &asks).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadArgument);
+        let e = run(&store, asked(None, None, Some("k")), Err(offline()), &asks).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SyncOffline);
+        assert!(e.message.contains("pairing"), "{e}");
+        let unauthorized = TransportError::Unauthorized {
+            code: ErrorCode::SyncUnauthorized,
+            message: "invalid key".into(),
+        };
+        let e = run(&store, asked(None, None, Some("k")), Err(unauthorized), &asks).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SyncUnauthorized);
+        assert_eq!(crate::__private::block_on(store.load_meta()).unwrap(), None);
+        assert_eq!(crate::__private::block_on(store.load_credential()).unwrap(), None);
+    }
+
+    #[test]
+    fn with_both_ids_the_open_goes_on_without_the_server_and_a_refused_key_is_not_kept() {
+        let asks = Cell::new(0);
+        let store = MemoryStore::new();
+        let both = || asked(Some("tab-1"), Some("hotel-1"), Some("k1"));
+        let unauthorized = TransportError::Unauthorized {
+            code: ErrorCode::SyncUnauthorized,
+            message: "revoked".into(),
+        };
+        let s = run(&store, both(), Err(unauthorized), &asks).unwrap();
+        assert_eq!((s.terminal_id.as_str(), s.key_stored), ("tab-1", false));
+        assert_eq!(crate::__private::block_on(store.load_credential()).unwrap(), None);
+        // Offline: kept unchecked (the first request checks it).
+        let s = run(&store, both(), Err(offline()), &asks).unwrap();
+        assert!(s.key_stored && s.identity.is_none());
+        // The same key again is not asked about; a new one is.
+        run(&store, both(), Err(offline()), &asks).unwrap();
+        assert_eq!(asks.get(), 2);
+        let mut rotated = both();
+        rotated.api_key = Some("k2".into());
+        let s = run(&store, rotated, Ok(id("tab-1", "hotel-1")), &asks).unwrap();
+        assert_eq!(asks.get(), 3);
+        assert_eq!(s.identity, Some(id("tab-1", "hotel-1")));
+        let c = crate::__private::block_on(store.load_credential()).unwrap().unwrap();
+        assert_eq!(c.api_key, "k2");
+        // remember_key false forgets it.
+        let mut forget = asked(Some("tab-1"), Some("hotel-1"), None);
+        forget.remember_key = false;
+        let s = run(&store, forget, Err(offline()), &asks).unwrap();
+        assert!(!s.key_stored);
+        assert_eq!(crate::__private::block_on(store.load_credential()).unwrap(), None);
+    }
+}
