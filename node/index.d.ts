@@ -4,7 +4,7 @@
 // node/build.sh; node/test/dts-parity.mjs (run by scripts/test-web.sh)
 // checks this class against the browser package's class, member by member.
 import type {
-  AuditEntry, ConflictRecord, ConflictPolicy, ErrorCode, FieldMigration, Fields, KeyMaterial, LocalEntity,
+  AuditEntry, ConflictRecord, ConflictPolicy, ErrorCode, FieldMigration, Fields, Identity, KeyMaterial, LocalEntity,
   Metrics, OutboxEntry, PageOptions, Resolution, Status, SubscriptionFilter, SyncEvent,
   SyncReport,
 } from "./types";
@@ -24,13 +24,20 @@ export interface NodeOpenOptions {
   key: NodeKeyMaterial;
   /** Base URL of the sync server, e.g. "http://127.0.0.1:8080". */
   serverUrl: string;
-  /** The terminal's API key. Required here: the browser package's
-   *  `credentials` callback (refresh or rotate the key without reopening)
-   *  and opening without a key are not in the Node addon yet; to rotate a
-   *  key, close and open again with the new one. */
-  apiKey: string;
-  terminalId: string;
-  branchId: string;
+  /** The terminal's API key. As in the browser package: opening a new
+   *  store with the key alone pairs it (its terminal and branch come from
+   *  the server, `GET /v1/whoami`), and an encrypted store keeps the key so
+   *  that later opens need neither, offline too; a key of another terminal
+   *  or branch is `TERMINAL_MISMATCH` at open. The browser package's
+   *  `credentials` callback is not in the Node addon yet; to rotate a key,
+   *  close and open again with the new one. */
+  apiKey?: string;
+  /** Keep `apiKey` in the store (default true; only an encrypted store
+   *  keeps it). `false` also removes a key kept before. */
+  rememberKey?: boolean;
+  /** Optional once the store was opened, or paired by its key, once. */
+  terminalId?: string;
+  branchId?: string;
   policies?: { [collection: string]: ConflictPolicy };
   /** Sync in the background (default true). */
   autoSync?: boolean;
@@ -107,6 +114,8 @@ export declare class TideSync {
   /** Node only: tells the engine whether the host is online (e.g. Electron's `net.isOnline()`). */
   setOnline(online: boolean): Promise<void>;
   /** Stops the sync and closes the database. */
+  /** The terminal and branch the store belongs to, and whether it keeps the key. */
+  identity(): Identity;
   close(): void;
   /** Destroys the local database and its wrapped key: everything not yet synced is lost. */
   wipe(): Promise<void>;

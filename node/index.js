@@ -271,6 +271,10 @@ class TideSync {
     try { await this._native.setOnline(online); } catch (e) { throw translate(e); }
   }
 
+  identity() {
+    return JSON.parse(this._native.identity());
+  }
+
   close() {
     if (this._closed) return;
     this._closed = true;

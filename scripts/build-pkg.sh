@@ -19,7 +19,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
 # checkout's: if not, a build without the lock wrote the file meanwhile.
 WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/tidesync.wasm"
 rm -f "$WASM" "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/deps/tidesync.wasm"
-cargo build -q --release --target wasm32-unknown-unknown -p tidesync --lib
+cargo rustc -q --release --target wasm32-unknown-unknown -p tidesync --lib --crate-type cdylib
 rm -rf pkg && mkdir -p pkg
 wasm-bindgen --target web --out-dir pkg "$WASM"
 python3 - src/web/tidesync.d.ts pkg/tidesync.d.ts <<'PY' || { echo "build-pkg: $WASM is not this checkout's (a build without the lock?)" >&2; exit 1; }

@@ -32,6 +32,7 @@ use tidesync::error_code::ErrorCode;
 use tidesync::migrate::FieldMigration;
 use tidesync::protocol::OpId;
 use tidesync::status::Filter;
+use tidesync::transport::Transport as _;
 use tidesync::ConflictPolicy;
 use tidesync_http_client::HttpTransport;
 use tidesync_sqlcipher::{KeySource, SqlCipherStore};
@@ -49,9 +50,18 @@ type EventSink = ThreadsafeFunction<String, (), String, Status, false, true>;
 struct OpenOptions {
     path: String,
     server_url: String,
-    api_key: String,
-    terminal_id: String,
-    branch_id: String,
+    /// The terminal's key. Optional once the store holds one (an encrypted
+    /// store keeps the key it was opened with, see `remember_key`).
+    #[serde(default)]
+    api_key: Option<String>,
+    /// Optional once the store was opened (or paired by its key) once.
+    #[serde(default)]
+    terminal_id: Option<String>,
+    #[serde(default)]
+    branch_id: Option<String>,
+    /// Keep `api_key` in the encrypted store (default true; `false`
+    /// removes a kept one).
+    remember_key: Option<bool>,
     #[serde(default)]
     policies: BTreeMap<String, ConflictPolicy>,
     auto_sync: Option<bool>,
@@ -155,6 +165,8 @@ impl SchedulerHost for NodeHost {
 struct Inner {
     engine: Arc<NodeEngine>,
     path: String,
+    /// `identity()`'s JSON: the terminal and branch, whether the key is kept.
+    identity: String,
     alive: Arc<AtomicBool>,
     wake: Mutex<Option<UnboundedSender<()>>>,
 }
@@ -219,13 +231,12 @@ impl NativeClient {
         // Checked before the store is opened: a bad option creates nothing.
         let env = SystemEnv;
         let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
-        let (config, migrations) = client::EngineSettings {
-            terminal_id: o.terminal_id,
-            branch_id: o.branch_id.clone(),
+        let (mut config, migrations) = client::EngineSettings {
             policies: o.policies,
             max_attempts: o.max_attempts,
             schema_version: o.schema_version,
             migrations: o.migrations,
+            ..Default::default()
         }
         .into_config(client_id)
         .map_err(js_error)?;
@@ -245,8 +256,35 @@ impl NativeClient {
         .await
         .map_err(|e| js_error(ClientError::internal(e)))?
         .map_err(js_error)?;
-        let transport = HttpTransport::new(&o.server_url, &o.api_key, &o.branch_id)
-            .with_terminal(config.terminal_id.clone());
+        // The terminal and branch: the store's, else the key's (pairing).
+        let server_url = o.server_url.clone();
+        let settled = client::settle(
+            &store,
+            client::Asked {
+                terminal_id: o.terminal_id,
+                branch_id: o.branch_id,
+                api_key: o.api_key,
+                remember_key: o.remember_key.unwrap_or(true),
+            },
+            |key| async move { HttpTransport::new(&server_url, &key, "").whoami().await },
+            env.now_ms(),
+        )
+        .await
+        .map_err(js_error)?;
+        config.terminal_id = settled.terminal_id.clone();
+        config.branch_id = settled.branch_id.clone();
+        let transport = HttpTransport::new(
+            &o.server_url,
+            settled.api_key.as_deref().unwrap_or(""),
+            &config.branch_id,
+        )
+        .with_terminal(config.terminal_id.clone());
+        let identity = serde_json::json!({
+            "terminal_id": settled.terminal_id,
+            "branch_id": settled.branch_id,
+            "key_stored": settled.key_stored,
+        })
+        .to_string();
         let engine = Engine::open_with_migrations(
             store,
             transport.clone(),
@@ -295,6 +333,7 @@ impl NativeClient {
             inner: Arc::new(Inner {
                 engine,
                 path: o.path,
+                identity,
                 alive,
                 wake: Mutex::new(auto_sync.then_some(tx)),
             }),
@@ -326,6 +365,13 @@ impl NativeClient {
             self.inner.wake();
         }
         Ok(())
+    }
+
+    /// The terminal and branch the store belongs to, as JSON
+    /// (`{terminal_id, branch_id, key_stored}`).
+    #[napi]
+    pub fn identity(&self) -> String {
+        self.inner.identity.clone()
     }
 
     /// Stops the sync and closes the database. Later calls fail with

@@ -62,6 +62,12 @@ fn filled(path: &std::path::Path, key: StoreKey, n: u64) -> SqlCipherStore {
     ops.push(WriteOp::PutOutbox(
         tidesync::store::conformance::sample_outbox_entry(1),
     ));
+    // The terminal's API key, where a store may keep it (encrypted only).
+    if store.keeps_secrets() {
+        ops.push(WriteOp::PutCredential(Some(
+            tidesync::store::conformance::sample_credential(),
+        )));
+    }
     block_on(store.commit(WriteBatch { ops })).unwrap();
     store
 }
@@ -170,6 +176,13 @@ fn needles() -> Vec<(&'static str, Vec<u8>)> {
         ("client id", b"client-a".to_vec()),
         ("key", KEY.to_vec()),
         ("key hex", hex.into_bytes()),
+        (
+            "API key",
+            tidesync::store::conformance::sample_credential()
+                .api_key
+                .clone()
+                .into_bytes(),
+        ),
     ]
 }
 

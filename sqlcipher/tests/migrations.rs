@@ -151,7 +151,7 @@ fn a_file_written_at_schema_1_upgrades() {
         old.close();
     }
     let store = SqlCipherStore::open(&path, raw_key()).unwrap();
-    assert_eq!(store.schema_version(), Ok(2));
+    assert_eq!(store.schema_version(), Ok(migrations::latest_version()));
     block_on(async {
         // Migration 2 counted the collections that were already there.
         assert_eq!(store.collections().await.unwrap(), vec!["rooms", "sales"]);
@@ -187,5 +187,15 @@ fn a_file_written_at_schema_1_upgrades() {
             .await
             .unwrap();
         assert_eq!(store.collections().await.unwrap(), vec!["rooms"]);
+        // Migration 3: the upgraded file has room for the credential.
+        assert_eq!(store.load_credential().await.unwrap(), None);
+        let credential = conformance::sample_credential();
+        store
+            .commit(WriteBatch {
+                ops: vec![WriteOp::PutCredential(Some(credential.clone()))],
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.load_credential().await.unwrap(), Some(credential));
     });
 }

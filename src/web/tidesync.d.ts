@@ -33,10 +33,19 @@ export interface OpenOptions {
   key: KeyMaterial;
   /** Base URL of the sync server; "" for the page's own origin. */
   serverUrl: string;
-  /** The terminal's API key. Optional: without it (and without
-   *  `credentials`) the database opens and works offline, and sync reports
-   *  SYNC_UNAUTHORIZED until a key is given. */
+  /** The terminal's API key. Opening a new database with the key alone
+   *  pairs it: the server says which terminal and branch the key was issued
+   *  for (`GET /v1/whoami`, so this first open needs the server), and an
+   *  encrypted database keeps the key, sealed like its records, so later
+   *  opens need neither the key nor the ids, offline too. A key that
+   *  belongs to another terminal or branch than the database or the ids
+   *  given is `TERMINAL_MISMATCH` at open. Without any key (and without
+   *  `credentials`), a database that knows its terminal opens and works
+   *  offline, and sync reports SYNC_UNAUTHORIZED until a key is given. */
   apiKey?: string;
+  /** Keep `apiKey` in the database (default true; only an encrypted one
+   *  ever keeps it). `false` also removes a key kept before. */
+  rememberKey?: boolean;
   /**
    * Gives the current API key (or a promise of it; null or undefined: none
    * yet), so the key can be refreshed or rotated without reopening. Called
@@ -47,8 +56,12 @@ export interface OpenOptions {
    * the key changed.
    */
   credentials?: () => string | null | undefined | Promise<string | null | undefined>;
-  terminalId: string;
-  branchId: string;
+  /** This terminal. Optional once the database was opened, or paired by
+   *  its key, once; given, it must be the database's (else
+   *  `TERMINAL_MISMATCH`). */
+  terminalId?: string;
+  /** Its branch: as `terminalId`. */
+  branchId?: string;
   policies?: { [collection: string]: ConflictPolicy };
   /** Sync in the background when leading (default true). */
   autoSync?: boolean;
@@ -81,6 +94,10 @@ export interface FieldMigration {
   defaults?: Fields;
   hold_if_present?: string[];
 }
+
+/** Who a database belongs to (`identity()`): its terminal and branch, and
+ *  whether its API key is kept in it. */
+export interface Identity { terminal_id: string; branch_id: string; key_stored: boolean; }
 
 export interface Hlc { wall_ms: number; counter: number; node: number; }
 export interface EntityKey { collection: string; id: string; }
