@@ -50,8 +50,8 @@ HOUSE="$(key_for housekeeping-tablet-1)"
 HOUSE2="$(key_for housekeeping-tablet-2)"
 
 URL="http://127.0.0.1:$PORT"
-link() { # terminal key staff
-  node -e 'const [u,t,k,s]=process.argv.slice(1);const p=Buffer.from(JSON.stringify({apiKey:k,terminal:t,branch:"hotel-1",staff:s})).toString("base64url");console.log(`${u}/www/app/#pair=${p}`)' "$URL" "$1" "$2" "$3"
+link() { # key staff: the terminal and branch come from the key (GET /v1/whoami)
+  node -e 'const [u,k,s]=process.argv.slice(1);const p=Buffer.from(JSON.stringify({apiKey:k,staff:s})).toString("base64url");console.log(`${u}/www/app/#pair=${p}`)' "$URL" "$1" "$2"
 }
 
 "$BIN" serve &
@@ -65,9 +65,9 @@ housekeeping app on $URL/www/app/  (sync server $TIDESYNC_LISTEN, database $TIDE
   tenant demo, branch hotel-1. Open a pairing link to pair a browser as that terminal
   (use a separate browser profile or a private window per terminal):
 
-  housekeeping-tablet-1:  $(link housekeeping-tablet-1 "$HOUSE" Amira)
-  housekeeping-tablet-2:  $(link housekeeping-tablet-2 "$HOUSE2" Bruno)
-  front-desk:             $(link front-desk "$FRONT" Front)
+  housekeeping-tablet-1:  $(link "$HOUSE" Amira)
+  housekeeping-tablet-2:  $(link "$HOUSE2" Bruno)
+  front-desk:             $(link "$FRONT" Front)
 
   (keys are shown once; only their hashes are stored. The sync API is on the same origin:
    curl -s -H "Authorization: Bearer $FRONT" -H "x-tidesync-branch: hotel-1" "$URL/v1/snapshot?limit=5")

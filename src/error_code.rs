@@ -119,6 +119,8 @@ error_codes! {
     StoreKeyMismatch = "STORE_KEY_MISMATCH", Client;
     /// The database, or the API key, belongs to another terminal or branch than the one asked for; nothing was opened or changed.
     TerminalMismatch = "TERMINAL_MISMATCH", Client;
+    /// The database does not know its terminal yet: open it once with the terminal's API key (pairing) or with its terminal and branch ids.
+    NotPaired = "NOT_PAIRED", Client;
     /// An argument of a client call is malformed; the message names it.
     BadArgument = "BAD_ARGUMENT", Client;
     /// No tab holds the engine (the leading tab closed or does not answer).

@@ -15,6 +15,8 @@ pub struct Outbox {
     by_key: BTreeMap<EntityKey, BTreeSet<u64>>,
     /// Dead letters among `entries`, kept so status costs O(1).
     dead: usize,
+    /// Pending (not dead-lettered) entries per collection; no zero counts.
+    pending_by: BTreeMap<String, usize>,
 }
 
 impl Outbox {
@@ -35,10 +37,28 @@ impl Outbox {
             .insert(e.seq);
         if e.state != OutboxState::Pending {
             self.dead += 1;
+        } else {
+            *self
+                .pending_by
+                .entry(e.mutation.collection.clone())
+                .or_default() += 1;
         }
         if let Some(old) = self.entries.insert(e.seq, e) {
-            if old.state != OutboxState::Pending {
-                self.dead -= 1;
+            self.forget(&old);
+        }
+    }
+
+    /// Takes a replaced or removed entry out of the counts.
+    fn forget(&mut self, old: &OutboxEntry) {
+        if old.state != OutboxState::Pending {
+            self.dead -= 1;
+            return;
+        }
+        let c = &old.mutation.collection;
+        if let Some(n) = self.pending_by.get_mut(c) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_by.remove(c);
             }
         }
     }
@@ -46,9 +66,7 @@ impl Outbox {
     /// Removes an entry.
     pub fn remove(&mut self, seq: u64) -> Option<OutboxEntry> {
         let e = self.entries.remove(&seq)?;
-        if e.state != OutboxState::Pending {
-            self.dead -= 1;
-        }
+        self.forget(&e);
         let key = e.mutation.key();
         if let Some(set) = self.by_key.get_mut(&key) {
             set.remove(&seq);
@@ -85,6 +103,12 @@ impl Outbox {
     /// Entries waiting to be sent (dead letters excluded).
     pub fn pending_count(&self) -> usize {
         self.entries.len() - self.dead
+    }
+
+    /// Entries waiting to be sent per collection (dead letters excluded;
+    /// a collection with none is absent).
+    pub fn pending_by_collection(&self) -> &BTreeMap<String, usize> {
+        &self.pending_by
     }
 
     /// Dead letters.
@@ -462,5 +486,45 @@ mod tests {
             Some((ErrorCode::RetriesExhausted, "gone".into())),
             "kept for the sync center"
         );
+    }
+
+    #[test]
+    fn pending_is_counted_per_collection_through_inserts_replacements_and_removals() {
+        let in_collection = |seq: u64, collection: &str, dead: bool| {
+            let mut e = entry(seq, &format!("e{seq}"), dead, 0);
+            e.mutation.collection = collection.into();
+            e
+        };
+        let mut o = Outbox::from_entries(vec![
+            in_collection(1, "rooms", false),
+            in_collection(2, "telemetry", false),
+            in_collection(3, "telemetry", false),
+            in_collection(4, "rooms", true),
+        ]);
+        let counts = |o: &Outbox| -> Vec<(String, usize)> {
+            o.pending_by_collection()
+                .iter()
+                .map(|(c, n)| (c.clone(), *n))
+                .collect()
+        };
+        assert_eq!(
+            counts(&o),
+            [("rooms".into(), 1), ("telemetry".into(), 2)],
+            "a dead letter is not pending"
+        );
+        // Dead-lettered in place, then retried in place.
+        o.insert(in_collection(2, "telemetry", true));
+        assert_eq!(counts(&o), [("rooms".into(), 1), ("telemetry".into(), 1)]);
+        o.insert(in_collection(4, "rooms", false));
+        assert_eq!(counts(&o), [("rooms".into(), 2), ("telemetry".into(), 1)]);
+        // Removed: a collection with none left is absent.
+        o.remove(3);
+        o.remove(2);
+        assert_eq!(counts(&o), [("rooms".into(), 2)]);
+        o.remove(1);
+        o.remove(4);
+        assert!(o.pending_by_collection().is_empty());
+        assert_eq!(o.pending_count(), 0);
+        assert_eq!(o.dead_letter_count(), 0);
     }
 }

@@ -27,6 +27,10 @@ pub struct Status {
     pub phase: Phase,
     /// Mutations waiting to be sent (dead letters excluded).
     pub pending: usize,
+    /// `pending` per collection (collections with none are absent): an app
+    /// can count the user's own changes apart from, say, its telemetry.
+    #[serde(default)]
+    pub pending_by_collection: std::collections::BTreeMap<String, usize>,
     /// Open conflicts.
     pub conflicts: usize,
     /// Dead letters waiting for a person.

@@ -89,6 +89,17 @@ enum Command {
     /// Print the OpenAPI 3.0 document of the HTTP API (docs/openapi.json).
     #[cfg(feature = "openapi")]
     Openapi,
+    /// Print a branch's audit trail, oldest first, one JSON object per line:
+    /// op id, terminal, entity key, version, cursor, HLC,
+    /// `originated_offline` and `applied_at_ms` (never field values).
+    Audit {
+        /// Tenant of the branch.
+        #[arg(long)]
+        tenant: String,
+        /// The branch.
+        #[arg(long)]
+        branch: String,
+    },
     /// Load the demo data set (a hotel branch's rooms and a read-only catalog).
     SeedDemo {
         /// Tenant to load into.
@@ -400,6 +411,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
                 _ => Err("give --key-id, or --tenant, --branch and --terminal".into()),
             }
+        }
+        Some(Command::Audit { tenant, branch }) => {
+            use std::io::Write as _;
+            use tidesync_server::ServerStore as _;
+            let backend = open(&cli.db)?;
+            let rows = backend
+                .audit(&Partition::new(tenant, branch))
+                .map_err(|e| format!("cannot read the audit trail: {e}"))?;
+            let mut out = std::io::stdout().lock();
+            for row in rows {
+                let line = serde_json::to_string(&row).map_err(|e| e.to_string())?;
+                writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+            Ok(())
         }
         Some(Command::SeedDemo { tenant, branch }) => {
             let backend = open(&cli.db)?;

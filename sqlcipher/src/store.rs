@@ -411,9 +411,7 @@ fn prepare(op: WriteOp) -> Result<Write, StoreError> {
         WriteOp::DeleteConflict(k) => Write::DeleteConflict(k),
         WriteOp::AppendAudit(a) => Write::AppendAudit(a.seq, encode(&a)?),
         WriteOp::PutMeta(m) => Write::PutMeta(encode(&m)?),
-        WriteOp::PutCredential(c) => {
-            Write::PutCredential(c.as_ref().map(encode).transpose()?)
-        }
+        WriteOp::PutCredential(c) => Write::PutCredential(c.as_ref().map(encode).transpose()?),
     })
 }
 
@@ -460,9 +458,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: Write) -> rusqlite::Result<()> {
         Write::PutCredential(Some(v)) => tx
             .prepare_cached("INSERT OR REPLACE INTO credential (id, value) VALUES (1, ?1)")?
             .execute(params![v]),
-        Write::PutCredential(None) => tx
-            .prepare_cached("DELETE FROM credential")?
-            .execute([]),
+        Write::PutCredential(None) => tx.prepare_cached("DELETE FROM credential")?.execute([]),
     }
     .map(|_| ())
 }

@@ -74,7 +74,12 @@ impl std::fmt::Debug for Settled {
     }
 }
 
-fn mismatch(what: &str, have: &StoreOwner, asked_terminal: &str, asked_branch: &str) -> ClientError {
+fn mismatch(
+    what: &str,
+    have: &StoreOwner,
+    asked_terminal: &str,
+    asked_branch: &str,
+) -> ClientError {
     ClientError::new(
         ErrorCode::TerminalMismatch,
         format!(
@@ -110,7 +115,7 @@ fn agrees(have: &StoreOwner, terminal: Option<&str>, branch: Option<&str>) -> bo
 /// - With neither an owner nor both ids, the ids come from the key: the
 ///   server must answer once (pairing), or the open fails with the reason
 ///   (`SYNC_OFFLINE`, `SYNC_UNAUTHORIZED`, ...; without a key,
-///   `BAD_ARGUMENT`).
+///   `NOT_PAIRED`).
 /// - A key given now is kept in the store when `remember_key` and the
 ///   store keeps secrets, unless the server refused it; `remember_key:
 ///   false` removes a stored one.
@@ -169,7 +174,8 @@ where
     if new_key.is_some() || must_ask {
         match &key {
             None => {
-                return Err(ClientError::bad_argument(
+                return Err(ClientError::new(
+                    ErrorCode::NotPaired,
                     "this database is not paired yet: give options.apiKey (its terminal \
                      and branch come from the key), or options.terminalId and options.branchId",
                 ));
@@ -317,11 +323,22 @@ mod tests {
     fn a_key_alone_pairs_and_is_kept_then_a_bare_open_needs_no_server() {
         let store = MemoryStore::new();
         let asks = Cell::new(0);
-        let s = run(&store, asked(None, None, Some("k1")), Ok(id("tab-1", "hotel-1")), &asks).unwrap();
-        assert_eq!((s.terminal_id.as_str(), s.branch_id.as_str()), ("tab-1", "hotel-1"));
+        let s = run(
+            &store,
+            asked(None, None, Some("k1")),
+            Ok(id("tab-1", "hotel-1")),
+            &asks,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.terminal_id.as_str(), s.branch_id.as_str()),
+            ("tab-1", "hotel-1")
+        );
         assert!(s.key_stored);
         assert_eq!(asks.get(), 1);
-        let c = crate::__private::block_on(store.load_credential()).unwrap().unwrap();
+        let c = crate::__private::block_on(store.load_credential())
+            .unwrap()
+            .unwrap();
         assert_eq!(c.api_key, "k1");
         assert_eq!(c.identity, Some(id("tab-1", "hotel-1")));
         assert!(!format!("{c:?}").contains("k1"), "Debug hides the key");
@@ -329,12 +346,21 @@ mod tests {
         // Offline, with nothing given (and the engine never opened): the
         // stored key and what the server said of it.
         let s = run(&store, asked(None, None, None), Err(offline()), &asks).unwrap();
-        assert_eq!((s.terminal_id.as_str(), s.api_key.as_deref()), ("tab-1", Some("k1")));
+        assert_eq!(
+            (s.terminal_id.as_str(), s.api_key.as_deref()),
+            ("tab-1", Some("k1"))
+        );
         assert_eq!(asks.get(), 1, "the stored key is not asked about again");
 
         // Once the engine recorded its owner: the same.
         owned(&store, "tab-1", "hotel-1");
-        let s = run(&store, asked(Some("tab-1"), None, None), Err(offline()), &asks).unwrap();
+        let s = run(
+            &store,
+            asked(Some("tab-1"), None, None),
+            Err(offline()),
+            &asks,
+        )
+        .unwrap();
         assert_eq!(s.branch_id, "hotel-1");
         assert_eq!(asks.get(), 1);
     }
@@ -368,19 +394,35 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::TerminalMismatch);
-        assert!(e.message.contains("tab-2") && e.message.contains("API key"), "{e}");
+        assert!(
+            e.message.contains("tab-2") && e.message.contains("API key"),
+            "{e}"
+        );
         // A store owned by tab-1, given tab-2's key.
         owned(&store, "tab-1", "hotel-1");
-        let e = run(&store, asked(None, None, Some("k-of-tab-2")), Ok(id("tab-2", "hotel-1")), &asks)
-            .unwrap_err();
+        let e = run(
+            &store,
+            asked(None, None, Some("k-of-tab-2")),
+            Ok(id("tab-2", "hotel-1")),
+            &asks,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::TerminalMismatch);
         // Only one id given, and the key's other id differs.
         let fresh = MemoryStore::new();
-        let e = run(&fresh, asked(None, Some("hotel-9"), Some("k")), Ok(id("tab-1", "hotel-1")), &asks)
-            .unwrap_err();
+        let e = run(
+            &fresh,
+            asked(None, Some("hotel-9"), Some("k")),
+            Ok(id("tab-1", "hotel-1")),
+            &asks,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::TerminalMismatch);
         for s in [&store, &fresh] {
-            assert_eq!(crate::__private::block_on(s.load_credential()).unwrap(), None);
+            assert_eq!(
+                crate::__private::block_on(s.load_credential()).unwrap(),
+                None
+            );
         }
     }
 
@@ -388,8 +430,14 @@ mod tests {
     fn an_unpaired_store_needs_a_key_and_the_server_once() {
         let asks = Cell::new(0);
         let store = MemoryStore::new();
-        let e = run(&store, asked(Some("tab-1"), None, None), Err(offline()), &asks).unwrap_err();
-        assert_eq!(e.code, ErrorCode::BadArgument);
+        let e = run(
+            &store,
+            asked(Some("tab-1"), None, None),
+            Err(offline()),
+            &asks,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotPaired);
         let e = run(&store, asked(None, None, Some("k")), Err(offline()), &asks).unwrap_err();
         assert_eq!(e.code, ErrorCode::SyncOffline);
         assert!(e.message.contains("pairing"), "{e}");
@@ -397,10 +445,19 @@ mod tests {
             code: ErrorCode::SyncUnauthorized,
             message: "invalid key".into(),
         };
-        let e = run(&store, asked(None, None, Some("k")), Err(unauthorized), &asks).unwrap_err();
+        let e = run(
+            &store,
+            asked(None, None, Some("k")),
+            Err(unauthorized),
+            &asks,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::SyncUnauthorized);
         assert_eq!(crate::__private::block_on(store.load_meta()).unwrap(), None);
-        assert_eq!(crate::__private::block_on(store.load_credential()).unwrap(), None);
+        assert_eq!(
+            crate::__private::block_on(store.load_credential()).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -414,7 +471,10 @@ mod tests {
         };
         let s = run(&store, both(), Err(unauthorized), &asks).unwrap();
         assert_eq!((s.terminal_id.as_str(), s.key_stored), ("tab-1", false));
-        assert_eq!(crate::__private::block_on(store.load_credential()).unwrap(), None);
+        assert_eq!(
+            crate::__private::block_on(store.load_credential()).unwrap(),
+            None
+        );
         // Offline: kept unchecked (the first request checks it).
         let s = run(&store, both(), Err(offline()), &asks).unwrap();
         assert!(s.key_stored && s.identity.is_none());
@@ -426,13 +486,18 @@ mod tests {
         let s = run(&store, rotated, Ok(id("tab-1", "hotel-1")), &asks).unwrap();
         assert_eq!(asks.get(), 3);
         assert_eq!(s.identity, Some(id("tab-1", "hotel-1")));
-        let c = crate::__private::block_on(store.load_credential()).unwrap().unwrap();
+        let c = crate::__private::block_on(store.load_credential())
+            .unwrap()
+            .unwrap();
         assert_eq!(c.api_key, "k2");
         // remember_key false forgets it.
         let mut forget = asked(Some("tab-1"), Some("hotel-1"), None);
         forget.remember_key = false;
         let s = run(&store, forget, Err(offline()), &asks).unwrap();
         assert!(!s.key_stored);
-        assert_eq!(crate::__private::block_on(store.load_credential()).unwrap(), None);
+        assert_eq!(
+            crate::__private::block_on(store.load_credential()).unwrap(),
+            None
+        );
     }
 }

@@ -523,4 +523,3 @@ pub(crate) fn check_owner(
         ),
     ))
 }
-

@@ -165,6 +165,7 @@ impl State {
         Status {
             phase,
             pending: self.outbox.pending_count(),
+            pending_by_collection: self.outbox.pending_by_collection().clone(),
             conflicts: self.conflicts.len(),
             dead_letters: self.outbox.dead_letter_count(),
             last_error: store_error.or_else(|| self.last_error.clone()),

@@ -11,8 +11,8 @@ export type ErrorCode =
   | "EVENT_DUPLICATE" | "EVENT_IN_FLIGHT" | "STORAGE_FAILED" | "CONFLICT" | "NOT_FOUND"
   | "ALREADY_EXISTS" | "POLICY_VIOLATION" | "SCHEMA_UNSUPPORTED" | "OFFLINE_PRIMER_STALE"
   | "RETRIES_EXHAUSTED" | "STORE_CORRUPT" | "QUOTA_EXCEEDED" | "INVALID_STATE"
-  | "STORE_GONE" | "STORE_WRONG_KEY" | "STORE_KEY_MISMATCH" | "TERMINAL_MISMATCH" | "BAD_ARGUMENT"
-  | "LEADER_UNAVAILABLE" | "INTERNAL";
+  | "STORE_GONE" | "STORE_WRONG_KEY" | "STORE_KEY_MISMATCH" | "TERMINAL_MISMATCH"
+  | "NOT_PAIRED" | "BAD_ARGUMENT" | "LEADER_UNAVAILABLE" | "INTERNAL";
 /** Codes of errors thrown by this package (the same list as ErrorCode). */
 export type TideSyncErrorCode = ErrorCode;
 /** What every rejected promise and thrown error of this package carries. */
@@ -132,6 +132,9 @@ export type Resolution =
 export type Phase = "idle" | "syncing" | "offline" | "error";
 export interface Status {
   phase: Phase; pending: number; conflicts: number; dead_letters: number;
+  /** `pending` per collection (a collection with none is absent): the
+   *  user's own changes apart from, say, telemetry. */
+  pending_by_collection: { [collection: string]: number };
   /** The last error: its code and a reason the app can show. "offline"
    *  (SYNC_OFFLINE) only when the browser says it is offline; a request that
    *  fails while it is online is phase "error" with SYNC_UNREACHABLE (the

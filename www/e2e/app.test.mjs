@@ -71,9 +71,32 @@ after(async () => {
   }
 });
 
+// A pairing link holds the key alone (and the demo's staff name): the
+// terminal and branch come from the key (GET /v1/whoami).
 function link(terminal, staff, query = '?pull=400') {
-  const p = Buffer.from(JSON.stringify({ apiKey: keys[terminal], terminal, branch: BRANCH, staff })).toString('base64url');
+  const p = Buffer.from(JSON.stringify({ apiKey: keys[terminal], staff })).toString('base64url');
   return `${web.url}/www/app/${query}#pair=${p}`;
+}
+
+/** The server's audit trail of the branch (`tidesync-server audit`). */
+function serverAudit() {
+  const out = execFileSync(bin, ['audit', '--tenant', TENANT, '--branch', BRANCH],
+    { env: { ...process.env, TIDESYNC_DATABASE: path.join(dir, 'server.db') }, encoding: 'utf8' });
+  return out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+/** Every file under `root` whose bytes contain `needle`. */
+function filesHolding(root, needle) {
+  const hits = [];
+  const walk = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) { try { if (fs.readFileSync(p).includes(needle)) hits.push(path.relative(root, p)); } catch { /* locked or gone */ } }
+    }
+  };
+  walk(root);
+  return hits;
 }
 
 async function openApp(ctx, url) {
@@ -132,6 +155,10 @@ test('G-HK-2: offline status updates, reload offline, front desk, reconnect, flu
     await firstSync(page);
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 10000 });
     assert.equal(await page.evaluate(() => localStorage.length), 0, 'nothing in localStorage (the key neither)');
+    assert.deepEqual(await page.evaluate(() => window.hk.db.identity()),
+      { terminal_id: 'housekeeping-tablet-1', branch_id: BRANCH, key_stored: true }, 'the terminal and branch came from the key');
+    assert.equal(await page.locator('#who').textContent(), `housekeeping-tablet-1 · ${BRANCH}`);
+    assert.equal(new URL(page.url()).hash, '', 'the key left the address bar');
     assert.equal(await page.locator('#pill').getAttribute('aria-live'), 'polite');
     await waitStatus(page, (s) => s.pending === 0 && s.phase === 'idle', 'an idle first sync');
     await shot(page, 'board-online');
@@ -150,9 +177,14 @@ test('G-HK-2: offline status updates, reload offline, front desk, reconnect, flu
     const pill = await page.locator('#pill').textContent();
     assert.match(pill, /^Offline · \d+ pending$/, pill);
     const st = await status(page);
-    assert.equal(await page.locator('#pending').textContent(), `Pending: ${st.pending}`);
     const roomOps = (await page.evaluate(() => window.hk.db.outbox())).filter((o) => o.mutation.collection === 'rooms');
     assert.equal(roomOps.length, 3);
+    // "Pending: n" counts the three room updates, not the telemetry queued beside them.
+    assert.equal(st.pending_by_collection.rooms, 3, JSON.stringify(st));
+    assert.ok((st.pending_by_collection.telemetry ?? 0) > 0, 'telemetry is queued too');
+    assert.equal(st.pending, 3 + st.pending_by_collection.telemetry);
+    assert.equal(await page.locator('#pending').textContent(), 'Pending: 3');
+    assert.equal(pill, 'Offline · 3 pending');
     assert.ok(roomOps.every((o) => o.mutation.offline === true), 'queued offline');
     await shot(page, 'board-offline');
     await collectLatencies(page);
@@ -184,6 +216,16 @@ test('G-HK-2: offline status updates, reload offline, front desk, reconnect, flu
       const applied = audit.filter((e) => e.op_id === o.mutation.op_id && e.event.event === 'applied');
       assert.equal(applied.length, 1, `op ${o.mutation.op_id} applied exactly once`);
     }
+    // The server's own audit trail: each offline update once, marked originated_offline.
+    const trail = serverAudit();
+    for (const o of roomOps) {
+      const rows = trail.filter((r) => r.op_id === o.mutation.op_id);
+      assert.equal(rows.length, 1, `op ${o.mutation.op_id} audited once on the server`);
+      assert.equal(rows[0].originated_offline, true, 'marked originated_offline');
+      assert.equal(rows[0].terminal, 'housekeeping-tablet-1');
+      assert.deepEqual(rows[0].key, { collection: 'rooms', id: o.mutation.entity_id });
+    }
+    assert.ok(trail.some((r) => r.op_id && r.originated_offline === false), 'online writes are not marked');
     const tel = await page.evaluate(() => window.hk.db.query('telemetry', { limit: 10000 }));
     const events = new Set(tel.map((t) => t.fields.event));
     for (const e of ['frontend.housekeeping.task_started', 'frontend.housekeeping.task_completed', 'frontend.housekeeping.offline_kanban_viewed']) {
@@ -341,6 +383,41 @@ test('the browser is killed in the middle of a flush and restarted: nothing lost
     const after = (await serverRooms()).get(r);
     assert.equal(after.fields.hk, 'in_progress', 'nothing lost');
     assert.equal(after.version, before.version + 1, 'nothing doubled');
+    await ctx.close();
+  } finally {
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+});
+
+test('pairing: the key is kept sealed in the store, nowhere in clear; another terminal\'s link is refused at open', { skip }, async () => {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tidesync-app-profile-'));
+  try {
+    let ctx = await launchPersistent(profile);
+    let page = await openApp(ctx, link('housekeeping-tablet-2', 'Bruno', '?pull=400&telemetry=0'));
+    await firstSync(page);
+    await waitStatus(page, (s) => s.phase === 'idle', 'an idle first sync');
+    await ctx.close();
+    // The profile on disk (IndexedDB, service worker cache, local storage):
+    // the key is in no file; the staff name, kept plainly by the app beside
+    // the store, is (the scan sees what IndexedDB writes in clear).
+    assert.deepEqual(filesHolding(profile, keys['housekeeping-tablet-2']), [], 'the API key in clear on disk');
+    assert.ok(filesHolding(profile, 'Bruno').length > 0, 'control: the scan finds a value kept in clear');
+
+    // Another terminal's link on this device: refused at open, nothing changed.
+    ctx = await launchPersistent(profile);
+    page = ctx.pages()[0] ?? await ctx.newPage();
+    await page.goto(link('front-desk', 'Front', '?pull=400&telemetry=0'));
+    await page.waitForFunction(() => document.querySelector('#pair-error')?.textContent !== '', null, { timeout: 20000 });
+    const shown = await page.locator('#pair-error').textContent();
+    assert.match(shown, /already paired as another terminal: .*housekeeping-tablet-2/, shown);
+    assert.equal(await page.locator('#pill').textContent(), 'Cannot open');
+    // Without a link it opens as before, as its own terminal, with its kept key.
+    await page.goto(`${web.url}/www/app/?pull=400&telemetry=0`);
+    await ready(page);
+    assert.deepEqual(await page.evaluate(() => window.hk.db.identity()),
+      { terminal_id: 'housekeeping-tablet-2', branch_id: BRANCH, key_stored: true });
+    await page.evaluate(() => window.hk.db.syncNow());
+    await waitStatus(page, (s) => s.phase === 'idle' && s.last_error === null, 'a sync with the kept key');
     await ctx.close();
   } finally {
     fs.rmSync(profile, { recursive: true, force: true });

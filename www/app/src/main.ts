@@ -7,6 +7,7 @@ import init, {
   TideSync,
   type ConflictRecord,
   type Fields,
+  type Identity,
   type Json,
   type LocalEntity,
   type OutboxEntry,
@@ -14,7 +15,7 @@ import init, {
   type SyncEvent,
   type TideSyncError,
 } from '../../../pkg/tidesync.js';
-import { loadPairing, pairingFromHash, savePairing, type Pairing } from './pairing';
+import { loadStaff, pairingFromHash, saveStaff, type PairingLink } from './pairing';
 
 const STAFF = ['Amira', 'Bruno', 'Chen', 'Dana'];
 const COLUMNS = [
@@ -31,7 +32,7 @@ const params = new URLSearchParams(location.search);
 if (params.get('dir') === 'rtl') document.documentElement.dir = 'rtl';
 
 interface AppWindow {
-  hk?: { db: TideSync; latencies: { action: string; ms: number }[]; ready: boolean; pairing: Pairing };
+  hk?: { db: TideSync; latencies: { action: string; ms: number }[]; ready: boolean; identity: Identity; staff: string };
 }
 const win = window as unknown as AppWindow;
 
@@ -199,10 +200,15 @@ function renderDeskRow(id: string): void {
   }
 }
 
+/** The user's own changes waiting to sync: everything but the app's telemetry. */
+const work = (s: Status): number => s.pending - (s.pending_by_collection.telemetry ?? 0);
+
 function renderPending(): void {
-  const n = status?.pending ?? 0;
+  const n = status ? work(status) : 0;
+  const telemetry = status?.pending_by_collection.telemetry ?? 0;
   $('pending').textContent = `Pending: ${n}`;
-  $('pending').setAttribute('aria-label', `${n} changes waiting to sync (${roomPending()} room updates)`);
+  $('pending').dataset.pending = String(n);
+  $('pending').setAttribute('aria-label', `${n} changes waiting to sync (${roomPending()} room updates; ${telemetry} usage events besides)`);
 }
 
 function pillText(s: Status): { phase: string; text: string } {
@@ -210,10 +216,10 @@ function pillText(s: Status): { phase: string; text: string } {
   if (s.conflicts > 0) return { phase: 'conflict', text: `${s.conflicts} conflict${s.conflicts > 1 ? 's' : ''} – open Sync Center` };
   if (s.dead_letters > 0) return { phase: 'error', text: `${s.dead_letters} failed – open Sync Center` };
   switch (s.phase) {
-    case 'offline': return { phase: 'offline', text: s.pending ? `Offline · ${s.pending} pending` : 'Offline' };
-    case 'syncing': return { phase: 'syncing', text: `Syncing${s.pending ? ` · ${s.pending} pending` : ''}` };
+    case 'offline': return { phase: 'offline', text: work(s) ? `Offline · ${work(s)} pending` : 'Offline' };
+    case 'syncing': return { phase: 'syncing', text: `Syncing${work(s) ? ` · ${work(s)} pending` : ''}` };
     case 'error': return { phase: 'error', text: `Sync error · ${err || 'unknown'}` };
-    default: return { phase: 'idle', text: s.pending ? `Pending ${s.pending}` : 'Synced' };
+    default: return { phase: 'idle', text: work(s) ? `Pending ${work(s)}` : 'Synced' };
   }
 }
 
@@ -230,9 +236,9 @@ function renderStatus(s: Status): void {
   checkStale();
   // J-20 telemetry on transitions (never on telemetry-only flushes).
   if (prev) {
-    if (s.phase === 'syncing' && prev.phase !== 'syncing' && roomPending() > 0) { flushing = { at: performance.now() }; track('frontend.sync.flush_started', { pending: s.pending }); }
+    if (s.phase === 'syncing' && prev.phase !== 'syncing' && roomPending() > 0) { flushing = { at: performance.now() }; track('frontend.sync.flush_started', { pending: work(s) }); }
     if (flushing && s.phase !== 'syncing') {
-      track('frontend.sync.flush_completed', { okCount: Math.max(0, (prev.pending - s.pending)), errorCount: s.dead_letters + s.conflicts, ms: Math.round(performance.now() - flushing.at) });
+      track('frontend.sync.flush_completed', { okCount: Math.max(0, (work(prev) - work(s))), errorCount: s.dead_letters + s.conflicts, ms: Math.round(performance.now() - flushing.at) });
       flushing = null;
     }
     if (s.conflicts > prev.conflicts) track('frontend.sync.conflict', { entity: 'hk_task', count: s.conflicts });
@@ -431,35 +437,46 @@ async function loadRooms(): Promise<void> {
   }
 }
 
+/** One database per browser profile: a tablet is one terminal. */
+const DB_NAME = 'tidesync-housekeeping';
+
 async function start(): Promise<void> {
-  let pairing: Pairing | null = null;
+  let link: PairingLink | null = null;
   try {
-    const fromLink = pairingFromHash(location.hash);
-    if (fromLink) {
-      await savePairing(fromLink);
-      history.replaceState(null, '', location.pathname + location.search);
-    }
-    pairing = fromLink ?? (await loadPairing());
+    link = pairingFromHash(location.hash);
   } catch (e) {
     $('pair-error').textContent = `Pairing failed: ${(e as Error).message}`;
   }
-  if (!pairing) { $('pairing').hidden = false; $('pill').textContent = 'Not paired'; return; }
-  me = pairing.staff ?? STAFF[0];
-  $('who').textContent = `${pairing.terminal} · ${pairing.branch}`;
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
   await init({ module_or_path: new URL('../dist/tidesync_bg.wasm', import.meta.url) });
   try {
+    // With a link: pairing (the key says which terminal this is, and the
+    // store keeps the key). Without: the store knows its terminal and key.
     db = await TideSync.open({
-      dbName: `hk-${pairing.branch}-${pairing.terminal}`, key: { webCrypto: true }, serverUrl: '',
-      apiKey: pairing.apiKey, terminalId: pairing.terminal, branchId: pairing.branch,
+      dbName: DB_NAME, key: { webCrypto: true }, serverUrl: '',
+      ...(link ? { apiKey: link.apiKey } : {}),
+      ...(link?.terminal ? { terminalId: link.terminal } : {}),
+      ...(link?.branch ? { branchId: link.branch } : {}),
       policies: { rooms: 'merge-three-way', telemetry: 'append-only' },
       pullIntervalMs: Number(params.get('pull') ?? 5000),
     });
   } catch (e) {
     const err = e as TideSyncError;
     $('pairing').hidden = false;
-    $('pair-error').textContent = `Cannot open the local store: ${err.code}: ${err.message}`;
+    if (err.code === 'NOT_PAIRED') {
+      $('pill').textContent = 'Not paired';
+    } else {
+      $('pill').textContent = 'Cannot open';
+      $('pair-error').textContent = err.code === 'TERMINAL_MISMATCH'
+        ? `This device is already paired as another terminal: ${err.message}`
+        : `Cannot open the local store: ${err.code}: ${err.message}`;
+    }
     return;
   }
+  if (link?.staff) await saveStaff(link.staff);
+  const identity = db.identity();
+  me = (await loadStaff()) ?? STAFF[0];
+  $('who').textContent = `${identity.terminal_id} · ${identity.branch_id}`;
   telemetryOn = params.get('telemetry') !== '0';
   await loadRooms();
   buildBoard();
@@ -493,7 +510,7 @@ async function start(): Promise<void> {
     void db.waitForFirstSync().then(async () => { await loadRooms(); buildBoard(); });
   }
   track('frontend.housekeeping.kanban_viewed');
-  win.hk = { db, latencies, ready: true, pairing };
+  win.hk = { db, latencies, ready: true, identity, staff: me };
 }
 
 if ('serviceWorker' in navigator && params.get('sw') !== '0') {

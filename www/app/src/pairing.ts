@@ -1,27 +1,31 @@
 // Pairing: a link printed by the main job carries a terminal's API key in its
-// fragment (never sent to a server): #pair=<base64url of JSON>. The app keeps
-// it in IndexedDB sealed with AES-GCM under a non-extractable WebCrypto key
-// (the same protection as the store's `webCrypto` key mode); it is never
-// written to localStorage, and the fragment is removed from the address bar.
-export interface Pairing { apiKey: string; terminal: string; branch: string; staff?: string }
+// fragment (never sent to a server): #pair=<base64url of JSON {apiKey, staff?}>.
+// The app hands the key to TideSync.open once: the package asks the server
+// which terminal and branch the key belongs to and keeps the key inside the
+// encrypted store, sealed like its records. The app itself keeps no key and
+// no ids, nothing goes to localStorage, and the fragment is removed from the
+// address bar. Only the demo's staff name (who uses the tablet, not a secret)
+// is kept here, in the app's own small IndexedDB.
+export interface PairingLink { apiKey: string; staff?: string; terminal?: string; branch?: string }
 
-const DB = 'hk-pairing';
+const PREFS = 'hk-prefs';
 
-export function pairingFromHash(hash: string): Pairing | null {
+export function pairingFromHash(hash: string): PairingLink | null {
   const m = /(?:^#|&)pair=([A-Za-z0-9_-]+)/.exec(hash);
   if (!m) return null;
   const b64 = m[1].replace(/-/g, '+').replace(/_/g, '/');
   const json = new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
-  const p = JSON.parse(json) as Partial<Pairing>;
-  if (typeof p.apiKey !== 'string' || typeof p.terminal !== 'string' || typeof p.branch !== 'string') {
-    throw new Error('the pairing link lacks apiKey, terminal or branch');
-  }
-  return { apiKey: p.apiKey, terminal: p.terminal, branch: p.branch, ...(typeof p.staff === 'string' ? { staff: p.staff } : {}) };
+  const p = JSON.parse(json) as Partial<PairingLink>;
+  if (typeof p.apiKey !== 'string' || p.apiKey === '') throw new Error('the pairing link holds no apiKey');
+  const out: PairingLink = { apiKey: p.apiKey };
+  // Older links also named the terminal and branch: they are checked against the key.
+  for (const f of ['staff', 'terminal', 'branch'] as const) if (typeof p[f] === 'string') out[f] = p[f];
+  return out;
 }
 
 function idb(): Promise<IDBDatabase> {
   return new Promise((resolve, reject) => {
-    const r = indexedDB.open(DB, 1);
+    const r = indexedDB.open(PREFS, 1);
     r.onupgradeneeded = () => r.result.createObjectStore('kv');
     r.onsuccess = () => resolve(r.result);
     r.onerror = () => reject(r.error);
@@ -31,35 +35,22 @@ function req<T>(r: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => { r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
 }
 
-async function wrapKey(db: IDBDatabase): Promise<CryptoKey> {
-  const found = await req(db.transaction('kv').objectStore('kv').get('wrap')) as CryptoKey | undefined;
-  if (found) return found;
-  const key = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
-  await req(db.transaction('kv', 'readwrite').objectStore('kv').put(key, 'wrap'));
-  return key;
-}
-
-export async function savePairing(p: Pairing): Promise<void> {
+/** The staff name this tablet was paired for (not a secret). */
+export async function saveStaff(staff: string): Promise<void> {
   const db = await idb();
-  const key = await wrapKey(db);
-  const iv = crypto.getRandomValues(new Uint8Array(12));
-  const ct = await crypto.subtle.encrypt({ name: 'AES-GCM', iv }, key, new TextEncoder().encode(JSON.stringify(p)));
-  await req(db.transaction('kv', 'readwrite').objectStore('kv').put({ iv, ct }, 'pairing'));
+  await req(db.transaction('kv', 'readwrite').objectStore('kv').put(staff, 'staff'));
   db.close();
 }
 
-export async function loadPairing(): Promise<Pairing | null> {
+export async function loadStaff(): Promise<string | null> {
   const db = await idb();
-  const sealed = await req(db.transaction('kv').objectStore('kv').get('pairing')) as { iv: Uint8Array<ArrayBuffer>; ct: ArrayBuffer } | undefined;
-  if (!sealed) { db.close(); return null; }
-  const key = await wrapKey(db);
+  const v = await req(db.transaction('kv').objectStore('kv').get('staff')) as string | undefined;
   db.close();
-  const pt = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: sealed.iv }, key, sealed.ct);
-  return JSON.parse(new TextDecoder().decode(pt)) as Pairing;
+  return v ?? null;
 }
 
-/** The link for a terminal (used by scripts/pairing-links.mjs too). */
-export function pairingLink(base: string, p: Pairing): string {
+/** The link for a terminal's key. */
+export function pairingLink(base: string, p: PairingLink): string {
   const b64 = btoa(JSON.stringify(p)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   return `${base}#pair=${b64}`;
 }
