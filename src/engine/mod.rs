@@ -476,10 +476,11 @@ mod seq_tests {
             for (terminal, branch) in [("desk-2", "hotel-1"), ("desk-1", "hotel-2")] {
                 let other = EngineConfig::new("c1", terminal, branch);
                 let before = store.load_meta().await.unwrap();
-                let err = Engine::open(store.clone(), Unplugged, SimEnv::new(0, 1), other)
-                    .await
-                    .err()
-                    .expect("another terminal's store is refused");
+                let Err(err) =
+                    Engine::open(store.clone(), Unplugged, SimEnv::new(0, 1), other).await
+                else {
+                    panic!("another terminal's store is refused");
+                };
                 assert_eq!(err.code(), ErrorCode::TerminalMismatch, "{err}");
                 assert!(err.message().contains("desk-1"), "{err}");
                 assert_eq!(store.load_meta().await.unwrap(), before, "nothing changed");
