@@ -2,7 +2,8 @@
 // mutation is applied exactly once; kill -9 in the middle of a flush loses
 // nothing and doubles nothing. Real processes, real SQLCipher files, the
 // reference server over loopback HTTP. A key of another terminal is refused
-// at first contact.
+// at open (the server says whose it is), or at first contact when the server
+// was away at open.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -129,13 +130,32 @@ test('a server that is down then back: the queue drains on its own once it answe
   }
 });
 
-test('a key issued for another terminal is SYNC_FORBIDDEN at first contact; the queue is kept, nothing dead-letters', async () => {
+test('a key issued for another terminal is TERMINAL_MISMATCH at open; opened while the server was away, it is SYNC_FORBIDDEN at first contact and nothing dead-letters', async () => {
   const dir = tempDir('terminal');
   const server = await referenceServer(dir);
   try {
     const apiKey = server.issue('desk-4');
-    const db = await TideSync.open(options(path.join(dir, 'desk.db'), server, 'desk-5', apiKey));
-    await db.create('rooms', { floor: 1, state: 'dirty', step: 0 }, 'room-0001');
+    const file = path.join(dir, 'desk.db');
+    // The server answers GET /v1/whoami: refused at open, nothing created.
+    await assert.rejects(TideSync.open(options(file, server, 'desk-5', apiKey)), (e) => {
+      assert.equal(e.code, 'TERMINAL_MISMATCH');
+      assert.match(e.message, /API key belongs to terminal "desk-4" of branch "b1", not terminal "desk-5"/);
+      return true;
+    });
+    // The key alone pairs a new store as its own terminal, and the store keeps it.
+    const paired = await TideSync.open({ ...options(path.join(dir, 'paired.db'), server, undefined, apiKey), terminalId: undefined, branchId: undefined });
+    assert.deepEqual(paired.identity(), { terminal_id: 'desk-4', branch_id: 'b1', key_stored: true });
+    paired.close();
+    const again = await TideSync.open({ ...options(path.join(dir, 'paired.db'), await deadUrl(), undefined, undefined), terminalId: undefined, branchId: undefined });
+    assert.deepEqual(again.identity(), { terminal_id: 'desk-4', branch_id: 'b1', key_stored: true }, 'offline, with nothing given');
+    again.close();
+
+    // With the server away at open the key cannot be checked: the store
+    // opens as desk-5 and keeps it; the first request then says whose it is.
+    const away = await TideSync.open(options(file, await deadUrl(), 'desk-5', apiKey));
+    await away.create('rooms', { floor: 1, state: 'dirty', step: 0 }, 'room-0001');
+    away.close();
+    const db = await TideSync.open({ ...options(file, server, 'desk-5', undefined) });
     const report = await db.syncNow();
     assert.equal(report.error, 'SYNC_FORBIDDEN');
     const s = await db.status();

@@ -5,7 +5,8 @@
 // "offline", while navigator.onLine is true; a credentials callback picks up
 // a rotated key without reopening; a database opened offline without
 // credentials takes writes and syncs once a key is given; a key issued for
-// another terminal is SYNC_FORBIDDEN at first contact.
+// another terminal is TERMINAL_MISMATCH at open, or SYNC_FORBIDDEN at first
+// contact when the server was away at open.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -219,16 +220,27 @@ test('opened offline without credentials: writes, then syncs once a key is given
   }
 });
 
-test('a key issued for another terminal is SYNC_FORBIDDEN at first contact, and nothing dead-letters', { skip }, async () => {
+test('a key issued for another terminal is TERMINAL_MISMATCH at open; opened while the server was away, SYNC_FORBIDDEN at first contact, and nothing dead-letters', { skip }, async () => {
   const srv = servers[0] ?? await startServer('terminal', ['--cors-origin', web.url]);
   const key = srv.issueKey('web-4');
   const ctx = await browser.newContext();
   try {
     const page = await openPage(ctx);
-    await page.evaluate(async (o) => {
-      window.db = await TideSync.open(o);
-      await window.db.create('rooms', { status: 'dirty' }, 'r-wrong-terminal');
+    const refused = await page.evaluate(async (o) => {
+      try { await TideSync.open(o); return null; } catch (e) { return { code: e.code, message: e.message }; }
     }, options('conn-terminal', srv.url, { terminalId: 'web-5', apiKey: key }));
+    assert.equal(refused?.code, 'TERMINAL_MISMATCH', JSON.stringify(refused));
+    assert.match(refused.message, /API key belongs to terminal "web-4"/);
+    // The server away at open: the key cannot be checked, the store opens as
+    // web-5 and keeps it; back online, the first request says whose it is.
+    const away = `http://127.0.0.1:${await freePort()}`;
+    await page.evaluate(async (o) => {
+      const db = await TideSync.open(o);
+      await db.create('rooms', { status: 'dirty' }, 'r-wrong-terminal');
+      db.close();
+    }, options('conn-terminal', away, { terminalId: 'web-5', apiKey: key, autoSync: false }));
+    await page.evaluate(async (o) => { window.db = await TideSync.open(o); }, options('conn-terminal', srv.url, { terminalId: 'web-5' }));
+    assert.equal((await page.evaluate(() => window.db.identity())).key_stored, true);
     const s = await waitStatus(page, (s) => s.last_error !== null && s.phase !== 'syncing', 'an error at first contact');
     assert.equal(s.phase, 'error', JSON.stringify(s));
     assert.equal(s.last_error[0], 'SYNC_FORBIDDEN');
