@@ -9,8 +9,8 @@ use tidesync::client::live::{ChannelEnd, PokeChannel, PokeSink};
 use tidesync::client::scheduler::HostFuture;
 use tidesync::transport::http::{self, BRANCH_HEADER, TERMINAL_HEADER};
 use tidesync::{
-    ChangesPage, ChangesRequest, PushRequest, PushResponse, ReconcileRequest, ReconcileResponse,
-    SnapshotPage, SnapshotRequest, Transport, TransportError,
+    ChangesPage, ChangesRequest, KeyIdentity, PushRequest, PushResponse, ReconcileRequest,
+    ReconcileResponse, SnapshotPage, SnapshotRequest, Transport, TransportError,
 };
 
 /// A sync server reached over HTTP with one terminal's key.
@@ -84,12 +84,16 @@ impl HttpTransport {
             .is_ok_and(|r| r.status().is_success())
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let req = self
-            .client
+    /// A request with the key only.
+    fn keyed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.key)
-            .header(BRANCH_HEADER, &self.branch);
+    }
+
+    /// A request with the key, the branch and (if set) the terminal.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.keyed(method, path).header(BRANCH_HEADER, &self.branch);
         match &self.terminal {
             Some(t) => req.header(TERMINAL_HEADER, t),
             None => req,
@@ -181,6 +185,14 @@ impl Transport for HttpTransport {
                 .json(&request),
         )
         .await
+    }
+
+    /// Sends the key only, not the branch and terminal this transport was
+    /// given: the answer is the key's identity even when they are wrong,
+    /// and the caller compares.
+    async fn whoami(&self) -> Result<KeyIdentity, TransportError> {
+        self.send(self.keyed(reqwest::Method::GET, http::WHOAMI_PATH))
+            .await
     }
 }
 

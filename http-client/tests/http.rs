@@ -172,3 +172,41 @@ async fn no_server_is_unreachable_and_the_probe_says_so() {
     assert!(HttpTransport::new(url, "k", "b").probe().await);
     assert!(seen.lock().unwrap()[0].head.starts_with("GET /health "));
 }
+
+#[tokio::test]
+async fn whoami_sends_the_key_only_and_reads_the_identity() {
+    let identity = r#"{"tenant":"acme","branch":"lisbon","terminal":"till-1","key_id":"3f9a0c1d2e4b5a69","expires_at_ms":null}"#;
+    let (url, seen) = responder(vec![
+        ("200 OK", "", identity.into()),
+        (
+            "401 Unauthorized",
+            "www-authenticate: Bearer\r\n",
+            r#"{"code":"SYNC_UNAUTHORIZED","message":"the key is not valid"}"#.into(),
+        ),
+    ])
+    .await;
+    let t = HttpTransport::new(url, "ts_secret", "porto").with_terminal("till-9");
+    assert_eq!(
+        t.whoami().await.unwrap(),
+        KeyIdentity {
+            tenant: "acme".into(),
+            branch: "lisbon".into(),
+            terminal: "till-1".into(),
+            key_id: "3f9a0c1d2e4b5a69".into(),
+            expires_at_ms: None,
+        }
+    );
+    let s = seen.lock().unwrap()[0].clone();
+    assert!(s.head.starts_with("GET /v1/whoami "), "{}", s.head);
+    let head = s.head.to_ascii_lowercase();
+    assert!(head.contains("authorization: bearer ts_secret"), "{head}");
+    // Not the branch and terminal it was given: the answer says what they are.
+    assert!(!head.contains("x-tidesync-"), "{head}");
+    assert_eq!(
+        t.whoami().await.unwrap_err(),
+        TransportError::Unauthorized {
+            code: ErrorCode::SyncUnauthorized,
+            message: "the key is not valid".into(),
+        }
+    );
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tidesync::{
-    ChangesPage, ChangesRequest, PushRequest, PushResponse, ReconcileRequest, ReconcileResponse,
-    SnapshotPage, SnapshotRequest, Transport, TransportError,
+    ChangesPage, ChangesRequest, KeyIdentity, PushRequest, PushResponse, ReconcileRequest,
+    ReconcileResponse, SnapshotPage, SnapshotRequest, Transport, TransportError,
 };
 
 use crate::context::TerminalContext;
@@ -68,5 +68,39 @@ impl<S: ServerStore + 'static> Transport for InProcessTransport<S> {
         request: ReconcileRequest,
     ) -> Result<ReconcileResponse, TransportError> {
         Ok(self.service.reconcile(&self.ctx, request)?)
+    }
+    /// The context it was made with. There is no key: `key_id` is empty
+    /// and there is no expiry.
+    async fn whoami(&self) -> Result<KeyIdentity, TransportError> {
+        Ok(KeyIdentity {
+            tenant: self.ctx.tenant.clone(),
+            branch: self.ctx.branch.clone(),
+            terminal: self.ctx.terminal.clone(),
+            key_id: String::new(),
+            expires_at_ms: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Backend;
+
+    #[test]
+    fn whoami_answers_the_context_it_was_made_with() {
+        let service = Arc::new(SyncService::new(Backend::memory()));
+        let t = InProcessTransport::new(service, TerminalContext::new("acme", "b1", "t1"));
+        let id = futures::executor::block_on(t.whoami()).unwrap();
+        assert_eq!(
+            id,
+            KeyIdentity {
+                tenant: "acme".into(),
+                branch: "b1".into(),
+                terminal: "t1".into(),
+                key_id: String::new(),
+                expires_at_ms: None,
+            }
+        );
     }
 }

@@ -19,8 +19,8 @@ use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 use tidesync::transport::http as paths;
 use tidesync::{
-    ChangesPage, ErrorBody, PushRequest, PushResponse, ReconcileRequest, ReconcileResponse,
-    SnapshotPage, PROTOCOL_VERSION,
+    ChangesPage, ErrorBody, KeyIdentity, PushRequest, PushResponse, ReconcileRequest,
+    ReconcileResponse, SnapshotPage, PROTOCOL_VERSION,
 };
 
 use crate::http::{ChangesQuery, SnapshotQuery, METRICS_PATH, READY_PATH};
@@ -180,6 +180,17 @@ fn routes() -> Vec<Route> {
             body: None,
             ok: event_stream,
             refusals: &[401, 403, 429, 500, 503],
+        },
+        Route {
+            method: "get",
+            path: paths::WHOAMI_PATH,
+            operation_id: "whoami",
+            summary: "What the key was issued for (tenant, branch, terminal, key id, expiry); the branch and terminal headers are optional",
+            authenticated: true,
+            query: None,
+            body: None,
+            ok: json_ok::<KeyIdentity>,
+            refusals: &[401, 403, 415, 429, 500, 503],
         },
         Route {
             method: "get",
@@ -394,6 +405,7 @@ mod tests {
             "ErrorBody",
             "ErrorCode",
             "Hlc",
+            "KeyIdentity",
         ] {
             assert!(schemas.contains_key(name), "{name}");
         }
@@ -447,6 +459,7 @@ mod tests {
             paths::SNAPSHOT_PATH,
             paths::RECONCILE_PATH,
             paths::EVENTS_PATH,
+            paths::WHOAMI_PATH,
             paths::HEALTH_PATH,
             READY_PATH,
             METRICS_PATH,

@@ -22,4 +22,5 @@ on_sqlite!(
     no_query_parameter_yields_a_5xx,
     id_limits_are_bytes_and_client_and_server_agree,
     edge_cases_have_the_documented_outcomes,
+    whoami_answers_the_keys_identity_behind_the_gate,
 );

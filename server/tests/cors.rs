@@ -61,6 +61,7 @@ async fn preflight_from_an_allowed_origin_is_204_with_what_the_client_sends() {
         "/v1/changes",
         "/v1/snapshot",
         "/v1/reconcile",
+        "/v1/whoami",
     ] {
         let resp = preflight(&s, APP, path).await;
         assert_eq!(resp.status(), 204, "{path}");

@@ -205,6 +205,7 @@ on_postgres!(
     no_query_parameter_yields_a_5xx,
     id_limits_are_bytes_and_client_and_server_agree,
     edge_cases_have_the_documented_outcomes,
+    whoami_answers_the_keys_identity_behind_the_gate,
 );
 
 /// A flood of junk keys (auth_load.rs) with the server on PostgreSQL: each

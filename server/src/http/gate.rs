@@ -127,12 +127,23 @@ pub(super) async fn authorize(
     headers: &HeaderMap,
     client: ClientKey,
 ) -> Result<(TerminalContext, LogFields), ApiError> {
+    let (credential, log) = authorize_credential(app, headers, client).await?;
+    Ok((credential.context, log))
+}
+
+/// [`authorize`], answering the verified credential itself (for
+/// `GET /v1/whoami`, which reports its key id and expiry).
+pub(super) async fn authorize_credential(
+    app: &Arc<AppState>,
+    headers: &HeaderMap,
+    client: ClientKey,
+) -> Result<(Credential, LogFields), ApiError> {
     let mut log = LogFields::default();
     let credential = authenticate(app, headers, client, &log).await?;
-    let ctx = credential.context;
+    let ctx = &credential.context;
     log.terminal = Some(ctx.terminal.clone());
     log.branch = Some(ctx.branch.clone());
-    log.key_id = Some(credential.key_id);
+    log.key_id = Some(credential.key_id.clone());
     if let Some(branch) = headers.get(BRANCH_HEADER) {
         if branch.as_bytes() != ctx.branch.as_bytes() {
             return Err(ApiError::new(
@@ -159,7 +170,7 @@ pub(super) async fn authorize(
             ));
         }
     }
-    if let Err(wait) = app.limiter.check(&ctx) {
+    if let Err(wait) = app.limiter.check(ctx) {
         app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
         let secs = retry_after_secs(wait);
         let mut err = ApiError::new(
@@ -172,7 +183,7 @@ pub(super) async fn authorize(
         err.retry_after_secs = Some(secs);
         return Err(err);
     }
-    Ok((ctx, log))
+    Ok((credential, log))
 }
 
 fn is_length_limit(err: &axum::Error) -> bool {

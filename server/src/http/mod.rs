@@ -36,7 +36,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tidesync::{
-    AckResult, ChangesRequest, EntityKey, ErrorCode, PushRequest, ReconcileRequest, SnapshotRequest,
+    AckResult, ChangesRequest, EntityKey, ErrorCode, KeyIdentity, PushRequest, ReconcileRequest,
+    SnapshotRequest,
 };
 use tokio::sync::Semaphore;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
@@ -44,7 +45,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 use self::conn::Peer;
 pub use self::events::Pokes;
-use self::gate::{authorize, query_error, read_json};
+use self::gate::{authorize, authorize_credential, query_error, read_json};
 pub use self::keys::KeyMemory;
 pub use self::limits::{AuthFailureLimiter, ClientKey, InFlight, InFlightGuard, RateLimiter};
 use self::response::{json_refusals, observe, ok, ApiError};
@@ -230,6 +231,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route(http::SNAPSHOT_PATH, get(snapshot))
         .route(http::RECONCILE_PATH, post(reconcile))
         .route(http::EVENTS_PATH, get(events::events))
+        .route(http::WHOAMI_PATH, get(whoami))
         .route(http::HEALTH_PATH, get(health))
         .route(READY_PATH, get(ready))
         .route(METRICS_PATH, get(metrics))
@@ -483,6 +485,27 @@ async fn reconcile(
         .and_then(|r| r)
         .map_err(|e| ApiError::new(e, &log))?;
     Ok(ok(resp, log))
+}
+
+/// What the presented key was issued for: its tenant, branch, terminal, key
+/// id and expiry (never the key or its hash). The gate is the other
+/// endpoints' (401, 429, and 403 when a branch or terminal header is sent
+/// and is not the key's), but the headers are not needed: a client asks
+/// this to learn them. Storage work: the credential lookup only.
+async fn whoami(
+    State(app): State<Arc<AppState>>,
+    Peer(client): Peer,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (credential, log) = authorize_credential(&app, &headers, client).await?;
+    let identity = KeyIdentity {
+        tenant: credential.context.tenant,
+        branch: credential.context.branch,
+        terminal: credential.context.terminal,
+        key_id: credential.key_id,
+        expires_at_ms: credential.expires_at_ms,
+    };
+    Ok(ok(identity, log))
 }
 
 /// Liveness: the process answers HTTP. No storage work, so it answers

@@ -172,6 +172,7 @@ fn route_name(path: &str) -> &'static str {
         "/v1/changes" => "changes",
         "/v1/snapshot" => "snapshot",
         "/v1/reconcile" => "reconcile",
+        "/v1/whoami" => "whoami",
         "/health" => "health",
         "/ready" => "ready",
         "/metrics" => "metrics",

@@ -22,6 +22,7 @@ mod ids;
 mod ledger;
 mod query;
 mod refusals;
+mod whoami;
 
 pub use decoding::*;
 pub use edge_cases::*;
@@ -29,6 +30,7 @@ pub use ids::*;
 pub use ledger::*;
 pub use query::*;
 pub use refusals::*;
+pub use whoami::*;
 
 async fn start_on(backend: Backend, config: HttpConfig) -> Server {
     Server::start(SyncService::new(backend), config, "127.0.0.1:0").await
