@@ -10,7 +10,7 @@
 const METHODS = Object.freeze([
   'create', 'patch', 'delete', 'append', 'get', 'query', 'status', 'metrics', 'syncNow',
   'reconcile', 'outbox', 'deadLetters', 'retry', 'retryAll', 'discardAll', 'audit', 'discard',
-  'conflicts', 'resolve', 'waitForFirstSync',
+  'conflicts', 'resolve', 'waitForFirstSync', 'identity',
 ]);
 
 /** {send, listen, close} over an Electron MessagePortMain or a DOM/Node MessagePort. */

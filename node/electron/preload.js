@@ -64,7 +64,7 @@ function connect(portOrPromise) {
   const api = {};
   for (const m of ['create', 'patch', 'delete', 'append', 'get', 'query', 'status', 'metrics', 'syncNow',
     'reconcile', 'outbox', 'deadLetters', 'retry', 'retryAll', 'discardAll', 'audit', 'discard',
-    'conflicts', 'resolve', 'waitForFirstSync']) {
+    'conflicts', 'resolve', 'waitForFirstSync', 'identity']) {
     api[m] = call(m);
   }
   api.subscribe = (filter, callback) => listen('sub', filter ?? {}, callback);
