@@ -440,6 +440,44 @@ pub struct KeyIdentity {
     pub expires_at_ms: Option<u64>,
 }
 
+/// `POST /v1/pair`: redeem a one-time pairing code for the terminal's API
+/// key. A pairing link carries the code, not the key: the link stays in the
+/// browser's history and session files, and a code is worth nothing once
+/// used (or expired).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PairRequest {
+    /// The code (`tsp_…`), as `tidesync-server issue-pairing-code` printed it.
+    pub code: String,
+}
+
+impl fmt::Debug for PairRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PairRequest { code: <secret> }")
+    }
+}
+
+/// The answer to a [`PairRequest`]: a new API key of the code's terminal
+/// (an ordinary key: revocable, listed by its id) and what it was issued for.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct PairResponse {
+    /// The API key (shown this once; the server keeps its hash).
+    pub api_key: String,
+    /// What the key was issued for.
+    pub identity: KeyIdentity,
+}
+
+impl fmt::Debug for PairResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PairResponse")
+            .field("api_key", &"<secret>")
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,9 @@ pub const RECONCILE_PATH: &str = "/v1/reconcile";
 pub const EVENTS_PATH: &str = "/v1/events";
 /// What the presented key was issued for ([`KeyIdentity`](crate::protocol::KeyIdentity)).
 pub const WHOAMI_PATH: &str = "/v1/whoami";
+/// `POST`, no key: redeem a one-time pairing code
+/// ([`PairRequest`](crate::protocol::PairRequest)) for a new API key.
+pub const PAIR_PATH: &str = "/v1/pair";
 /// `GET`: the reachability probe.
 pub const HEALTH_PATH: &str = "/health";
 

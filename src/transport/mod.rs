@@ -95,6 +95,15 @@ pub trait Transport: SendOutsideWasm + SyncOutsideWasm {
             message: "this transport cannot ask who a key belongs to".into(),
         })
     }
+    /// `POST /v1/pair`: redeems a one-time pairing code for a new API key
+    /// (sent without a key). Only opening a client asks it; the default
+    /// answers `BAD_ARGUMENT`, as [`whoami`](Transport::whoami)'s does.
+    async fn pair(&self, _request: PairRequest) -> Result<PairResponse, TransportError> {
+        Err(TransportError::Refused {
+            code: ErrorCode::BadArgument,
+            message: "this transport cannot redeem a pairing code".into(),
+        })
+    }
 }
 
 pub mod http;

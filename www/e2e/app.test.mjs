@@ -401,6 +401,8 @@ test('pairing: the key is kept sealed in the store, nowhere in clear; another te
     // the key is in no file; the staff name, kept plainly by the app beside
     // the store, is (the scan sees what IndexedDB writes in clear).
     assert.deepEqual(filesHolding(profile, keys['housekeeping-tablet-2']), [], 'the API key in clear on disk');
+    const fragment = new URL(link('housekeeping-tablet-2', 'Bruno', '?pull=400&telemetry=0')).hash.slice('#pair='.length);
+    assert.deepEqual(filesHolding(profile, fragment), [], 'the pairing link (the key, encoded) on disk, e.g. in the history');
     assert.ok(filesHolding(profile, 'Bruno').length > 0, 'control: the scan finds a value kept in clear');
 
     // Another terminal's link on this device: refused at open, nothing changed.
