@@ -32,6 +32,9 @@ export interface NodeOpenOptions {
    *  `credentials` callback is not in the Node addon yet; to rotate a key,
    *  close and open again with the new one. */
   apiKey?: string;
+  /** A one-time pairing code instead of `apiKey`, as in the browser
+   *  package: redeemed once at the server for the key, which the store keeps. */
+  pairingCode?: string;
   /** Keep `apiKey` in the store (default true; only an encrypted store
    *  keeps it). `false` also removes a key kept before. */
   rememberKey?: boolean;

@@ -7,12 +7,14 @@
 # Builds the npm package (pkg/), the app (www/app/dist/, esbuild) and
 # tidesync-server (profile `server`); creates and migrates ./data/tidesync.db,
 # loads a demo hotel branch (tenant `demo`, branch `hotel-1`: 30 rooms with
-# housekeeping statuses and a read-only catalog), issues fresh API keys for
-# two terminals (the previous demo keys are revoked), starts the sync server
-# on an internal port and serves the app from www/server.mjs, which proxies
-# the sync API (/v1/*, /health) to it from the same origin. Prints the URL
-# and a pairing link per terminal (the key travels in the link's fragment and
-# is kept encrypted on the device), then serves until ctrl-c.
+# housekeeping statuses and a read-only catalog), issues a fresh API key for
+# the front desk's curl example (its previous one is revoked), starts the sync
+# server on an internal port and serves the app from www/server.mjs, which
+# proxies the sync API (/v1/*, /health) to it from the same origin. Prints the
+# URL and a pairing link per terminal: the link holds a one-time pairing code
+# (valid 24 h), which the device redeems once for its own API key and keeps
+# that key in its encrypted store; a used link is worth nothing. Devices
+# paired earlier keep their keys across restarts. Serves until ctrl-c.
 # Every server option can be set by environment (see `--help`), e.g.
 # PORT=9000 TIDESYNC_LISTEN=127.0.0.1:9001 bash scripts/serve.sh
 set -euo pipefail
@@ -46,12 +48,13 @@ key_for() {
   "$BIN" issue-key --tenant demo --branch hotel-1 --terminal "$1" --quiet
 }
 FRONT="$(key_for front-desk)"
-HOUSE="$(key_for housekeeping-tablet-1)"
-HOUSE2="$(key_for housekeeping-tablet-2)"
+code_for() { # a one-time pairing code: the link holds no key
+  "$BIN" issue-pairing-code --tenant demo --branch hotel-1 --terminal "$1" --quiet
+}
 
 URL="http://127.0.0.1:$PORT"
-link() { # key staff: the terminal and branch come from the key (GET /v1/whoami)
-  node -e 'const [u,k,s]=process.argv.slice(1);const p=Buffer.from(JSON.stringify({apiKey:k,staff:s})).toString("base64url");console.log(`${u}/www/app/#pair=${p}`)' "$URL" "$1" "$2"
+link() { # terminal staff: a fresh pairing code for the terminal, redeemed once for its key
+  node -e 'const [u,c,s]=process.argv.slice(1);const p=Buffer.from(JSON.stringify({code:c,staff:s})).toString("base64url");console.log(`${u}/www/app/#pair=${p}`)' "$URL" "$(code_for "$1")" "$2"
 }
 
 "$BIN" serve &
@@ -65,11 +68,12 @@ housekeeping app on $URL/www/app/  (sync server $TIDESYNC_LISTEN, database $TIDE
   tenant demo, branch hotel-1. Open a pairing link to pair a browser as that terminal
   (use a separate browser profile or a private window per terminal):
 
-  housekeeping-tablet-1:  $(link "$HOUSE" Amira)
-  housekeeping-tablet-2:  $(link "$HOUSE2" Bruno)
-  front-desk:             $(link "$FRONT" Front)
+  housekeeping-tablet-1:  $(link housekeeping-tablet-1 Amira)
+  housekeeping-tablet-2:  $(link housekeeping-tablet-2 Bruno)
+  front-desk:             $(link front-desk Front)
 
-  (keys are shown once; only their hashes are stored. The sync API is on the same origin:
+  (each link pairs one device, once, within 24 h; keys and codes are stored only as hashes.
+   The sync API is on the same origin, e.g. with the front desk's key:
    curl -s -H "Authorization: Bearer $FRONT" -H "x-tidesync-branch: hotel-1" "$URL/v1/snapshot?limit=5")
 
 INFO

@@ -54,6 +54,9 @@ struct OpenOptions {
     /// store keeps the key it was opened with, see `remember_key`).
     #[serde(default)]
     api_key: Option<String>,
+    /// A one-time pairing code, redeemed for the key (`POST /v1/pair`).
+    #[serde(default)]
+    pairing_code: Option<String>,
     /// Optional once the store was opened (or paired by its key) once.
     #[serde(default)]
     terminal_id: Option<String>,
@@ -257,16 +260,26 @@ impl NativeClient {
         .map_err(|e| js_error(ClientError::internal(e)))?
         .map_err(js_error)?;
         // The terminal and branch: the store's, else the key's (pairing).
-        let server_url = o.server_url.clone();
+        let (whoami_url, pair_url) = (o.server_url.clone(), o.server_url.clone());
         let settled = client::settle(
             &store,
             client::Asked {
                 terminal_id: o.terminal_id,
                 branch_id: o.branch_id,
                 api_key: o.api_key,
+                pairing_code: o.pairing_code,
                 remember_key: o.remember_key.unwrap_or(true),
             },
-            |key| async move { HttpTransport::new(&server_url, &key, "").whoami().await },
+            client::Server {
+                whoami: |key: String| async move {
+                    HttpTransport::new(&whoami_url, &key, "").whoami().await
+                },
+                pair: |code: String| async move {
+                    HttpTransport::new(&pair_url, "", "")
+                        .pair(tidesync::protocol::PairRequest { code })
+                        .await
+                },
+            },
             env.now_ms(),
         )
         .await

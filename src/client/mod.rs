@@ -8,7 +8,7 @@ pub mod live;
 pub mod pairing;
 pub mod scheduler;
 
-pub use pairing::{settle, Asked, Settled};
+pub use pairing::{settle, Asked, Server, Settled};
 
 use crate::engine::{Engine, EngineError, Resolution};
 use crate::env::Environment;

@@ -15,10 +15,21 @@
 
 use super::ClientError;
 use crate::error_code::ErrorCode;
-use crate::protocol::KeyIdentity;
+use crate::protocol::{KeyIdentity, PairResponse};
 use crate::store::{Store, StoreOwner, StoredCredential, WriteBatch, WriteOp};
 use crate::transport::TransportError;
 use std::future::Future;
+
+/// How [`settle`] reaches the server: `whoami(key)` asks what a key was
+/// issued for (`GET /v1/whoami`), `pair(code)` redeems a pairing code
+/// (`POST /v1/pair`). A binding builds each from a transport of its own.
+#[allow(missing_debug_implementations)] // two closures
+pub struct Server<W, P> {
+    /// `GET /v1/whoami` with the key.
+    pub whoami: W,
+    /// `POST /v1/pair` with the code.
+    pub pair: P,
+}
 
 /// What a binding's `open` was given about the terminal.
 #[derive(Default)]
@@ -30,6 +41,9 @@ pub struct Asked {
     /// `apiKey`, if given (a credentials callback's keys are the host's to
     /// keep, and are not stored).
     pub api_key: Option<String>,
+    /// `pairingCode`, if given: a one-time code redeemed at the server for
+    /// the terminal's key (`POST /v1/pair`), which the store then keeps.
+    pub pairing_code: Option<String>,
     /// Keep a given key in the store (default true; a store that does not
     /// keep secrets never keeps one). `false` also removes a stored key.
     pub remember_key: bool,
@@ -41,6 +55,10 @@ impl std::fmt::Debug for Asked {
             .field("terminal_id", &self.terminal_id)
             .field("branch_id", &self.branch_id)
             .field("api_key", &self.api_key.as_ref().map(|_| "<secret>"))
+            .field(
+                "pairing_code",
+                &self.pairing_code.as_ref().map(|_| "<secret>"),
+            )
             .field("remember_key", &self.remember_key)
             .finish()
     }
@@ -119,24 +137,41 @@ fn agrees(have: &StoreOwner, terminal: Option<&str>, branch: Option<&str>) -> bo
 /// - A key given now is kept in the store when `remember_key` and the
 ///   store keeps secrets, unless the server refused it; `remember_key:
 ///   false` removes a stored one.
-pub async fn settle<S, W, F>(
+pub async fn settle<S, W, F, P, G>(
     store: &S,
     asked: Asked,
-    whoami: W,
+    server: Server<W, P>,
     now_ms: u64,
 ) -> Result<Settled, ClientError>
 where
     S: Store,
     W: FnOnce(String) -> F,
     F: Future<Output = Result<KeyIdentity, TransportError>>,
+    P: FnOnce(String) -> G,
+    G: Future<Output = Result<PairResponse, TransportError>>,
 {
     let Asked {
         terminal_id,
         branch_id,
         api_key,
+        pairing_code,
         remember_key,
     } = asked;
     let api_key = api_key.filter(|k| !k.is_empty());
+    let pairing_code = pairing_code.filter(|c| !c.is_empty());
+    if pairing_code.is_some() {
+        if api_key.is_some() {
+            return Err(ClientError::bad_argument(
+                "options.apiKey and options.pairingCode: give one of them",
+            ));
+        }
+        if !(remember_key && store.keeps_secrets()) {
+            return Err(ClientError::bad_argument(
+                "options.pairingCode: the key it gives must be kept, so it needs an \
+                 encrypted database and rememberKey (a redeemed code does not work twice)",
+            ));
+        }
+    }
     let owner = store.load_meta().await?.and_then(|m| m.owner);
     let stored = store.load_credential().await?;
     if let Some(owner) = &owner {
@@ -149,11 +184,26 @@ where
             ));
         }
     }
+    // Redeem the code: the key it gives is a new key whose terminal the
+    // server has just said.
+    let (api_key, redeemed) = match pairing_code {
+        None => (api_key, None),
+        Some(code) => {
+            let r = (server.pair)(code).await.map_err(|e| {
+                ClientError::new(
+                    e.code(),
+                    format!("pairing: the code was not redeemed ({e}); a code works once"),
+                )
+            })?;
+            (Some(r.api_key.clone()), Some(r.identity.clone()))
+        }
+    };
     let stored_key = stored.as_ref().map(|c| c.api_key.as_str());
     let new_key = api_key.as_deref().filter(|k| Some(*k) != stored_key);
     // What the server said of the stored key when it was stored (if the
     // key in use is that one).
     let mut identity = match (&new_key, &stored) {
+        _ if redeemed.is_some() => redeemed,
         (None, Some(c)) => c.identity.clone(),
         _ => None,
     };
@@ -171,7 +221,7 @@ where
     let key = api_key.clone().or_else(|| stored_key.map(str::to_string));
     let mut refused = false;
     let must_ask = known.is_none();
-    if new_key.is_some() || must_ask {
+    if identity.is_none() && (new_key.is_some() || must_ask) {
         match &key {
             None => {
                 return Err(ClientError::new(
@@ -180,7 +230,7 @@ where
                      and branch come from the key), or options.terminalId and options.branchId",
                 ));
             }
-            Some(k) => match whoami(k.clone()).await {
+            Some(k) => match (server.whoami)(k.clone()).await {
                 Ok(id) => identity = Some(id),
                 Err(e) if must_ask => {
                     return Err(ClientError::new(
@@ -202,12 +252,12 @@ where
     let settled_owner = match (known, &identity) {
         (Some(known), Some(id)) => {
             let of_key = owner_of(id);
-            if of_key != known {
+            if of_key != known || !agrees(&of_key, terminal_id.as_deref(), branch_id.as_deref()) {
                 return Err(mismatch(
                     "the API key belongs to",
                     &of_key,
-                    &known.terminal_id,
-                    &known.branch_id,
+                    terminal_id.as_deref().unwrap_or(&known.terminal_id),
+                    branch_id.as_deref().unwrap_or(&known.branch_id),
                 ));
             }
             known
@@ -280,6 +330,7 @@ mod tests {
             terminal_id: terminal.map(Into::into),
             branch_id: branch.map(Into::into),
             api_key: key.map(Into::into),
+            pairing_code: None,
             remember_key: true,
         }
     }
@@ -294,12 +345,115 @@ mod tests {
         crate::__private::block_on(settle(
             store,
             a,
-            |_key| {
-                asks.set(asks.get() + 1);
-                async move { answer }
+            Server {
+                whoami: |_key| {
+                    asks.set(asks.get() + 1);
+                    async move { answer }
+                },
+                pair: |_code| async move {
+                    Err::<PairResponse, _>(TransportError::Server {
+                        status: 500,
+                        message: "not asked in this test".into(),
+                    })
+                },
             },
             7,
         ))
+    }
+
+    /// Settles with a server that redeems codes with `answer` (and never
+    /// answers whoami).
+    fn run_code(
+        store: &MemoryStore,
+        a: Asked,
+        answer: Result<PairResponse, TransportError>,
+    ) -> Result<Settled, ClientError> {
+        crate::__private::block_on(settle(
+            store,
+            a,
+            Server {
+                whoami: |_key| async move {
+                    Err::<KeyIdentity, _>(TransportError::Server {
+                        status: 500,
+                        message: "a redeemed code needs no whoami".into(),
+                    })
+                },
+                pair: |code: String| async move {
+                    assert_eq!(code, "tsp_code");
+                    answer
+                },
+            },
+            8,
+        ))
+    }
+
+    fn with_code(terminal: Option<&str>) -> Asked {
+        Asked {
+            terminal_id: terminal.map(Into::into),
+            pairing_code: Some("tsp_code".into()),
+            remember_key: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pairing_code_is_redeemed_for_a_key_the_store_keeps() {
+        let store = MemoryStore::new();
+        let answer = PairResponse {
+            api_key: "k-new".into(),
+            identity: id("tab-3", "hotel-1"),
+        };
+        let s = run_code(&store, with_code(None), Ok(answer.clone())).unwrap();
+        assert_eq!(
+            (s.terminal_id.as_str(), s.branch_id.as_str()),
+            ("tab-3", "hotel-1")
+        );
+        assert_eq!((s.api_key.as_deref(), s.key_stored), (Some("k-new"), true));
+        let c = crate::__private::block_on(store.load_credential())
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.api_key.as_str(), c.stored_at_ms), ("k-new", 8));
+        assert_eq!(c.identity, Some(id("tab-3", "hotel-1")));
+
+        // A used code: the server's refusal, at open, and nothing changes.
+        let used = TransportError::Unauthorized {
+            code: ErrorCode::SyncUnauthorized,
+            message: "pairing code unknown, used or expired".into(),
+        };
+        let fresh = MemoryStore::new();
+        let e = run_code(&fresh, with_code(None), Err(used)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SyncUnauthorized);
+        assert!(e.message.contains("pairing"), "{e}");
+        assert_eq!(
+            crate::__private::block_on(fresh.load_credential()).unwrap(),
+            None
+        );
+
+        // The code of another terminal than the store's, or the ids given.
+        owned(&store, "tab-3", "hotel-1");
+        let other = PairResponse {
+            api_key: "k-other".into(),
+            identity: id("tab-4", "hotel-1"),
+        };
+        let e = run_code(&store, with_code(None), Ok(other.clone())).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TerminalMismatch, "{e}");
+        let e = run_code(&MemoryStore::new(), with_code(Some("tab-9")), Ok(other)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TerminalMismatch, "{e}");
+        let kept = crate::__private::block_on(store.load_credential())
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.api_key, "k-new", "the store's key stands");
+
+        // A code and a key, or a code the store could not keep: refused
+        // before the code is spent.
+        let mut both = with_code(None);
+        both.api_key = Some("k".into());
+        let mut forget = with_code(None);
+        forget.remember_key = false;
+        for a in [both, forget] {
+            let e = run_code(&MemoryStore::new(), a, Ok(answer.clone())).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadArgument, "{e}");
+        }
     }
 
     /// The state an engine leaves after opening as `terminal` of `branch`.

@@ -129,6 +129,8 @@ struct OpenOptions {
     #[serde(default)]
     api_key: Option<String>,
     #[serde(default)]
+    pairing_code: Option<String>,
+    #[serde(default)]
     terminal_id: Option<String>,
     #[serde(default)]
     branch_id: Option<String>,
@@ -205,19 +207,28 @@ impl TideSync {
         .into_config(client_id)?;
         let store = IdbStore::open(&o.db_name, key).await?;
         // The terminal and branch: the store's, else the key's (pairing).
-        let server_url = o.server_url.clone();
+        let (whoami_url, pair_url) = (o.server_url.clone(), o.server_url.clone());
         let settled = crate::client::settle(
             &store,
             crate::client::Asked {
                 terminal_id: o.terminal_id,
                 branch_id: o.branch_id,
                 api_key: o.api_key,
+                pairing_code: o.pairing_code,
                 remember_key: o.remember_key.unwrap_or(true),
             },
-            |key| async move {
-                FetchTransport::new(&server_url, Some(&key), None, "")
-                    .whoami()
-                    .await
+            crate::client::Server {
+                whoami: |key: String| async move {
+                    FetchTransport::new(&whoami_url, Some(&key), None, "")
+                        .whoami()
+                        .await
+                },
+                pair: |code: String| async move {
+                    // No key (an empty one sends no Authorization).
+                    FetchTransport::new(&pair_url, Some(""), None, "")
+                        .pair(crate::protocol::PairRequest { code })
+                        .await
+                },
             },
             env.now_ms(),
         )

@@ -43,6 +43,13 @@ export interface OpenOptions {
    *  `credentials`), a database that knows its terminal opens and works
    *  offline, and sync reports SYNC_UNAUTHORIZED until a key is given. */
   apiKey?: string;
+  /** A one-time pairing code (`tidesync-server issue-pairing-code`), instead
+   *  of `apiKey`: the first open redeems it at the server for the terminal's
+   *  key (`POST /v1/pair`), and the database keeps that key, so a pairing
+   *  link can carry the code and no key (a link stays in the browser's
+   *  history). A used or expired code is SYNC_UNAUTHORIZED at open; the
+   *  database must be encrypted. */
+  pairingCode?: string;
   /** Keep `apiKey` in the database (default true; only an encrypted one
    *  ever keeps it). `false` also removes a key kept before. */
   rememberKey?: boolean;

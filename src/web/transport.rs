@@ -368,7 +368,10 @@ impl FetchTransport {
     /// is meant for, and what it accepts.
     fn headers(&self, key: &str, accept: &str) -> Result<Headers, JsValue> {
         let headers = Headers::new()?;
-        headers.set("authorization", &format!("Bearer {key}"))?;
+        // No key: `POST /v1/pair`, which a key-less transport sends.
+        if !key.is_empty() {
+            headers.set("authorization", &format!("Bearer {key}"))?;
+        }
         // None yet while pairing: `whoami` asks which branch it is.
         if !self.branch.is_empty() {
             headers.set(BRANCH_HEADER, &self.branch)?;
@@ -483,5 +486,9 @@ impl Transport for FetchTransport {
 
     async fn whoami(&self) -> Result<KeyIdentity, TransportError> {
         self.send("GET", http::WHOAMI_PATH, None::<&()>).await
+    }
+
+    async fn pair(&self, request: PairRequest) -> Result<PairResponse, TransportError> {
+        self.send("POST", http::PAIR_PATH, Some(&request)).await
     }
 }

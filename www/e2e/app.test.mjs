@@ -71,17 +71,21 @@ after(async () => {
   }
 });
 
-// A pairing link holds the key alone (and the demo's staff name): the
-// terminal and branch come from the key (GET /v1/whoami).
+const serverEnv = () => ({ ...process.env, TIDESYNC_DATABASE: path.join(dir, 'server.db') });
+
+// A pairing link holds a fresh one-time pairing code (and the demo's staff
+// name), as scripts/serve.sh prints it: the device redeems the code for its
+// own key (POST /v1/pair), and the terminal and branch come with it.
 function link(terminal, staff, query = '?pull=400') {
-  const p = Buffer.from(JSON.stringify({ apiKey: keys[terminal], staff })).toString('base64url');
+  const code = execFileSync(bin, ['issue-pairing-code', '--tenant', TENANT, '--branch', BRANCH, '--terminal', terminal, '--quiet'],
+    { env: serverEnv(), encoding: 'utf8' }).trim();
+  const p = Buffer.from(JSON.stringify({ code, staff })).toString('base64url');
   return `${web.url}/www/app/${query}#pair=${p}`;
 }
 
 /** The server's audit trail of the branch (`tidesync-server audit`). */
 function serverAudit() {
-  const out = execFileSync(bin, ['audit', '--tenant', TENANT, '--branch', BRANCH],
-    { env: { ...process.env, TIDESYNC_DATABASE: path.join(dir, 'server.db') }, encoding: 'utf8' });
+  const out = execFileSync(bin, ['audit', '--tenant', TENANT, '--branch', BRANCH], { env: serverEnv(), encoding: 'utf8' });
   return out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
 }
 
@@ -389,21 +393,43 @@ test('the browser is killed in the middle of a flush and restarted: nothing lost
   }
 });
 
-test('pairing: the key is kept sealed in the store, nowhere in clear; another terminal\'s link is refused at open', { skip }, async () => {
+test('pairing: the code is redeemed once, the key kept sealed in the store and nowhere in clear; another terminal\'s link is refused at open', { skip }, async () => {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tidesync-app-profile-'));
   try {
     let ctx = await launchPersistent(profile);
-    let page = await openApp(ctx, link('housekeeping-tablet-2', 'Bruno', '?pull=400&telemetry=0'));
+    const pairing = link('housekeeping-tablet-2', 'Bruno', '?pull=400&telemetry=0');
+    const first = ctx.pages()[0] ?? await ctx.newPage();
+    // The key the device gets: read off the wire, as only the test can.
+    const redeemed = first.waitForResponse((r) => new URL(r.url()).pathname === '/v1/pair');
+    let page = await openApp(ctx, pairing);
+    const pairAnswer = await (await redeemed).json();
+    assert.equal(pairAnswer.identity.terminal, 'housekeeping-tablet-2');
+    const deviceKey = pairAnswer.api_key;
+    assert.match(deviceKey, /^ts_/);
     await firstSync(page);
     await waitStatus(page, (s) => s.phase === 'idle', 'an idle first sync');
+    assert.equal((await page.evaluate(() => window.hk.db.identity())).key_stored, true);
     await ctx.close();
-    // The profile on disk (IndexedDB, service worker cache, local storage):
-    // the key is in no file; the staff name, kept plainly by the app beside
-    // the store, is (the scan sees what IndexedDB writes in clear).
-    assert.deepEqual(filesHolding(profile, keys['housekeeping-tablet-2']), [], 'the API key in clear on disk');
-    const fragment = new URL(link('housekeeping-tablet-2', 'Bruno', '?pull=400&telemetry=0')).hash.slice('#pair='.length);
-    assert.deepEqual(filesHolding(profile, fragment), [], 'the pairing link (the key, encoded) on disk, e.g. in the history');
+    // The profile on disk (IndexedDB, service worker cache, history,
+    // sessions): the link is there (Chromium keeps visited URLs), but its
+    // code is spent; the staff name, kept plainly by the app beside the
+    // store, is found (the scan sees what is written in clear).
+    const payload = new URL(pairing).hash.slice('#pair='.length);
+    const { code } = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+    assert.ok(filesHolding(profile, payload).length > 0, 'control: Chromium keeps the visited link on disk');
     assert.ok(filesHolding(profile, 'Bruno').length > 0, 'control: the scan finds a value kept in clear');
+    assert.deepEqual(filesHolding(profile, deviceKey), [], 'the device\'s API key in clear on disk');
+    const reused = await fetch(`${web.url}/v1/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code }) });
+    assert.equal(reused.status, 401, 'the code in the history is spent');
+    const other = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    try {
+      const p2 = await (await other.newContext()).newPage();
+      await p2.goto(pairing);
+      await p2.waitForFunction(() => document.querySelector('#pair-error')?.textContent !== '', null, { timeout: 20000 });
+      assert.match(await p2.locator('#pair-error').textContent(), /used already or has expired/);
+    } finally {
+      await other.close();
+    }
 
     // Another terminal's link on this device: refused at open, nothing changed.
     ctx = await launchPersistent(profile);

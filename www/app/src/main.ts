@@ -450,11 +450,13 @@ async function start(): Promise<void> {
   if (location.hash) history.replaceState(null, '', location.pathname + location.search);
   await init({ module_or_path: new URL('../dist/tidesync_bg.wasm', import.meta.url) });
   try {
-    // With a link: pairing (the key says which terminal this is, and the
-    // store keeps the key). Without: the store knows its terminal and key.
+    // With a link: pairing (the code is redeemed for the key, which says
+    // which terminal this is; the store keeps the key). Without: the store
+    // knows its terminal and key.
     db = await TideSync.open({
       dbName: DB_NAME, key: { webCrypto: true }, serverUrl: '',
-      ...(link ? { apiKey: link.apiKey } : {}),
+      ...(link?.code ? { pairingCode: link.code } : {}),
+      ...(link?.apiKey ? { apiKey: link.apiKey } : {}),
       ...(link?.terminal ? { terminalId: link.terminal } : {}),
       ...(link?.branch ? { branchId: link.branch } : {}),
       policies: { rooms: 'merge-three-way', telemetry: 'append-only' },
@@ -469,7 +471,9 @@ async function start(): Promise<void> {
       $('pill').textContent = 'Cannot open';
       $('pair-error').textContent = err.code === 'TERMINAL_MISMATCH'
         ? `This device is already paired as another terminal: ${err.message}`
-        : `Cannot open the local store: ${err.code}: ${err.message}`;
+        : err.code === 'SYNC_UNAUTHORIZED' && link?.code
+          ? 'This pairing link was used already or has expired: ask for a new one (bash scripts/serve.sh prints fresh links).'
+          : `Cannot open the local store: ${err.code}: ${err.message}`;
     }
     return;
   }

@@ -1,12 +1,15 @@
-// Pairing: a link printed by the main job carries a terminal's API key in its
-// fragment (never sent to a server): #pair=<base64url of JSON {apiKey, staff?}>.
-// The app hands the key to TideSync.open once: the package asks the server
-// which terminal and branch the key belongs to and keeps the key inside the
-// encrypted store, sealed like its records. The app itself keeps no key and
-// no ids, nothing goes to localStorage, and the fragment is removed from the
-// address bar. Only the demo's staff name (who uses the tablet, not a secret)
-// is kept here, in the app's own small IndexedDB.
-export interface PairingLink { apiKey: string; staff?: string; terminal?: string; branch?: string }
+// Pairing: a link printed by the main job carries a one-time pairing code in
+// its fragment (never sent to a server as part of the URL):
+// #pair=<base64url of JSON {code, staff?}>. The app hands the code to
+// TideSync.open once: the package redeems it at the server for the
+// terminal's API key (POST /v1/pair), learns the terminal and branch with
+// it, and keeps the key inside the encrypted store, sealed like its records.
+// The link stays in the browser's history, but a used code is worth nothing.
+// The app itself keeps no key, no code and no ids; nothing goes to
+// localStorage, and the fragment is removed from the address bar. Only the
+// demo's staff name (who uses the tablet, not a secret) is kept here, in the
+// app's own small IndexedDB. A link with `apiKey` instead of `code` works too.
+export interface PairingLink { code?: string; apiKey?: string; staff?: string; terminal?: string; branch?: string }
 
 const PREFS = 'hk-prefs';
 
@@ -16,10 +19,10 @@ export function pairingFromHash(hash: string): PairingLink | null {
   const b64 = m[1].replace(/-/g, '+').replace(/_/g, '/');
   const json = new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
   const p = JSON.parse(json) as Partial<PairingLink>;
-  if (typeof p.apiKey !== 'string' || p.apiKey === '') throw new Error('the pairing link holds no apiKey');
-  const out: PairingLink = { apiKey: p.apiKey };
-  // Older links also named the terminal and branch: they are checked against the key.
-  for (const f of ['staff', 'terminal', 'branch'] as const) if (typeof p[f] === 'string') out[f] = p[f];
+  const out: PairingLink = {};
+  // Links may also name the terminal and branch: they are checked against the key.
+  for (const f of ['code', 'apiKey', 'staff', 'terminal', 'branch'] as const) if (typeof p[f] === 'string' && p[f] !== '') out[f] = p[f];
+  if (!out.code === !out.apiKey) throw new Error('a pairing link holds a pairing code or a key, one of them');
   return out;
 }
 
@@ -49,7 +52,7 @@ export async function loadStaff(): Promise<string | null> {
   return v ?? null;
 }
 
-/** The link for a terminal's key. */
+/** The link for a terminal's pairing code. */
 export function pairingLink(base: string, p: PairingLink): string {
   const b64 = btoa(JSON.stringify(p)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   return `${base}#pair=${b64}`;
