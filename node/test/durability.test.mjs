@@ -149,6 +149,16 @@ test('a key issued for another terminal is TERMINAL_MISMATCH at open; opened whi
     const again = await TideSync.open({ ...options(path.join(dir, 'paired.db'), await deadUrl(), undefined, undefined), terminalId: undefined, branchId: undefined });
     assert.deepEqual(again.identity(), { terminal_id: 'desk-4', branch_id: 'b1', key_stored: true }, 'offline, with nothing given');
     again.close();
+    // A one-time pairing code: redeemed once for a key the store keeps; it syncs with it.
+    const code = server.pairingCode('desk-6');
+    const coded = await TideSync.open({ ...options(path.join(dir, 'coded.db'), server, undefined, undefined), terminalId: undefined, branchId: undefined, pairingCode: code });
+    assert.deepEqual(coded.identity(), { terminal_id: 'desk-6', branch_id: 'b1', key_stored: true });
+    await coded.create('rooms', { floor: 2, state: 'dirty', step: 0 }, 'room-by-code');
+    await syncUntilIdle(coded);
+    coded.close();
+    assert.equal((await serverView(server, dir, 'rooms')).get('room-by-code')?.fields.state, 'dirty', 'synced with the redeemed key');
+    await assert.rejects(TideSync.open({ ...options(path.join(dir, 'coded-twice.db'), server, undefined, undefined), terminalId: undefined, branchId: undefined, pairingCode: code }),
+      (e) => e.code === 'SYNC_UNAUTHORIZED' && /pairing/.test(e.message), 'a code works once');
 
     // With the server away at open the key cannot be checked: the store
     // opens as desk-5 and keeps it; the first request then says whose it is.
@@ -165,7 +175,7 @@ test('a key issued for another terminal is TERMINAL_MISMATCH at open; opened whi
     assert.equal(s.pending, 1);
     assert.equal((await db.deadLetters()).length, 0);
     db.close();
-    assert.equal((await serverView(server, dir, 'rooms')).size, 0, 'nothing applied');
+    assert.equal((await serverView(server, dir, 'rooms')).has('room-0001'), false, 'nothing of desk-5 applied');
   } finally {
     await server.stop();
     fs.rmSync(dir, { recursive: true, force: true });

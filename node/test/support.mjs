@@ -43,11 +43,12 @@ export async function referenceServer(dir, extraArgs = []) {
   const bin = serverBinary();
   const db = path.join(dir, 'server.db');
   const issue = (terminal) => execFileSync(bin, ['--database', db, 'issue-key', '--tenant', 't1', '--branch', 'b1', '--terminal', terminal, '--quiet'], { encoding: 'utf8' }).trim();
+  const pairingCode = (terminal) => execFileSync(bin, ['--database', db, 'issue-pairing-code', '--tenant', 't1', '--branch', 'b1', '--terminal', terminal, '--quiet'], { encoding: 'utf8' }).trim();
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   let child = null;
   const s = {
-    url, branch: 'b1', issue,
+    url, branch: 'b1', issue, pairingCode,
     async start() {
       child = spawn(bin, ['--database', db, '--listen', `127.0.0.1:${port}`, ...extraArgs], { stdio: ['ignore', 'ignore', 'inherit'] });
       await waitHealthy(url);
