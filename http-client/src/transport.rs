@@ -9,8 +9,8 @@ use tidesync::client::live::{ChannelEnd, PokeChannel, PokeSink};
 use tidesync::client::scheduler::HostFuture;
 use tidesync::transport::http::{self, BRANCH_HEADER, TERMINAL_HEADER};
 use tidesync::{
-    ChangesPage, ChangesRequest, KeyIdentity, PushRequest, PushResponse, ReconcileRequest,
-    ReconcileResponse, SnapshotPage, SnapshotRequest, Transport, TransportError,
+    ChangesPage, ChangesRequest, KeyIdentity, PairRequest, PairResponse, PushRequest, PushResponse,
+    ReconcileRequest, ReconcileResponse, SnapshotPage, SnapshotRequest, Transport, TransportError,
 };
 
 /// A sync server reached over HTTP with one terminal's key.
@@ -193,6 +193,18 @@ impl Transport for HttpTransport {
     async fn whoami(&self) -> Result<KeyIdentity, TransportError> {
         self.send(self.keyed(reqwest::Method::GET, http::WHOAMI_PATH))
             .await
+    }
+
+    /// `POST /v1/pair` with the code in the body and nothing else: no key
+    /// (this transport's may be a placeholder until it has one), no branch
+    /// or terminal header (the code names them).
+    async fn pair(&self, request: PairRequest) -> Result<PairResponse, TransportError> {
+        self.send(
+            self.client
+                .post(format!("{}{}", self.base, http::PAIR_PATH))
+                .json(&request),
+        )
+        .await
     }
 }
 

@@ -71,6 +71,27 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Issue a one-time pairing code for one terminal; prints it once (only its hash is kept).
+    ///
+    /// `POST /v1/pair` redeems it, once, for a new API key of the terminal
+    /// (a key without expiry): put the code, not a key, in a pairing link.
+    IssuePairingCode {
+        /// Tenant of the key the code is redeemed for.
+        #[arg(long)]
+        tenant: String,
+        /// Branch of that key.
+        #[arg(long)]
+        branch: String,
+        /// Terminal of that key.
+        #[arg(long)]
+        terminal: String,
+        /// How long the code can be redeemed, e.g. `24h`, `30m`.
+        #[arg(long, default_value = "24h")]
+        expires_in: String,
+        /// Print only the code (for scripts).
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Revoke a key by its id (the hex part after `ts_`), or every key of a terminal.
     RevokeKey {
         /// The key id to revoke.
@@ -378,6 +399,33 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("key id:  {}", credential.key_id);
                 println!("key:     {key}");
                 println!("(shown once; the server keeps only its SHA-256)");
+            }
+            Ok(())
+        }
+        Some(Command::IssuePairingCode {
+            tenant,
+            branch,
+            terminal,
+            expires_in,
+            quiet,
+        }) => {
+            let valid_for = auth::parse_duration_ms(&expires_in)?;
+            if valid_for == 0 {
+                return Err("--expires-in: must be more than 0".into());
+            }
+            let backend = open(&cli.db)?;
+            let now = tidesync_server::now_ms();
+            let ctx = TerminalContext::new(tenant, branch, terminal);
+            let (code, stored) = auth::issue_pairing_code(&backend, ctx, now, valid_for)?;
+            if quiet {
+                println!("{code}");
+            } else {
+                println!("code id: {}", stored.code_id);
+                println!("code:    {code}");
+                println!(
+                    "(shown once, valid once, until {} ms since the epoch; the server keeps only its SHA-256)",
+                    stored.expires_at_ms
+                );
             }
             Ok(())
         }

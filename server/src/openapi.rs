@@ -19,8 +19,8 @@ use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 use tidesync::transport::http as paths;
 use tidesync::{
-    ChangesPage, ErrorBody, KeyIdentity, PushRequest, PushResponse, ReconcileRequest,
-    ReconcileResponse, SnapshotPage, PROTOCOL_VERSION,
+    ChangesPage, ErrorBody, KeyIdentity, PairRequest, PairResponse, PushRequest, PushResponse,
+    ReconcileRequest, ReconcileResponse, SnapshotPage, PROTOCOL_VERSION,
 };
 
 use crate::http::{ChangesQuery, SnapshotQuery, METRICS_PATH, READY_PATH};
@@ -193,6 +193,17 @@ fn routes() -> Vec<Route> {
             refusals: &[401, 403, 415, 429, 500, 503],
         },
         Route {
+            method: "post",
+            path: paths::PAIR_PATH,
+            operation_id: "pair",
+            summary: "Redeem a one-time pairing code (tidesync-server issue-pairing-code) for a new API key of its terminal; no key needed",
+            authenticated: false,
+            query: None,
+            body: Some(schema::<PairRequest>),
+            ok: json_ok::<PairResponse>,
+            refusals: &[400, 401, 408, 413, 415, 429, 500, 503],
+        },
+        Route {
             method: "get",
             path: paths::HEALTH_PATH,
             operation_id: "health",
@@ -299,6 +310,10 @@ pub fn document() -> Value {
                 .expect("every refusal status is described");
             let what = if r.path == READY_PATH && *status == 503 {
                 "The database did not answer in time (body {\"status\": \"unavailable\", \"backend\": …}), or --max-connections connections are open (an ErrorBody)"
+            } else if r.path == paths::PAIR_PATH && *status == 401 {
+                "SYNC_UNAUTHORIZED: unknown, malformed, used or expired pairing code (one message for all; counts as a failed authentication of the address)"
+            } else if r.path == paths::PAIR_PATH && *status == 429 {
+                "SYNC_RATE_LIMITED: too many failed authentications (keys or pairing codes) from this address; wait Retry-After seconds"
             } else {
                 what
             };
@@ -406,6 +421,8 @@ mod tests {
             "ErrorCode",
             "Hlc",
             "KeyIdentity",
+            "PairRequest",
+            "PairResponse",
         ] {
             assert!(schemas.contains_key(name), "{name}");
         }
@@ -460,6 +477,7 @@ mod tests {
             paths::RECONCILE_PATH,
             paths::EVENTS_PATH,
             paths::WHOAMI_PATH,
+            paths::PAIR_PATH,
             paths::HEALTH_PATH,
             READY_PATH,
             METRICS_PATH,

@@ -206,6 +206,9 @@ on_postgres!(
     id_limits_are_bytes_and_client_and_server_agree,
     edge_cases_have_the_documented_outcomes,
     whoami_answers_the_keys_identity_behind_the_gate,
+    a_pairing_code_redeems_once_for_a_key_that_works,
+    concurrent_redeems_of_one_code_give_exactly_one_key,
+    a_flood_of_bad_pairing_codes_is_rate_limited_like_bad_keys,
 );
 
 /// A flood of junk keys (auth_load.rs) with the server on PostgreSQL: each

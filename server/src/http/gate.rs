@@ -15,7 +15,7 @@ use tidesync::ErrorCode;
 
 use super::response::{ApiError, LogFields};
 use super::{retry_after_secs, AppState, ClientKey, BRANCH_HEADER, TERMINAL_HEADER};
-use crate::auth::{self, AuthFailure, Credential};
+use crate::auth::{self, AuthFailure, Credential, PairFailure};
 use crate::context::TerminalContext;
 use crate::decode::decode_json;
 use crate::error::ServiceError;
@@ -121,6 +121,58 @@ async fn authenticate(
     }
 }
 
+/// The credential step of `POST /v1/pair`, which presents a pairing code
+/// instead of a key: a failed redeem (malformed, unknown, used, expired
+/// code) is a failed authentication of its address, like a refused key,
+/// so codes cannot be guessed any faster than keys. A malformed code is
+/// refused without storage work; any other takes a token of its address
+/// first (none left: 429 without storage work), given back when the code
+/// redeems. Every refusal is 401 with one message; the reason is logged.
+pub(super) async fn redeem(
+    app: &Arc<AppState>,
+    code: String,
+    client: ClientKey,
+    log: &LogFields,
+) -> Result<(String, Credential), ApiError> {
+    let refused = |failure: PairFailure| {
+        app.stats.auth_failure(failure.as_str());
+        tracing::warn!(reason = failure.as_str(), "pairing code refused");
+        ApiError::new(
+            ServiceError::new(
+                ErrorCode::SyncUnauthorized,
+                "the pairing code is not valid (unknown, used or expired)",
+            ),
+            log,
+        )
+    };
+    if !auth::pairing_code_well_formed(&code) {
+        return Err(match app.auth_failures.admit(client) {
+            Ok(()) => refused(PairFailure::Malformed),
+            Err(wait) => too_many_failures(app, wait, log),
+        });
+    }
+    app.auth_failures
+        .admit(client)
+        .map_err(|wait| too_many_failures(app, wait, log))?;
+    app.stats.auth_lookups.fetch_add(1, Ordering::Relaxed);
+    let verdict = app
+        .blocking(move |app| auth::redeem_pairing_code(app.service.store(), &code, unix_now_ms()))
+        .await
+        .and_then(|r| r.map_err(ServiceError::from));
+    match verdict {
+        Ok(Ok(redeemed)) => {
+            app.auth_failures.refund(client);
+            Ok(redeemed)
+        }
+        Ok(Err(failure)) => Err(refused(failure)),
+        Err(e) => {
+            // Not the client's failure.
+            app.auth_failures.refund(client);
+            Err(ApiError::new(e, log))
+        }
+    }
+}
+
 /// The gate of every `/v1` request: credential, branch, rate limit.
 pub(super) async fn authorize(
     app: &Arc<AppState>,
@@ -206,7 +258,18 @@ pub(super) async fn read_json<T: DeserializeOwned>(
     body: Body,
     log: &LogFields,
 ) -> Result<T, ApiError> {
-    let limit = app.config.max_body_bytes;
+    read_json_within(app, headers, body, log, app.config.max_body_bytes).await
+}
+
+/// [`read_json`] with a body limit of `limit` bytes (a smaller one for
+/// the endpoint that needs no key).
+pub(super) async fn read_json_within<T: DeserializeOwned>(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    log: &LogFields,
+    limit: usize,
+) -> Result<T, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

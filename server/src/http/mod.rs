@@ -36,8 +36,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tidesync::{
-    AckResult, ChangesRequest, EntityKey, ErrorCode, KeyIdentity, PushRequest, ReconcileRequest,
-    SnapshotRequest,
+    AckResult, ChangesRequest, EntityKey, ErrorCode, KeyIdentity, PairRequest, PairResponse,
+    PushRequest, ReconcileRequest, SnapshotRequest,
 };
 use tokio::sync::Semaphore;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
@@ -45,7 +45,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 use self::conn::Peer;
 pub use self::events::Pokes;
-use self::gate::{authorize, authorize_credential, query_error, read_json};
+use self::gate::{authorize, authorize_credential, query_error, read_json, read_json_within};
 pub use self::keys::KeyMemory;
 pub use self::limits::{AuthFailureLimiter, ClientKey, InFlight, InFlightGuard, RateLimiter};
 use self::response::{json_refusals, observe, ok, ApiError};
@@ -232,6 +232,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route(http::RECONCILE_PATH, post(reconcile))
         .route(http::EVENTS_PATH, get(events::events))
         .route(http::WHOAMI_PATH, get(whoami))
+        .route(http::PAIR_PATH, post(pair))
         .route(http::HEALTH_PATH, get(health))
         .route(READY_PATH, get(ready))
         .route(METRICS_PATH, get(metrics))
@@ -506,6 +507,45 @@ async fn whoami(
         expires_at_ms: credential.expires_at_ms,
     };
     Ok(ok(identity, log))
+}
+
+/// The largest `POST /v1/pair` body: it needs no key, so anyone may send
+/// one, and a code is 64 characters.
+pub const PAIR_MAX_BODY_BYTES: usize = 1024;
+
+/// Redeems a one-time pairing code for a new API key of its terminal (no
+/// `Authorization`; the code is the credential). The new key does not
+/// expire (an ordinary key, valid until revoked; the code's expiry bounds
+/// the code only). A refused code is 401 with one message and counts as a
+/// failed authentication of the address (429 once over the limit); see
+/// `gate::redeem`. Never logs the code or the key, only the new key's id.
+async fn pair(
+    State(app): State<Arc<AppState>>,
+    Peer(client): Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut log = response::LogFields::default();
+    let limit = PAIR_MAX_BODY_BYTES.min(app.config.max_body_bytes);
+    let req: PairRequest = read_json_within(&app, &headers, body, &log, limit).await?;
+    let (api_key, credential) = gate::redeem(&app, req.code, client, &log).await?;
+    log.terminal = Some(credential.context.terminal.clone());
+    log.branch = Some(credential.context.branch.clone());
+    log.key_id = Some(credential.key_id.clone());
+    tracing::info!(
+        keyId = %credential.key_id,
+        terminalId = %credential.context.terminal,
+        branchId = %credential.context.branch,
+        "pairing code redeemed for a new key"
+    );
+    let identity = KeyIdentity {
+        tenant: credential.context.tenant,
+        branch: credential.context.branch,
+        terminal: credential.context.terminal,
+        key_id: credential.key_id,
+        expires_at_ms: credential.expires_at_ms,
+    };
+    Ok(ok(PairResponse { api_key, identity }, log))
 }
 
 /// Liveness: the process answers HTTP. No storage work, so it answers

@@ -173,6 +173,7 @@ fn route_name(path: &str) -> &'static str {
         "/v1/snapshot" => "snapshot",
         "/v1/reconcile" => "reconcile",
         "/v1/whoami" => "whoami",
+        "/v1/pair" => "pair",
         "/health" => "health",
         "/ready" => "ready",
         "/metrics" => "metrics",

@@ -6,8 +6,9 @@ use std::fmt;
 use tidesync::{Cursor, EntityKey};
 
 use super::{
-    AuditRow, Change, Credential, CredentialStore, EntitiesAt, MemoryServerStore, Partition,
-    PgStore, ServerStore, SqliteStore, SqliteSync, StorageError, StoreTx,
+    AuditRow, Change, Credential, CredentialStore, EntitiesAt, MakeCredential, MemoryServerStore,
+    PairFailure, PairingCode, Partition, PgStore, ServerStore, SqliteStore, SqliteSync,
+    StorageError, StoreTx,
 };
 use crate::context::TerminalContext;
 
@@ -156,5 +157,18 @@ impl CredentialStore for Backend {
 
     fn revoke_terminal(&self, ctx: &TerminalContext, at_ms: u64) -> Result<u64, StorageError> {
         self.0.revoke_terminal(ctx, at_ms)
+    }
+
+    fn put_pairing_code(&self, code: &PairingCode) -> Result<(), StorageError> {
+        self.0.put_pairing_code(code)
+    }
+
+    fn redeem_pairing_code(
+        &self,
+        code_hash: &str,
+        now_ms: u64,
+        make: &mut MakeCredential<'_>,
+    ) -> Result<Result<Credential, PairFailure>, StorageError> {
+        self.0.redeem_pairing_code(code_hash, now_ms, make)
     }
 }

@@ -14,8 +14,9 @@ use tidesync::{Cursor, EntityKey, OpId};
 
 use super::staged::{CommitFailures, CommittedReads, StagedTx};
 use super::{
-    AuditRow, Change, Credential, CredentialStore, EntitiesAt, LedgerEntry, Partition, ServerStore,
-    StorageBackend, StorageError, StoreTx, StoredEntity,
+    AuditRow, Change, Credential, CredentialStore, EntitiesAt, LedgerEntry, MakeCredential,
+    PairFailure, PairingCode, Partition, ServerStore, StorageBackend, StorageError, StoreTx,
+    StoredEntity,
 };
 use crate::context::TerminalContext;
 
@@ -57,6 +58,8 @@ pub struct MemoryServerStore {
     data: Mutex<MemoryData>,
     /// By key hash.
     credentials: Mutex<HashMap<String, Credential>>,
+    /// By code hash (locked before `credentials` when both are).
+    pairing_codes: Mutex<HashMap<String, PairingCode>>,
     fail_commits: CommitFailures,
 }
 
@@ -241,6 +244,43 @@ impl CredentialStore for MemoryServerStore {
             }
         }
         Ok(n)
+    }
+
+    fn put_pairing_code(&self, code: &PairingCode) -> Result<(), StorageError> {
+        let mut all = lock(&self.pairing_codes);
+        if all.contains_key(&code.code_hash) {
+            return Err(StorageError::Constraint("pairing code stored twice".into()));
+        }
+        all.insert(code.code_hash.clone(), code.clone());
+        Ok(())
+    }
+
+    fn redeem_pairing_code(
+        &self,
+        code_hash: &str,
+        now_ms: u64,
+        make: &mut MakeCredential<'_>,
+    ) -> Result<Result<Credential, PairFailure>, StorageError> {
+        // Both locks held throughout: the check, the mark and the new
+        // credential are one step.
+        let mut codes = lock(&self.pairing_codes);
+        let Some(code) = codes.get_mut(code_hash) else {
+            return Ok(Err(PairFailure::Unknown));
+        };
+        if code.redeemed_at_ms.is_some() {
+            return Ok(Err(PairFailure::Used));
+        }
+        if now_ms >= code.expires_at_ms {
+            return Ok(Err(PairFailure::Expired));
+        }
+        let credential = make(&code.context)?;
+        let mut credentials = lock(&self.credentials);
+        if credentials.contains_key(&credential.key_hash) {
+            return Err(StorageError::Constraint("credential stored twice".into()));
+        }
+        credentials.insert(credential.key_hash.clone(), credential.clone());
+        code.redeemed_at_ms = Some(now_ms);
+        Ok(Ok(credential))
     }
 }
 

@@ -41,6 +41,11 @@ pub const SQLITE: &[Migration] = &[
         name: "0002_ledger_by_branch.sql",
         sql: include_str!("../../../migrations/sqlite/0002_ledger_by_branch.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_pairing_codes.sql",
+        sql: include_str!("../../../migrations/sqlite/0003_pairing_codes.sql"),
+    },
 ];
 
 /// The PostgreSQL steps.
@@ -54,6 +59,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "0002_ledger_by_branch.sql",
         sql: include_str!("../../../migrations/postgres/0002_ledger_by_branch.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_pairing_codes.sql",
+        sql: include_str!("../../../migrations/postgres/0003_pairing_codes.sql"),
     },
 ];
 

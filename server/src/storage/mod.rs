@@ -67,7 +67,9 @@ use serde::{Deserialize, Serialize};
 use tidesync::{Cursor, EntityKey, EntityState, ErrorCode, Hlc, OpId};
 
 pub use self::backend::{Backend, ChangeListener, StorageBackend};
-pub use self::credentials::{Credential, CredentialStore};
+pub use self::credentials::{
+    Credential, CredentialStore, MakeCredential, PairFailure, PairingCode,
+};
 pub use self::memory::MemoryServerStore;
 pub use self::postgres::PgStore;
 pub use self::sqlite::{SqliteStore, SqliteSync};

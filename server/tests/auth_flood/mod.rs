@@ -133,6 +133,19 @@ impl<S: StorageBackend> CredentialStore for Counting<S> {
         self.other();
         self.inner.revoke_terminal(ctx, at_ms)
     }
+    fn put_pairing_code(&self, code: &auth::PairingCode) -> Result<(), StorageError> {
+        self.other();
+        self.inner.put_pairing_code(code)
+    }
+    fn redeem_pairing_code(
+        &self,
+        code_hash: &str,
+        now_ms: u64,
+        make: &mut tidesync_server::storage::MakeCredential<'_>,
+    ) -> Result<Result<Credential, auth::PairFailure>, StorageError> {
+        self.other();
+        self.inner.redeem_pairing_code(code_hash, now_ms, make)
+    }
 }
 
 impl<S: StorageBackend> StorageBackend for Counting<S> {
