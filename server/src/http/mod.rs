@@ -36,8 +36,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tidesync::{
-    AckResult, ChangesRequest, EntityKey, ErrorCode, KeyIdentity, PairRequest, PairResponse,
-    PushRequest, ReconcileRequest, SnapshotRequest,
+    AckResult, ChangesRequest, EntityKey, ErrorCode, PairRequest, PairResponse, PushRequest,
+    ReconcileRequest, SnapshotRequest,
 };
 use tokio::sync::Semaphore;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
@@ -499,14 +499,7 @@ async fn whoami(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (credential, log) = authorize_credential(&app, &headers, client).await?;
-    let identity = KeyIdentity {
-        tenant: credential.context.tenant,
-        branch: credential.context.branch,
-        terminal: credential.context.terminal,
-        key_id: credential.key_id,
-        expires_at_ms: credential.expires_at_ms,
-    };
-    Ok(ok(identity, log))
+    Ok(ok(credential.identity(), log))
 }
 
 /// The largest `POST /v1/pair` body: it needs no key, so anyone may send
@@ -538,13 +531,7 @@ async fn pair(
         branchId = %credential.context.branch,
         "pairing code redeemed for a new key"
     );
-    let identity = KeyIdentity {
-        tenant: credential.context.tenant,
-        branch: credential.context.branch,
-        terminal: credential.context.terminal,
-        key_id: credential.key_id,
-        expires_at_ms: credential.expires_at_ms,
-    };
+    let identity = credential.identity();
     Ok(ok(PairResponse { api_key, identity }, log))
 }
 

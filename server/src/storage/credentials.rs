@@ -24,6 +24,20 @@ pub struct Credential {
     pub revoked_at_ms: Option<u64>,
 }
 
+impl Credential {
+    /// What the key was issued for, as `GET /v1/whoami` and `POST /v1/pair`
+    /// answer it (never the key or its hash).
+    pub fn identity(&self) -> tidesync::protocol::KeyIdentity {
+        tidesync::protocol::KeyIdentity {
+            tenant: self.context.tenant.clone(),
+            branch: self.context.branch.clone(),
+            terminal: self.context.terminal.clone(),
+            key_id: self.key_id.clone(),
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
+}
+
 /// A stored pairing code (never the code itself): redeemed once
 /// (`POST /v1/pair`) for a new key of its terminal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
