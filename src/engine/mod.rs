@@ -351,6 +351,10 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         let mut st = self.state.lock().await;
         st.paused_until = 0;
         st.last_error = None;
+        // The pill stops showing the old key's error at once.
+        let ev = self.status_event(&mut st);
+        drop(st);
+        self.emit(ev.into_iter().collect());
     }
 
     /// When the engine next has something to do (ms), for the host's timer.

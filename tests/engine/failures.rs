@@ -174,3 +174,29 @@ fn no_server_while_online_is_an_error_not_offline_and_keeps_the_queue() {
     assert!(block_on(engine.outbox()).is_empty());
     assert_ne!(block_on(engine.status()).phase, Phase::Error);
 }
+
+#[test]
+fn new_credentials_clear_the_old_error_in_the_status_at_once() {
+    let w = World::new();
+    let net = w.net("t1");
+    let engine = w.open(MemoryStore::new(), net.clone(), "t1");
+    block_on(engine.sync_now()).unwrap();
+    net.then(Step::Fail(TransportError::Unauthorized {
+        code: ErrorCode::SyncUnauthorized,
+        message: "revoked".into(),
+    }));
+    let report = block_on(engine.sync_now()).unwrap();
+    assert_eq!(report.error, Some(ErrorCode::SyncUnauthorized));
+    let mut statuses = engine.subscribe(tidesync::status::Filter::All);
+    block_on(engine.credentials_changed());
+    // The pill hears it without waiting for the next commit or sync.
+    let mut heard = None;
+    while let Ok(ev) = statuses.try_recv() {
+        if let tidesync::Event::Status { status } = ev {
+            heard = Some(status);
+        }
+    }
+    let status = heard.expect("a status event at once");
+    assert_eq!(status.last_error, None, "{status:?}");
+    assert_ne!(status.phase, Phase::Error);
+}
