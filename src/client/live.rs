@@ -126,9 +126,18 @@ pub struct EventTooLong;
 
 /// A Server-Sent Events parser for the channel's three events. Unknown
 /// events, comments and fields other than `event` and `data` are skipped.
+/// A line ends at CRLF, LF or a lone CR, as the SSE format allows; a blank
+/// line ends an event.
 #[derive(Debug, Default)]
 pub struct SseParser {
-    buf: Vec<u8>,
+    /// The line being read.
+    line: Vec<u8>,
+    /// The complete lines of the event being read.
+    lines: Vec<Vec<u8>>,
+    /// Bytes held by `lines`.
+    held: usize,
+    /// The last byte was a CR: a LF right after it ends no other line.
+    after_cr: bool,
 }
 
 #[derive(Deserialize)]
@@ -142,45 +151,39 @@ impl SseParser {
     /// Takes the next bytes; returns the events they complete, or `Err`
     /// when an event grows over [`MAX_EVENT_BYTES`].
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ChannelEvent>, EventTooLong> {
-        self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some((end, skip)) = block_end(&self.buf) {
-            let block: Vec<u8> = self.buf.drain(..end + skip).take(end).collect();
-            if let Some(e) = parse_block(&block) {
-                out.push(e);
+        for &b in bytes {
+            let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
+            match b {
+                b'\n' if after_cr => {}
+                b'\r' | b'\n' => {
+                    let line = std::mem::take(&mut self.line);
+                    if line.is_empty() {
+                        if let Some(e) = parse_block(&self.lines) {
+                            out.push(e);
+                        }
+                        self.lines.clear();
+                        self.held = 0;
+                    } else {
+                        self.held += line.len();
+                        self.lines.push(line);
+                    }
+                }
+                _ => self.line.push(b),
             }
-        }
-        if self.buf.len() > MAX_EVENT_BYTES {
-            return Err(EventTooLong);
+            if self.held + self.line.len() > MAX_EVENT_BYTES {
+                return Err(EventTooLong);
+            }
         }
         Ok(out)
     }
 }
 
-/// Where the first event of `buf` ends (a blank line) and how long the
-/// blank line's terminator is.
-fn block_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            if buf.get(i + 1) == Some(&b'\n') {
-                return Some((i, 2));
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                return Some((i, 3));
-            }
-        }
-        i += 1;
-    }
-    None
-}
-
-fn parse_block(block: &[u8]) -> Option<ChannelEvent> {
-    let text = std::str::from_utf8(block).ok()?;
+fn parse_block(lines: &[Vec<u8>]) -> Option<ChannelEvent> {
     let mut event = "message";
     let mut data = String::new();
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    for line in lines {
+        let line = std::str::from_utf8(line).ok()?;
         if line.starts_with(':') {
             continue;
         }
@@ -404,9 +407,39 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_cr_ends_a_line_and_a_crlf_split_between_chunks_is_one_ending() {
+        let wire =
+            b"event: ready\rdata: {\"cursor\":3}\r\revent: poke\r\ndata: {\"cursor\":4}\r\n\r\n\
+                     : note\revent: poke\ndata: {\"cursor\":5}\n\r";
+        let want = vec![
+            ChannelEvent::Ready {
+                cursor: 3,
+                heartbeat_ms: 15_000,
+            },
+            ChannelEvent::Poke { cursor: 4 },
+            ChannelEvent::Poke { cursor: 5 },
+        ];
+        for split in 0..wire.len() {
+            let mut p = SseParser::default();
+            let mut got = p.push(&wire[..split]).unwrap();
+            got.extend(p.push(&wire[split..]).unwrap());
+            assert_eq!(got, want, "split at {split}");
+        }
+        // One byte at a time.
+        let mut p = SseParser::default();
+        let got: Vec<ChannelEvent> = wire.iter().flat_map(|b| p.push(&[*b]).unwrap()).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn an_endless_event_breaks_the_stream() {
         let mut p = SseParser::default();
         assert!(p.push(&vec![b'x'; MAX_EVENT_BYTES + 1]).is_err());
+        // Many short lines of one event count too.
+        let mut p = SseParser::default();
+        let line: &[u8] = b"data: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n";
+        let many: Vec<u8> = line.repeat(2 * MAX_EVENT_BYTES / line.len());
+        assert!(p.push(&many).is_err());
     }
 
     #[test]
