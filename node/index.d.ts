@@ -33,7 +33,8 @@ export interface NodeOpenOptions {
    *  close and open again with the new one. */
   apiKey?: string;
   /** A one-time pairing code instead of `apiKey`, as in the browser
-   *  package: redeemed once at the server for the key, which the store keeps. */
+   *  package: redeemed once at the server for the key, which the store keeps
+   *  (BAD_ARGUMENT with `apiKey`, `rememberKey: false` or a plaintext store). */
   pairingCode?: string;
   /** Keep `apiKey` in the store (default true; only an encrypted store
    *  keeps it). `false` also removes a key kept before. */
@@ -116,9 +117,9 @@ export declare class TideSync {
   isLeader(): boolean;
   /** Node only: tells the engine whether the host is online (e.g. Electron's `net.isOnline()`). */
   setOnline(online: boolean): Promise<void>;
-  /** Stops the sync and closes the database. */
   /** The terminal and branch the store belongs to, and whether it keeps the key. */
   identity(): Identity;
+  /** Stops the sync and closes the database. */
   close(): void;
   /** Destroys the local database and its wrapped key: everything not yet synced is lost. */
   wipe(): Promise<void>;

@@ -8,7 +8,7 @@
 # tidesync-server (profile `server`); creates and migrates ./data/tidesync.db,
 # loads a demo hotel branch (tenant `demo`, branch `hotel-1`: 30 rooms with
 # housekeeping statuses and a read-only catalog), issues a fresh API key for
-# the front desk's curl example (its previous one is revoked), starts the sync
+# the curl example (terminal demo-curl; its previous one is revoked), starts the sync
 # server on an internal port and serves the app from www/server.mjs, which
 # proxies the sync API (/v1/*, /health) to it from the same origin. Prints the
 # URL and a pairing link per terminal: the link holds a one-time pairing code
@@ -47,7 +47,9 @@ key_for() {
   "$BIN" revoke-key --tenant demo --branch hotel-1 --terminal "$1" >/dev/null
   "$BIN" issue-key --tenant demo --branch hotel-1 --terminal "$1" --quiet
 }
-FRONT="$(key_for front-desk)"
+# A key for the curl example below, of its own terminal: revoking it at the
+# next start leaves the keys that devices got by pairing alone.
+FRONT="$(key_for demo-curl)"
 code_for() { # a one-time pairing code: the link holds no key
   "$BIN" issue-pairing-code --tenant demo --branch hotel-1 --terminal "$1" --quiet
 }
@@ -73,7 +75,7 @@ housekeeping app on $URL/www/app/  (sync server $TIDESYNC_LISTEN, database $TIDE
   front-desk:             $(link front-desk Front)
 
   (each link pairs one device, once, within 24 h; keys and codes are stored only as hashes.
-   The sync API is on the same origin, e.g. with the front desk's key:
+   The sync API is on the same origin, e.g. with the demo-curl terminal's key:
    curl -s -H "Authorization: Bearer $FRONT" -H "x-tidesync-branch: hotel-1" "$URL/v1/snapshot?limit=5")
 
 INFO

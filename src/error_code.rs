@@ -117,7 +117,7 @@ error_codes! {
     StoreWrongKey = "STORE_WRONG_KEY", Client;
     /// An encrypted store opened without a key, or with another kind of key.
     StoreKeyMismatch = "STORE_KEY_MISMATCH", Client;
-    /// The database, or the API key, belongs to another terminal or branch than the one asked for; nothing was opened or changed.
+    /// The database, or the API key, belongs to another terminal or branch (or tenant) than the one asked for; nothing was queued or stored.
     TerminalMismatch = "TERMINAL_MISMATCH", Client;
     /// The database does not know its terminal yet: open it once with the terminal's API key (pairing) or with its terminal and branch ids.
     NotPaired = "NOT_PAIRED", Client;

@@ -14,13 +14,25 @@ use tidesync::{
 };
 
 /// A sync server reached over HTTP with one terminal's key.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpTransport {
     base: String,
     key: String,
     branch: String,
     terminal: Option<String>,
     client: reqwest::Client,
+}
+
+/// Never the key.
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTransport")
+            .field("base", &self.base)
+            .field("key", &"<secret>")
+            .field("branch", &self.branch)
+            .field("terminal", &self.terminal)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpTransport {

@@ -2,8 +2,8 @@
 // mutation is applied exactly once; kill -9 in the middle of a flush loses
 // nothing and doubles nothing. Real processes, real SQLCipher files, the
 // reference server over loopback HTTP. A key of another terminal is refused
-// at open (the server says whose it is), or at first contact when the server
-// was away at open.
+// at open (the server says whose it is), at the first open the server
+// answers when it was away.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -130,7 +130,7 @@ test('a server that is down then back: the queue drains on its own once it answe
   }
 });
 
-test('a key issued for another terminal is TERMINAL_MISMATCH at open; opened while the server was away, it is SYNC_FORBIDDEN at first contact and nothing dead-letters', async () => {
+test('a key issued for another terminal is TERMINAL_MISMATCH at open, also one kept while the server was away; the queue is kept for the right key', async () => {
   const dir = tempDir('terminal');
   const server = await referenceServer(dir);
   try {
@@ -161,21 +161,21 @@ test('a key issued for another terminal is TERMINAL_MISMATCH at open; opened whi
       (e) => e.code === 'SYNC_UNAUTHORIZED' && /pairing/.test(e.message), 'a code works once');
 
     // With the server away at open the key cannot be checked: the store
-    // opens as desk-5 and keeps it; the first request then says whose it is.
+    // opens as desk-5 and keeps it, unchecked. Once the server answers, the
+    // next open asks again and refuses it; the queue is kept, and the right
+    // key flushes it.
     const away = await TideSync.open(options(file, await deadUrl(), 'desk-5', apiKey));
     await away.create('rooms', { floor: 1, state: 'dirty', step: 0 }, 'room-0001');
     away.close();
-    const db = await TideSync.open({ ...options(file, server, 'desk-5', undefined) });
-    const report = await db.syncNow();
-    assert.equal(report.error, 'SYNC_FORBIDDEN');
-    const s = await db.status();
-    assert.equal(s.phase, 'error');
-    assert.equal(s.last_error[0], 'SYNC_FORBIDDEN');
-    assert.match(s.last_error[1], /issued for terminal "desk-4", not "desk-5"/);
-    assert.equal(s.pending, 1);
+    await assert.rejects(TideSync.open({ ...options(file, server, 'desk-5', undefined) }),
+      (e) => e.code === 'TERMINAL_MISMATCH' && /desk-4/.test(e.message), 'the kept key is checked once the server answers');
+    assert.equal((await serverView(server, dir, 'rooms')).has('room-0001'), false, 'nothing applied under the wrong key');
+    const db = await TideSync.open({ ...options(file, server, 'desk-5', server.issue('desk-5')) });
+    assert.equal((await db.outbox()).length, 1, 'the queue was kept');
     assert.equal((await db.deadLetters()).length, 0);
+    await syncUntilIdle(db);
     db.close();
-    assert.equal((await serverView(server, dir, 'rooms')).has('room-0001'), false, 'nothing of desk-5 applied');
+    assert.equal((await serverView(server, dir, 'rooms')).get('room-0001')?.fields.state, 'dirty', 'applied with the right key');
   } finally {
     await server.stop();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -102,7 +102,7 @@ fn mismatch(
         ErrorCode::TerminalMismatch,
         format!(
             "{what} terminal {:?} of branch {:?}, not terminal {:?} of branch {:?}; \
-             nothing was opened or changed",
+             nothing was queued or stored",
             have.terminal_id, have.branch_id, asked_terminal, asked_branch
         ),
     )
@@ -159,6 +159,9 @@ where
     } = asked;
     let api_key = api_key.filter(|k| !k.is_empty());
     let pairing_code = pairing_code.filter(|c| !c.is_empty());
+    // An empty id is no id (it would become a permanent owner `""`).
+    let terminal_id = terminal_id.filter(|t| !t.is_empty());
+    let branch_id = branch_id.filter(|b| !b.is_empty());
     if pairing_code.is_some() {
         if api_key.is_some() {
             return Err(ClientError::bad_argument(
@@ -221,7 +224,11 @@ where
     let key = api_key.clone().or_else(|| stored_key.map(str::to_string));
     let mut refused = false;
     let must_ask = known.is_none();
-    if identity.is_none() && (new_key.is_some() || must_ask) {
+    // A stored key the server never confirmed (kept while it was away) is
+    // asked about again whenever the server can answer.
+    let stored_unchecked =
+        new_key.is_none() && stored.as_ref().is_some_and(|c| c.identity.is_none());
+    if identity.is_none() && (new_key.is_some() || must_ask || stored_unchecked) {
         match &key {
             None => {
                 return Err(ClientError::new(
@@ -247,6 +254,22 @@ where
                 // request checks the key.
                 Err(_) => {}
             },
+        }
+    }
+    // The tenant: the server partitions by (tenant, branch), so a key of
+    // another tenant with the same branch and terminal names is another
+    // terminal too.
+    if let (Some(id), Some(before)) = (&identity, stored.as_ref().and_then(|c| c.identity.as_ref()))
+    {
+        if id.tenant != before.tenant {
+            return Err(ClientError::new(
+                ErrorCode::TerminalMismatch,
+                format!(
+                    "the API key belongs to tenant {:?}, this database to tenant {:?}; \
+                     nothing was changed",
+                    id.tenant, before.tenant
+                ),
+            ));
         }
     }
     let settled_owner = match (known, &identity) {
@@ -286,6 +309,17 @@ where
         store
             .commit(WriteBatch {
                 ops: vec![WriteOp::PutCredential(None)],
+            })
+            .await?;
+    } else if let (true, true, Some(c), Some(id)) = (keep, stored_unchecked, &stored, &identity) {
+        // Now confirmed: kept with what the server said.
+        store
+            .commit(WriteBatch {
+                ops: vec![WriteOp::PutCredential(Some(StoredCredential {
+                    api_key: c.api_key.clone(),
+                    identity: Some(id.clone()),
+                    stored_at_ms: c.stored_at_ms,
+                }))],
             })
             .await?;
     } else if let (true, Some(k), false) = (keep, new_key, refused) {
@@ -373,10 +407,9 @@ mod tests {
             a,
             Server {
                 whoami: |_key| async move {
-                    Err::<KeyIdentity, _>(TransportError::Server {
-                        status: 500,
-                        message: "a redeemed code needs no whoami".into(),
-                    })
+                    panic!("a redeemed code needs no whoami");
+                    #[allow(unreachable_code)]
+                    Err::<KeyIdentity, TransportError>(TransportError::Timeout)
                 },
                 pair: |code: String| async move {
                     assert_eq!(code, "tsp_code");
@@ -393,6 +426,123 @@ mod tests {
             pairing_code: Some("tsp_code".into()),
             remember_key: true,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_tenant_with_the_same_names_is_refused() {
+        let store = MemoryStore::new();
+        let asks = Cell::new(0);
+        run(
+            &store,
+            asked(None, None, Some("k1")),
+            Ok(id("tab-1", "hotel-1")),
+            &asks,
+        )
+        .unwrap();
+        owned(&store, "tab-1", "hotel-1");
+        let mut elsewhere = id("tab-1", "hotel-1");
+        elsewhere.tenant = "someone-else".into();
+        let e = run(&store, asked(None, None, Some("k2")), Ok(elsewhere), &asks).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TerminalMismatch, "{e}");
+        assert!(e.message.contains("someone-else"), "{e}");
+        let kept = crate::__private::block_on(store.load_credential())
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.api_key, "k1", "the store's key stands");
+    }
+
+    #[test]
+    fn a_key_kept_unchecked_is_checked_when_the_server_answers() {
+        let store = MemoryStore::new();
+        let asks = Cell::new(0);
+        let both = asked(Some("tab-1"), Some("hotel-1"), Some("k-of-tab-2"));
+        run(&store, both, Err(offline()), &asks).unwrap();
+        owned(&store, "tab-1", "hotel-1");
+        // Offline again: nothing to ask, it opens.
+        run(&store, asked(None, None, None), Err(offline()), &asks).unwrap();
+        assert_eq!(asks.get(), 2, "asked each time, while unchecked");
+        // The server answers: the key is another terminal's.
+        let e = run(
+            &store,
+            asked(None, None, None),
+            Ok(id("tab-2", "hotel-1")),
+            &asks,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::TerminalMismatch, "{e}");
+        // A right key, confirmed: kept with its identity, not asked again.
+        let fresh = MemoryStore::new();
+        run(
+            &fresh,
+            asked(Some("tab-1"), Some("hotel-1"), Some("k1")),
+            Err(offline()),
+            &asks,
+        )
+        .unwrap();
+        let n = asks.get();
+        run(
+            &fresh,
+            asked(None, None, None),
+            Ok(id("tab-1", "hotel-1")),
+            &asks,
+        )
+        .unwrap();
+        let c = crate::__private::block_on(fresh.load_credential())
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.identity, Some(id("tab-1", "hotel-1")));
+        run(&fresh, asked(None, None, None), Err(offline()), &asks).unwrap();
+        assert_eq!(
+            asks.get(),
+            n + 1,
+            "a confirmed key is not asked about again"
+        );
+    }
+
+    #[test]
+    fn empty_ids_are_no_ids() {
+        let store = MemoryStore::new();
+        let asks = Cell::new(0);
+        let e = run(
+            &store,
+            asked(Some(""), Some(""), None),
+            Err(offline()),
+            &asks,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotPaired);
+    }
+
+    #[test]
+    fn no_secret_in_debug_output() {
+        let mut a = asked(Some("t"), Some("b"), Some("the-key"));
+        a.pairing_code = Some("the-code".into());
+        let s = format!(
+            "{a:?} {:?}",
+            Settled {
+                terminal_id: "t".into(),
+                branch_id: "b".into(),
+                api_key: Some("the-key".into()),
+                identity: None,
+                key_stored: true,
+            }
+        );
+        let r = format!(
+            "{:?} {:?}",
+            crate::protocol::PairRequest {
+                code: "the-code".into()
+            },
+            PairResponse {
+                api_key: "the-key".into(),
+                identity: id("t", "b")
+            }
+        );
+        for text in [s, r] {
+            assert!(
+                !text.contains("the-key") && !text.contains("the-code"),
+                "{text}"
+            );
         }
     }
 
@@ -632,13 +782,14 @@ mod tests {
         // Offline: kept unchecked (the first request checks it).
         let s = run(&store, both(), Err(offline()), &asks).unwrap();
         assert!(s.key_stored && s.identity.is_none());
-        // The same key again is not asked about; a new one is.
+        // The same key again, still unchecked, is asked about again; so is
+        // a new one.
         run(&store, both(), Err(offline()), &asks).unwrap();
-        assert_eq!(asks.get(), 2);
+        assert_eq!(asks.get(), 3);
         let mut rotated = both();
         rotated.api_key = Some("k2".into());
         let s = run(&store, rotated, Ok(id("tab-1", "hotel-1")), &asks).unwrap();
-        assert_eq!(asks.get(), 3);
+        assert_eq!(asks.get(), 4);
         assert_eq!(s.identity, Some(id("tab-1", "hotel-1")));
         let c = crate::__private::block_on(store.load_credential())
             .unwrap()

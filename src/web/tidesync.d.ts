@@ -47,11 +47,13 @@ export interface OpenOptions {
    *  of `apiKey`: the first open redeems it at the server for the terminal's
    *  key (`POST /v1/pair`), and the database keeps that key, so a pairing
    *  link can carry the code and no key (a link stays in the browser's
-   *  history). A used or expired code is SYNC_UNAUTHORIZED at open; the
-   *  database must be encrypted. */
+   *  history). A used or expired code is SYNC_UNAUTHORIZED at open. With
+   *  `apiKey` too, with `rememberKey: false` or on a plaintext database it
+   *  is BAD_ARGUMENT, before the code is spent. */
   pairingCode?: string;
   /** Keep `apiKey` in the database (default true; only an encrypted one
-   *  ever keeps it). `false` also removes a key kept before. */
+   *  ever keeps it). `false` also removes a key kept before (this open still
+   *  syncs with it until closed). */
   rememberKey?: boolean;
   /**
    * Gives the current API key (or a promise of it; null or undefined: none

@@ -237,7 +237,10 @@ impl FetchTransport {
                     if !navigator::online() {
                         return Err(TransportError::Unreachable(detail));
                     }
-                    if !retried_network {
+                    // A pairing code works once: if the first POST got
+                    // through and only its answer was lost, a retry would
+                    // only hear "used".
+                    if !retried_network && path_and_query != http::PAIR_PATH {
                         retried_network = true;
                         gloo_timers::future::TimeoutFuture::new(RETRY_MS).await;
                         continue;

@@ -61,6 +61,20 @@ pub const READY_PATH: &str = "/ready";
 /// Prometheus metrics.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// Every path the router serves (the metrics labels are checked against it).
+pub const ROUTER_PATHS: &[&str] = &[
+    http::PUSH_PATH,
+    http::CHANGES_PATH,
+    http::SNAPSHOT_PATH,
+    http::RECONCILE_PATH,
+    http::EVENTS_PATH,
+    http::WHOAMI_PATH,
+    http::PAIR_PATH,
+    http::HEALTH_PATH,
+    READY_PATH,
+    METRICS_PATH,
+];
+
 /// How long `/ready` waits for storage (a free worker included).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -532,7 +546,13 @@ async fn pair(
         "pairing code redeemed for a new key"
     );
     let identity = credential.identity();
-    Ok(ok(PairResponse { api_key, identity }, log))
+    let mut resp = ok(PairResponse { api_key, identity }, log);
+    // It carries a key: no cache or proxy keeps it.
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
 }
 
 /// Liveness: the process answers HTTP. No storage work, so it answers

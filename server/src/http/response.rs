@@ -166,20 +166,26 @@ pub(super) fn ok<T: serde::Serialize>(value: T, log: LogFields) -> Response {
     resp
 }
 
+/// The metrics label of a route: every path the router serves has its own
+/// (the router's own constants, so that a new route cannot fall into
+/// `other`, as the live channel once did).
 fn route_name(path: &str) -> &'static str {
+    use tidesync::transport::http as p;
     match path {
-        "/v1/mutations" => "mutations",
-        "/v1/changes" => "changes",
-        "/v1/snapshot" => "snapshot",
-        "/v1/reconcile" => "reconcile",
-        "/v1/whoami" => "whoami",
-        "/v1/pair" => "pair",
-        "/health" => "health",
-        "/ready" => "ready",
-        "/metrics" => "metrics",
+        p::PUSH_PATH => "mutations",
+        p::CHANGES_PATH => "changes",
+        p::SNAPSHOT_PATH => "snapshot",
+        p::RECONCILE_PATH => "reconcile",
+        p::EVENTS_PATH => "events",
+        p::WHOAMI_PATH => "whoami",
+        p::PAIR_PATH => "pair",
+        p::HEALTH_PATH => "health",
+        super::READY_PATH => "ready",
+        super::METRICS_PATH => "metrics",
         _ => "other",
     }
 }
+
 
 pub(super) async fn observe(
     State(app): State<Arc<AppState>>,
@@ -224,4 +230,18 @@ pub(super) async fn observe(
         _ => line!(info),
     }
     resp
+}
+
+#[cfg(test)]
+mod route_tests {
+    #[test]
+    fn every_route_of_the_router_has_its_own_metrics_label() {
+        let mut seen = std::collections::BTreeSet::new();
+        for path in super::super::ROUTER_PATHS {
+            let name = super::route_name(path);
+            assert_ne!(name, "other", "{path} is counted as other");
+            assert!(seen.insert(name), "{path}: label {name} used twice");
+        }
+        assert_eq!(super::route_name("/nope"), "other");
+    }
 }

@@ -74,6 +74,11 @@ pub async fn a_pairing_code_redeems_once_for_a_key_that_works(backend: Backend) 
     let resp = post_pair(&s, &json!({ "code": code })).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    assert_eq!(
+        resp.headers()[header::CACHE_CONTROL],
+        "no-store",
+        "it carries a key"
+    );
     let text = resp.text().await.unwrap();
     assert!(
         !text.contains(&code[21..]) && !text.contains(&hash_key(&code)),

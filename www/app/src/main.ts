@@ -447,21 +447,30 @@ async function start(): Promise<void> {
   } catch (e) {
     $('pair-error').textContent = `Pairing failed: ${(e as Error).message}`;
   }
-  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
   await init({ module_or_path: new URL('../dist/tidesync_bg.wasm', import.meta.url) });
+  const open = (withLink: PairingLink | null) => TideSync.open({
+    dbName: DB_NAME, key: { webCrypto: true }, serverUrl: '',
+    ...(withLink?.code ? { pairingCode: withLink.code } : {}),
+    ...(withLink?.apiKey ? { apiKey: withLink.apiKey } : {}),
+    ...(withLink?.terminal ? { terminalId: withLink.terminal } : {}),
+    ...(withLink?.branch ? { branchId: withLink.branch } : {}),
+    policies: { rooms: 'merge-three-way', telemetry: 'append-only' },
+    pullIntervalMs: Number(params.get('pull') ?? 5000),
+  });
   try {
     // With a link: pairing (the code is redeemed for the key, which says
     // which terminal this is; the store keeps the key). Without: the store
     // knows its terminal and key.
-    db = await TideSync.open({
-      dbName: DB_NAME, key: { webCrypto: true }, serverUrl: '',
-      ...(link?.code ? { pairingCode: link.code } : {}),
-      ...(link?.apiKey ? { apiKey: link.apiKey } : {}),
-      ...(link?.terminal ? { terminalId: link.terminal } : {}),
-      ...(link?.branch ? { branchId: link.branch } : {}),
-      policies: { rooms: 'merge-three-way', telemetry: 'append-only' },
-      pullIntervalMs: Number(params.get('pull') ?? 5000),
-    });
+    try {
+      db = await open(link);
+    } catch (e) {
+      // This device's own spent link (from the history, say): a paired
+      // device opens as it is.
+      if (!(link?.code && (e as TideSyncError).code === 'SYNC_UNAUTHORIZED')) throw e;
+      try { db = await open(null); } catch { throw e; }
+    }
+    // Only now: a pairing that failed offline keeps its link for a retry.
+    if (location.hash) history.replaceState(null, '', location.pathname + location.search);
   } catch (e) {
     const err = e as TideSyncError;
     $('pairing').hidden = false;
