@@ -186,7 +186,6 @@ fn route_name(path: &str) -> &'static str {
     }
 }
 
-
 pub(super) async fn observe(
     State(app): State<Arc<AppState>>,
     req: Request,
