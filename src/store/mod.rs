@@ -10,8 +10,10 @@
 //! it likes (one row per record, packed pages, ...).
 
 pub mod conformance;
+mod credential;
 mod memory;
 
+pub use credential::StoredCredential;
 pub use memory::{FailingStore, MemoryStore};
 
 use crate::error_code::ErrorCode;
@@ -377,41 +379,6 @@ pub struct StoreOwner {
     pub branch_id: String,
 }
 
-/// The terminal's API key, kept in the store as one more record, sealed
-/// like every other one (an encrypted store only: a binding never keeps it
-/// in a plaintext store). An app that was paired once opens the store
-/// without holding the key itself. Engines never write it; the client layer
-/// ([`crate::client::settle`]) does, at open. `Debug` does not show the key,
-/// and it is wiped from memory on drop.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredCredential {
-    /// The API key (a secret).
-    pub api_key: String,
-    /// What the server said the key was issued for (`GET /v1/whoami`),
-    /// when it was asked.
-    #[serde(default)]
-    pub identity: Option<crate::protocol::KeyIdentity>,
-    /// When it was stored (ms since the epoch).
-    pub stored_at_ms: u64,
-}
-
-impl std::fmt::Debug for StoredCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredCredential")
-            .field("api_key", &"<secret>")
-            .field("identity", &self.identity)
-            .field("stored_at_ms", &self.stored_at_ms)
-            .finish()
-    }
-}
-
-impl Drop for StoredCredential {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.api_key.zeroize();
-    }
-}
-
 /// One write of a [`WriteBatch`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteOp {
@@ -619,86 +586,4 @@ pub trait Store: SendOutsideWasm + SyncOutsideWasm {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::OpId;
-
-    fn state(version: u64) -> EntityState {
-        EntityState {
-            collection: "rooms".into(),
-            id: "r1".into(),
-            version,
-            fields: serde_json::json!({"status": "dirty-and-unique"})
-                .as_object()
-                .cloned()
-                .unwrap(),
-            deleted: false,
-            updated_at: Hlc {
-                wall_ms: 9,
-                counter: 1,
-                node: 2,
-            },
-            last_op: Some(OpId::from_parts(1, 2)),
-        }
-    }
-
-    fn settled() -> EntityRecord {
-        let s = state(3);
-        EntityRecord {
-            key: s.key(),
-            view: Some(EntityRecord::settled_view(&s.key(), &s)),
-            chain_base: None,
-            server: Some(s),
-        }
-    }
-
-    #[test]
-    fn a_settled_record_stores_its_fields_once() {
-        let r = settled();
-        let text = serde_json::to_string(&r).unwrap();
-        assert_eq!(text.matches("dirty-and-unique").count(), 1, "{text}");
-        assert!(text.contains(r#""settled":true"#), "{text}");
-        assert_eq!(serde_json::from_str::<EntityRecord>(&text).unwrap(), r);
-    }
-
-    #[test]
-    fn a_pending_or_different_view_is_stored_whole() {
-        let mut pending = settled();
-        pending.chain_base = Some(ChainBase::State(state(3)));
-        pending.view.as_mut().unwrap().pending = 1;
-        let mut changed = settled();
-        changed
-            .view
-            .as_mut()
-            .unwrap()
-            .fields
-            .insert("x".into(), 1.into());
-        let mut behind = settled();
-        behind.view.as_mut().unwrap().server_version = 2;
-        for r in [pending, changed, behind] {
-            let text = serde_json::to_string(&r).unwrap();
-            assert!(!text.contains("settled"), "{text}");
-            assert_eq!(serde_json::from_str::<EntityRecord>(&text).unwrap(), r);
-        }
-    }
-
-    #[test]
-    fn a_record_in_the_older_form_reads_as_it_was() {
-        let r = settled();
-        let old = serde_json::json!({
-            "key": r.key,
-            "server": r.server,
-            "chain_base": null,
-            "view": r.view,
-        });
-        assert_eq!(serde_json::from_value::<EntityRecord>(old).unwrap(), r);
-        let no_view =
-            serde_json::json!({"key": r.key, "server": r.server, "chain_base": null, "view": null});
-        let read: EntityRecord = serde_json::from_value(no_view).unwrap();
-        assert_eq!(read.view, None);
-        // Settled needs the server state it derives the view from.
-        let broken =
-            serde_json::json!({"key": r.key, "server": null, "chain_base": null, "settled": true});
-        assert!(serde_json::from_value::<EntityRecord>(broken).is_err());
-    }
-}
+mod tests;
