@@ -32,7 +32,6 @@ use tidesync::error_code::ErrorCode;
 use tidesync::migrate::FieldMigration;
 use tidesync::protocol::OpId;
 use tidesync::status::Filter;
-use tidesync::transport::Transport as _;
 use tidesync::ConflictPolicy;
 use tidesync_http_client::HttpTransport;
 use tidesync_sqlcipher::{KeySource, SqlCipherStore};
@@ -260,8 +259,7 @@ impl NativeClient {
         .map_err(|e| js_error(ClientError::internal(e)))?
         .map_err(js_error)?;
         // The terminal and branch: the store's, else the key's (pairing).
-        let (whoami_url, pair_url) = (o.server_url.clone(), o.server_url.clone());
-        let settled = client::settle(
+        let settled = client::settle_with(
             &store,
             client::Asked {
                 terminal_id: o.terminal_id,
@@ -270,16 +268,7 @@ impl NativeClient {
                 pairing_code: o.pairing_code,
                 remember_key: o.remember_key.unwrap_or(true),
             },
-            client::Server {
-                whoami: |key: String| async move {
-                    HttpTransport::new(&whoami_url, &key, "").whoami().await
-                },
-                pair: |code: String| async move {
-                    HttpTransport::new(&pair_url, "", "")
-                        .pair(tidesync::protocol::PairRequest { code })
-                        .await
-                },
-            },
+            |key| HttpTransport::new(&o.server_url, key, ""),
             env.now_ms(),
         )
         .await

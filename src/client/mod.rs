@@ -8,7 +8,7 @@ pub mod live;
 pub mod pairing;
 pub mod scheduler;
 
-pub use pairing::{settle, Asked, Server, Settled};
+pub use pairing::{settle, settle_with, Asked, Server, Settled};
 
 use crate::engine::{Engine, EngineError, Resolution};
 use crate::env::Environment;

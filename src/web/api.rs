@@ -20,7 +20,6 @@ use crate::engine::Resolution;
 use crate::policy::ConflictPolicy;
 use crate::protocol::{EntityKey, Fields, OpId};
 use crate::status::Filter;
-use crate::transport::Transport as _;
 use crate::Environment;
 use js_sys::{Function, Reflect, Uint8Array};
 use serde::Deserialize;
@@ -207,8 +206,7 @@ impl TideSync {
         .into_config(client_id)?;
         let store = IdbStore::open(&o.db_name, key).await?;
         // The terminal and branch: the store's, else the key's (pairing).
-        let (whoami_url, pair_url) = (o.server_url.clone(), o.server_url.clone());
-        let settled = crate::client::settle(
+        let settled = crate::client::settle_with(
             &store,
             crate::client::Asked {
                 terminal_id: o.terminal_id,
@@ -217,19 +215,8 @@ impl TideSync {
                 pairing_code: o.pairing_code,
                 remember_key: o.remember_key.unwrap_or(true),
             },
-            crate::client::Server {
-                whoami: |key: String| async move {
-                    FetchTransport::new(&whoami_url, Some(&key), None, "")
-                        .whoami()
-                        .await
-                },
-                pair: |code: String| async move {
-                    // No key (an empty one sends no Authorization).
-                    FetchTransport::new(&pair_url, Some(""), None, "")
-                        .pair(crate::protocol::PairRequest { code })
-                        .await
-                },
-            },
+            // An empty key sends no Authorization (`POST /v1/pair`).
+            |key| FetchTransport::new(&o.server_url, Some(key), None, ""),
             env.now_ms(),
         )
         .await?;

@@ -15,9 +15,9 @@
 
 use super::ClientError;
 use crate::error_code::ErrorCode;
-use crate::protocol::{KeyIdentity, PairResponse};
+use crate::protocol::{KeyIdentity, PairRequest, PairResponse};
 use crate::store::{Store, StoreOwner, StoredCredential, WriteBatch, WriteOp};
-use crate::transport::TransportError;
+use crate::transport::{Transport, TransportError};
 use std::future::Future;
 
 /// How [`settle`] reaches the server: `whoami(key)` asks what a key was
@@ -341,6 +341,34 @@ where
         identity,
         key_stored,
     })
+}
+
+/// [`settle`] over transports the binding makes: `transport_for(key)` is a
+/// transport to the server presenting `key` (`""`: none) and no branch or
+/// terminal, as `whoami` and `pair` need. Both bindings open through it.
+pub async fn settle_with<S, T, M>(
+    store: &S,
+    asked: Asked,
+    transport_for: M,
+    now_ms: u64,
+) -> Result<Settled, ClientError>
+where
+    S: Store,
+    T: Transport,
+    M: Fn(&str) -> T,
+{
+    let make = &transport_for;
+    let server = Server {
+        whoami: move |key: String| {
+            let t = make(&key);
+            async move { t.whoami().await }
+        },
+        pair: move |code: String| {
+            let t = make("");
+            async move { t.pair(PairRequest { code }).await }
+        },
+    };
+    settle(store, asked, server, now_ms).await
 }
 
 #[cfg(test)]
