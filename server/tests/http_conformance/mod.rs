@@ -35,6 +35,21 @@ pub use query::*;
 pub use refusals::*;
 pub use whoami::*;
 
+/// Asserts that the server's `/metrics` text holds every one of `lines`.
+async fn assert_metrics(s: &Server, lines: &[&str]) {
+    let metrics = client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in lines {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+}
+
 async fn start_on(backend: Backend, config: HttpConfig) -> Server {
     Server::start(SyncService::new(backend), config, "127.0.0.1:0").await
 }

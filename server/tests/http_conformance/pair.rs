@@ -217,22 +217,16 @@ pub async fn a_pairing_code_redeems_once_for_a_key_that_works(backend: Backend) 
     ));
 
     // Counted per route.
-    let metrics = c
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
-        "tidesync_http_responses_total{route=\"pair\",status=\"200\"} 3",
-        "tidesync_http_responses_total{route=\"pair\",status=\"401\"} 9",
-        "tidesync_http_responses_total{route=\"pair\",status=\"400\"} 6",
-        "tidesync_http_responses_total{route=\"pair\",status=\"413\"} 1",
-    ] {
-        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
-    }
+    super::assert_metrics(
+        &s,
+        &[
+            "tidesync_http_responses_total{route=\"pair\",status=\"200\"} 3",
+            "tidesync_http_responses_total{route=\"pair\",status=\"401\"} 9",
+            "tidesync_http_responses_total{route=\"pair\",status=\"400\"} 6",
+            "tidesync_http_responses_total{route=\"pair\",status=\"413\"} 1",
+        ],
+    )
+    .await;
     s.shutdown().await;
 }
 

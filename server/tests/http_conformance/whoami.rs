@@ -176,21 +176,15 @@ pub async fn whoami_answers_the_keys_identity_behind_the_gate(backend: Backend) 
     ));
 
     // Counted per route like the other requests.
-    let metrics = c
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
-        "tidesync_http_responses_total{route=\"whoami\",status=\"200\"} 5",
-        "tidesync_http_responses_total{route=\"whoami\",status=\"403\"} 2",
-        "tidesync_http_responses_total{route=\"whoami\",status=\"401\"} 7",
-        "tidesync_http_request_duration_seconds_count{route=\"whoami\"} 14",
-    ] {
-        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
-    }
+    super::assert_metrics(
+        &s,
+        &[
+            "tidesync_http_responses_total{route=\"whoami\",status=\"200\"} 5",
+            "tidesync_http_responses_total{route=\"whoami\",status=\"403\"} 2",
+            "tidesync_http_responses_total{route=\"whoami\",status=\"401\"} 7",
+            "tidesync_http_request_duration_seconds_count{route=\"whoami\"} 14",
+        ],
+    )
+    .await;
     s.shutdown().await;
 }
