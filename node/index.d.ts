@@ -28,7 +28,8 @@ export interface NodeOpenOptions {
    *  store with the key alone pairs it (its terminal and branch come from
    *  the server, `GET /v1/whoami`), and an encrypted store keeps the key so
    *  that later opens need neither, offline too; a key of another terminal
-   *  or branch is `TERMINAL_MISMATCH` at open. The browser package's
+   *  or branch is `TERMINAL_MISMATCH` at open when the server answers (else
+   *  at the next open that reaches it). The browser package's
    *  `credentials` callback is not in the Node addon yet; to rotate a key,
    *  close and open again with the new one. */
   apiKey?: string;

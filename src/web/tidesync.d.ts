@@ -39,7 +39,9 @@ export interface OpenOptions {
    *  encrypted database keeps the key, sealed like its records, so later
    *  opens need neither the key nor the ids, offline too. A key that
    *  belongs to another terminal or branch than the database or the ids
-   *  given is `TERMINAL_MISMATCH` at open. Without any key (and without
+   *  given is `TERMINAL_MISMATCH` at open when the server answers (else at
+   *  the next open that reaches it). A key the server refuses is used for
+   *  this open and not kept. A `credentials` callback does not pair. Without any key (and without
    *  `credentials`), a database that knows its terminal opens and works
    *  offline, and sync reports SYNC_UNAUTHORIZED until a key is given. */
   apiKey?: string;
