@@ -72,6 +72,7 @@ pub mod outbox;
 pub mod policy;
 pub mod protocol;
 pub mod retry;
+pub mod rules;
 pub mod status;
 pub mod store;
 pub mod throttle;

@@ -77,6 +77,9 @@ struct OpenOptions {
     /// Steps that carry queued mutations forward to `schema_version`.
     #[serde(default)]
     migrations: Vec<FieldMigration>,
+    /// The server's rules file, checked before a write is queued.
+    #[serde(default)]
+    rules: tidesync::rules::Rules,
 }
 
 fn js_error(e: ClientError) -> napi::Error {
@@ -238,6 +241,7 @@ impl NativeClient {
             max_attempts: o.max_attempts,
             schema_version: o.schema_version,
             migrations: o.migrations,
+            rules: o.rules,
             ..Default::default()
         }
         .into_config(client_id)

@@ -18,7 +18,8 @@
 //! again, rebased.
 
 use serde::{Deserialize, Serialize};
-use tidesync::{apply_mutation, AckResult, ErrorCode, Mutation, MutationKind};
+use tidesync::rules::CollectionAccess;
+use tidesync::{apply_mutation, AckResult, ErrorCode, Mutation};
 
 use crate::storage::{AuditRow, LedgerEntry, StorageError, StoreTx, StoredEntity};
 
@@ -42,6 +43,26 @@ pub enum ServerPolicy {
     /// Owned by the cloud (e.g. a catalog): terminals cannot write at all;
     /// data comes in through the admin API.
     ReadOnly,
+}
+
+impl ServerPolicy {
+    /// The writes this policy allows terminals.
+    pub fn access(self) -> CollectionAccess {
+        match self {
+            ServerPolicy::Versioned => CollectionAccess::ReadWrite,
+            ServerPolicy::AppendOnly => CollectionAccess::AppendOnly,
+            ServerPolicy::ReadOnly => CollectionAccess::ReadOnly,
+        }
+    }
+
+    /// The policy of a collection with `access` in the rules file.
+    pub fn of_access(access: CollectionAccess) -> Self {
+        match access {
+            CollectionAccess::ReadWrite => ServerPolicy::Versioned,
+            CollectionAccess::AppendOnly => ServerPolicy::AppendOnly,
+            CollectionAccess::ReadOnly => ServerPolicy::ReadOnly,
+        }
+    }
 }
 
 fn rejected(code: ErrorCode, message: String) -> AckResult {
@@ -76,21 +97,9 @@ pub(crate) fn decide_mutation(
     let key = m.key();
     // The entity the mutation applies to; its version is the expected base.
     let current = match policy {
-        ServerPolicy::ReadOnly => {
-            return Ok(rejected(
-                ErrorCode::PolicyViolation,
-                format!("collection: {} is read-only for terminals", m.collection),
-            ));
-        }
-        ServerPolicy::AppendOnly => {
-            if m.kind != MutationKind::Append {
-                return Ok(rejected(
-                    ErrorCode::PolicyViolation,
-                    format!(
-                        "kind: collection {} is append-only, only append is accepted",
-                        m.collection
-                    ),
-                ));
+        ServerPolicy::ReadOnly | ServerPolicy::AppendOnly => {
+            if let Err(e) = policy.access().check(&m.collection, m.kind) {
+                return Ok(rejected(e.code, e.message));
             }
             // base_version is ignored: a record is inserted once, by id.
             if let Some(existing) = tx.entity(&key)? {

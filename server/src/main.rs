@@ -308,11 +308,28 @@ fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
         config.rules = tidesync_server::rules::parse_rules(&text)
             .map_err(|e| format!("rules file {}: {e}", path.display()))?;
     }
-    for c in &args.append_only {
-        config.policies.insert(c.clone(), ServerPolicy::AppendOnly);
-    }
-    for c in &args.read_only {
-        config.policies.insert(c.clone(), ServerPolicy::ReadOnly);
+    for (flag, names, policy) in [
+        ("--append-only", &args.append_only, ServerPolicy::AppendOnly),
+        ("--read-only", &args.read_only, ServerPolicy::ReadOnly),
+    ] {
+        for c in names {
+            let from_file = config
+                .rules
+                .get(c)
+                .map(|r| ServerPolicy::of_access(r.access));
+            if from_file.is_some_and(|p| p != policy && p != ServerPolicy::Versioned) {
+                return Err(format!(
+                    "{flag} {c}: the rules file gives {c} another access"
+                ));
+            }
+            if config
+                .policies
+                .insert(c.clone(), policy)
+                .is_some_and(|p| p != policy)
+            {
+                return Err(format!("{flag} {c}: {c} is named by both flags"));
+            }
+        }
     }
     let cors_origins = args
         .cors_origins

@@ -112,13 +112,18 @@ impl<S: ServerStore> SyncService<S> {
         &self.config
     }
 
-    /// The policy of `collection`.
+    /// The policy of `collection`: as set, else its `access` in the rules.
     pub fn policy(&self, collection: &str) -> ServerPolicy {
         self.config
             .policies
             .get(collection)
             .copied()
-            .unwrap_or_default()
+            .unwrap_or_else(|| {
+                self.config
+                    .rules
+                    .get(collection)
+                    .map_or_else(ServerPolicy::default, |r| ServerPolicy::of_access(r.access))
+            })
     }
 
     /// A copy of the counters.
@@ -246,6 +251,8 @@ impl<S: ServerStore> SyncService<S> {
                 ),
             );
         }
+        // Fields only: a collection's access is its policy, decided later
+        // (after the ledger, so a resent append stays a duplicate).
         if let Some(rules) = self.config.rules.get(&m.collection) {
             if let Err(message) = rules.check(m.kind, m.payload.as_ref()) {
                 return reject(ErrorCode::EventInvalid, message);

@@ -72,6 +72,8 @@ pub struct EngineSettings {
     pub schema_version: Option<u32>,
     /// Steps that carry queued mutations forward to `schema_version`.
     pub migrations: Vec<crate::migrate::FieldMigration>,
+    /// The server's rules file, checked before a write is queued.
+    pub rules: crate::rules::Rules,
 }
 
 impl EngineSettings {
@@ -99,7 +101,26 @@ impl EngineSettings {
             .map_err(|e| ClientError::bad_argument(format!("options.{e}")))?;
         let mut config =
             crate::engine::EngineConfig::new(client_id, self.terminal_id, self.branch_id);
+        for (collection, rules) in &self.rules {
+            let append_only = rules.access == crate::rules::CollectionAccess::AppendOnly;
+            match self.policies.get(collection) {
+                Some(p) if append_only && *p != crate::policy::ConflictPolicy::AppendOnly => {
+                    return Err(ClientError::bad_argument(format!(
+                        "options.policies.{collection}: the rules make {collection} \
+                         append-only, so its policy is append-only"
+                    )));
+                }
+                Some(crate::policy::ConflictPolicy::AppendOnly) if !append_only => {
+                    return Err(ClientError::bad_argument(format!(
+                        "options.policies.{collection}: append-only, but the rules do not \
+                         make {collection} append-only (\"access\": \"append_only\")"
+                    )));
+                }
+                _ => {}
+            }
+        }
         config.policies = self.policies;
+        config.rules = self.rules;
         config.schema_version = version;
         if let Some(n) = self.max_attempts {
             if n == 0 {
@@ -287,5 +308,50 @@ pub async fn execute<S: Store, T: Transport, E: Environment>(
                 .resolve(&EntityKey::new(collection, id), resolution)
                 .await?,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ConflictPolicy;
+    use crate::rules::parse_rules;
+
+    fn settings(policy: Option<ConflictPolicy>, rules: &str) -> EngineSettings {
+        EngineSettings {
+            policies: policy
+                .map(|p| ("sales".to_string(), p))
+                .into_iter()
+                .collect(),
+            rules: parse_rules(rules).unwrap(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_rules_reach_the_engine_and_policies_must_agree_with_their_access() {
+        let append_only = r#"{"sales": {"access": "append_only"}}"#;
+        let (config, _) = settings(None, append_only).into_config("c".into()).unwrap();
+        assert_eq!(config.rules, parse_rules(append_only).unwrap());
+        let ok = settings(Some(ConflictPolicy::AppendOnly), append_only);
+        assert!(ok.into_config("c".into()).is_ok());
+
+        let err = settings(Some(ConflictPolicy::LastWriteWins), append_only)
+            .into_config("c".into())
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadArgument);
+        assert!(
+            err.message.starts_with("options.policies.sales:"),
+            "{}",
+            err.message
+        );
+        let err = settings(Some(ConflictPolicy::AppendOnly), r#"{"sales": {}}"#)
+            .into_config("c".into())
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadArgument);
+        // Without rules for it, a collection's policy is the app's to choose.
+        assert!(settings(Some(ConflictPolicy::AppendOnly), "{}")
+            .into_config("c".into())
+            .is_ok());
     }
 }

@@ -3,6 +3,7 @@
 use crate::policy::ConflictPolicy;
 use crate::protocol::Limits;
 use crate::retry::RetryPolicy;
+use crate::rules::Rules;
 use crate::throttle::ThrottleConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,6 +43,11 @@ pub struct EngineConfig {
     pub max_manifest: usize,
     /// Most push rounds in one [`Engine::sync_now`].
     pub max_push_rounds: usize,
+    /// The server's rules file: a write it would refuse is refused before it
+    /// is queued (empty: the server's verdict comes back as a dead letter).
+    /// An `append_only` collection without a policy here is append-only.
+    #[serde(default)]
+    pub rules: Rules,
 }
 
 impl EngineConfig {
@@ -68,6 +74,7 @@ impl EngineConfig {
             reconcile_buckets: 64,
             max_manifest: 5000,
             max_push_rounds: 50,
+            rules: Rules::new(),
         }
     }
 
@@ -77,6 +84,12 @@ impl EngineConfig {
             terminal_id: self.terminal_id.clone(),
             branch_id: self.branch_id.clone(),
         }
+    }
+
+    /// Checks writes against the server's rules file before queueing them.
+    pub fn with_rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// Declares a collection's policy.

@@ -254,11 +254,13 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// The policy of a collection.
     pub fn policy(&self, collection: &str) -> ConflictPolicy {
-        self.config
-            .policies
-            .get(collection)
-            .copied()
-            .unwrap_or(self.config.default_policy)
+        if let Some(p) = self.config.policies.get(collection) {
+            return *p;
+        }
+        match self.config.rules.get(collection).map(|r| r.access) {
+            Some(crate::rules::CollectionAccess::AppendOnly) => ConflictPolicy::AppendOnly,
+            _ => self.config.default_policy,
+        }
     }
 
     fn new_ulid(&self, now: u64) -> OpId {

@@ -100,6 +100,12 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             offline: !st.online,
         };
         validate_mutation(&m, &self.config.limits)?;
+        crate::rules::check_write(
+            &self.config.rules,
+            &m.collection,
+            m.kind,
+            m.payload.as_ref(),
+        )?;
         Ok(m)
     }
 
@@ -130,6 +136,9 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         kind: MutationKind,
         payload: Option<Fields>,
     ) -> Result<LocalEntity, EngineError> {
+        // What the server would refuse (its rules file) is refused at once,
+        // with the server's own code and message.
+        crate::rules::check_write(&self.config.rules, collection, kind, payload.as_ref())?;
         let policy = self.policy(collection);
         match (policy, kind) {
             (ConflictPolicy::AppendOnly, MutationKind::Append) => {}
@@ -241,6 +250,12 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         m.hlc = st.clock.tick(now);
         m.schema_version = self.config.schema_version;
         validate_mutation(&m, &self.config.limits)?;
+        crate::rules::check_write(
+            &self.config.rules,
+            &m.collection,
+            m.kind,
+            m.payload.as_ref(),
+        )?;
         let key = m.key();
         let mut tx = Txn::default();
         let rec = tx.record(&self.store, &key).await?;

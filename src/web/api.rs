@@ -143,6 +143,8 @@ struct OpenOptions {
     schema_version: Option<u32>,
     #[serde(default)]
     migrations: Vec<crate::migrate::FieldMigration>,
+    #[serde(default)]
+    rules: crate::rules::Rules,
 }
 
 /// An offline-first, encrypted, syncing local database in the browser.
@@ -201,6 +203,7 @@ impl TideSync {
             max_attempts: o.max_attempts,
             schema_version: o.schema_version,
             migrations: o.migrations,
+            rules: o.rules,
             ..Default::default()
         }
         .into_config(client_id)?;

@@ -15,5 +15,6 @@ mod migrations;
 mod observability;
 mod person;
 mod pull;
+mod rules;
 mod scheduler;
 mod tabs;

@@ -62,7 +62,7 @@ pub fn server_config() -> ServiceConfig {
         "sales".into(),
         CollectionRules {
             fields: [("total".to_string(), total)].into_iter().collect(),
-            additional_fields: true,
+            ..CollectionRules::default()
         },
     );
     config
