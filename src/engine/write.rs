@@ -143,15 +143,13 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         match (policy, kind) {
             (ConflictPolicy::AppendOnly, MutationKind::Append) => {}
             (ConflictPolicy::AppendOnly, _) => {
-                return Err(EngineError::rejected(
-                    ErrorCode::PolicyViolation,
-                    format!("{collection} is append-only: use append"),
-                ))
+                // As the server says it.
+                crate::rules::CollectionAccess::AppendOnly.check(collection, kind)?;
             }
             (_, MutationKind::Append) => {
                 return Err(EngineError::rejected(
                     ErrorCode::PolicyViolation,
-                    format!("{collection} is not append-only: use create"),
+                    format!("kind: collection {collection} is not append-only: use create"),
                 ))
             }
             _ => {}

@@ -121,7 +121,7 @@ fn key_source(key: &JsValue) -> Result<KeySource, ApiError> {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct OpenOptions {
     db_name: String,
     server_url: String,
@@ -182,15 +182,26 @@ impl TideSync {
             })?),
             Err(_) => None,
         };
-        // The rest is data: a copy without the callback.
-        let options: JsValue = if options.is_object() {
-            let copy = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
-            let _ = Reflect::delete_property(&copy, &"credentials".into());
-            copy.into()
+        // The rest is data: a copy without the callback and the key, read as
+        // JSON (json.rs: nothing JSON cannot hold), so that an unknown
+        // option, or an unknown key in `rules` or `migrations`, is an error
+        // naming it (serde-wasm-bindgen reads only the fields it knows). An
+        // option set to `undefined` is absent, as in JS.
+        let copy = js_sys::Object::new();
+        if let Some(obj) = options.dyn_ref::<js_sys::Object>() {
+            for entry in js_sys::Object::entries(obj).iter() {
+                let entry: js_sys::Array = entry.unchecked_into();
+                let (name, value) = (entry.get(0), entry.get(1));
+                let skip = value.is_undefined()
+                    || matches!(name.as_string().as_deref(), Some("credentials" | "key"));
+                if !skip {
+                    let _ = Reflect::set(&copy, &name, &value);
+                }
+            }
         } else {
-            options
-        };
-        let o: OpenOptions = serde_wasm_bindgen::from_value(options)
+            return Err(ApiError::bad_argument("options must be an object"));
+        }
+        let o: OpenOptions = serde_json::from_value(super::json::to_json(&copy, "options")?)
             .map_err(|e| ApiError::bad_argument(format!("options: {e}")))?;
         if o.db_name.is_empty() {
             return Err(ApiError::bad_argument("options.dbName is empty"));

@@ -35,7 +35,8 @@ export function findServerBinary() {
   return candidates.find((p) => fs.existsSync(p)) ?? null;
 }
 
-export async function startSyncServer() {
+/** `args`: more flags for the reference server (the mock ignores them). */
+export async function startSyncServer({ args = [] } = {}) {
   const bin = findServerBinary();
   if (bin) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidesync-e2e-'));
@@ -43,7 +44,7 @@ export async function startSyncServer() {
     const key = execFileSync(bin, ['--database', db, 'issue-key', '--tenant', TENANT, '--branch', BRANCH, '--terminal', TERMINAL, '--quiet'], { encoding: 'utf8' }).trim();
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const child = spawn(bin, ['--database', db, '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(bin, ['--database', db, '--listen', `127.0.0.1:${port}`, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
     await waitHealthy(url);
     return { kind: 'reference server', url, apiKey: key, branch: BRANCH, terminal: TERMINAL,
       close: async () => { child.kill('SIGTERM'); fs.rmSync(dir, { recursive: true, force: true }); } };
