@@ -52,6 +52,7 @@ test('the rules option refuses at once exactly what the server refuses, with its
       for (const db of [checked, plain, appender]) db.close();
       const code = async (opts) => { try { (await TideSync.open(opts)).close(); return null; } catch (e) { return [e.code, e.message]; } };
       out.typo = await code({ ...base, dbName: 'rules-typo', rules: { rooms: { fields: { status: { typ: 'string' } } } } });
+      out.unknown = await code({ ...base, dbName: 'rules-unknown', pullIntervalMS: 5, apiKey: undefined });
       out.policy = await code({ ...base, dbName: 'rules-policy', rules: RULES, policies: { sales: 'last-write-wins' } });
       return out;
     }, base);
@@ -63,6 +64,8 @@ test('the rules option refuses at once exactly what the server refuses, with its
     assert.equal(got.synced, WRITES.length - 9);
     assert.equal(got.typo?.[0], 'BAD_ARGUMENT');
     assert.match(got.typo[1], /typ/);
+    assert.equal(got.unknown?.[0], 'BAD_ARGUMENT', 'an unknown option (a typo) is refused, undefined ones are absent');
+    assert.match(got.unknown[1], /pullIntervalMS/);
     assert.equal(got.policy?.[0], 'BAD_ARGUMENT');
     assert.match(got.policy[1], /options\.policies\.sales/);
   } finally {
