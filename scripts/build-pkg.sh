@@ -36,7 +36,7 @@ fi
 # the .wasm as a URL import (wasm-url.d.ts). wasm-bindgen's
 # tidesync_bg.wasm.d.ts (the raw exports) is not shipped: nothing imports it.
 VERSION=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import sys,json;print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="tidesync"))')
-cp pkg-template/README.md pkg-template/wasm-url.d.ts pkg/
+cp pkg-template/README.md pkg-template/wasm-url.d.ts LICENSE pkg/
 python3 - "$VERSION" <<'PY'
 import json, sys
 p = json.load(open("pkg-template/package.json"))

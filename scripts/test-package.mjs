@@ -50,11 +50,11 @@ try {
   const tarball = path.join(packDir, packed.filename);
   assert.equal(packed.filename, `tidesync-${version}.tgz`);
   const files = packed.files.map((f) => f.path).sort();
-  const allowed = [/^package\.json$/, /^README\.md$/, /^tidesync\.js$/, /^tidesync\.d\.ts$/, /^tidesync_bg\.wasm$/,
+  const allowed = [/^package\.json$/, /^README\.md$/, /^LICENSE$/, /^tidesync\.js$/, /^tidesync\.d\.ts$/, /^tidesync_bg\.wasm$/,
     /^wasm-url\.d\.ts$/, /^snippets\/tidesync-[0-9a-f]+\/inline\d+\.js$/];
   const unexpected = files.filter((f) => !allowed.some((re) => re.test(f)));
   assert.deepEqual(unexpected, [], 'the tarball holds only the package (no tests, source maps, Rust, www/)');
-  for (const need of ['package.json', 'tidesync.js', 'tidesync.d.ts', 'tidesync_bg.wasm']) assert.ok(files.includes(need), `the tarball has ${need}`);
+  for (const need of ['package.json', 'LICENSE', 'tidesync.js', 'tidesync.d.ts', 'tidesync_bg.wasm']) assert.ok(files.includes(need), `the tarball has ${need}`);
   const manifest = JSON.parse(fs.readFileSync(path.join(PKG, 'package.json'), 'utf8'));
   assert.equal(manifest.type, 'module');
   assert.ok(manifest.license && Array.isArray(manifest.sideEffects), 'license and sideEffects are set');
