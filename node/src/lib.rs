@@ -80,6 +80,11 @@ struct OpenOptions {
     /// The server's rules file, checked before a write is queued.
     #[serde(default)]
     rules: tidesync::rules::Rules,
+    /// Backoff between delivery attempts.
+    #[serde(default)]
+    retry: tidesync::client::RetryOptions,
+    /// A cap on upload bytes per second.
+    max_upload_bytes_per_sec: Option<u64>,
 }
 
 fn js_error(e: ClientError) -> napi::Error {
@@ -242,6 +247,8 @@ impl NativeClient {
             schema_version: o.schema_version,
             migrations: o.migrations,
             rules: o.rules,
+            retry: o.retry,
+            max_upload_bytes_per_sec: o.max_upload_bytes_per_sec,
             ..Default::default()
         }
         .into_config(client_id)

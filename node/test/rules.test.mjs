@@ -41,3 +41,41 @@ test('the rules option refuses at once exactly what the server refuses, with its
     await server.stop();
   }
 });
+
+test('maxUploadBytesPerSec caps a sync: the first batch goes, the rest waits its turn; retry options are checked', async () => {
+  const dir = tempDir('bandwidth');
+  const server = await referenceServer(dir);
+  try {
+    const key = server.issue('desk-2');
+    const open = (name, extra) => TideSync.open(options(path.join(dir, name), server, 'desk-2', key, extra));
+    const fill = async (db, prefix) => {
+      for (let i = 0; i < 120; i++) await db.create('rooms', { status: 'dirty', note: 'x'.repeat(200) }, `${prefix}${i}`);
+    };
+    // 1,000 bytes a second: the first request (at most 50 mutations of
+    // ~400 bytes) spends the next ~20 s, so one syncNow sends it alone.
+    const capped = await open('capped.db', { maxUploadBytesPerSec: 1000, retry: { baseMs: 50, capMs: 5000 } });
+    await fill(capped, 'c');
+    await capped.syncNow();
+    const m = await capped.metrics();
+    assert.equal(m.push_requests, 1, 'one request, then the cap holds the rest');
+    assert.ok((await capped.status()).pending >= 70, 'the rest is still queued');
+    capped.close();
+    // Without the cap the same sync sends everything.
+    const free = await open('free.db');
+    await fill(free, 'f');
+    await free.syncNow();
+    assert.equal((await free.status()).pending, 0);
+    free.close();
+
+    for (const [extra, re] of [
+      [{ maxUploadBytesPerSec: 0 }, /maxUploadBytesPerSec/],
+      [{ retry: { baseMs: 0 } }, /retry\.baseMs/],
+      [{ retry: { baseMs: 1000, capMs: 10 } }, /retry\.capMs/],
+      [{ retry: { base: 5 } }, /base/],
+    ]) {
+      await assert.rejects(open('bad.db', extra), (e) => e.code === 'BAD_ARGUMENT' && re.test(e.message), JSON.stringify(extra));
+    }
+  } finally {
+    await server.stop();
+  }
+});

@@ -74,6 +74,22 @@ pub struct EngineSettings {
     pub migrations: Vec<crate::migrate::FieldMigration>,
     /// The server's rules file, checked before a write is queued.
     pub rules: crate::rules::Rules,
+    /// Backoff between delivery attempts (the core's defaults where absent).
+    pub retry: RetryOptions,
+    /// A cap on upload bytes per second (none when absent).
+    pub max_upload_bytes_per_sec: Option<u64>,
+}
+
+/// The `retry` open option: the backoff between delivery attempts, in ms.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryOptions {
+    /// Backoff before the first retry (upper bound of its jitter).
+    pub base_ms: Option<u64>,
+    /// Largest backoff.
+    pub cap_ms: Option<u64>,
+    /// How often to probe a server that cannot be reached.
+    pub offline_probe_ms: Option<u64>,
 }
 
 impl EngineSettings {
@@ -119,6 +135,38 @@ impl EngineSettings {
                 _ => {}
             }
         }
+        let retry = &mut config.retry;
+        for (name, given, field) in [
+            ("baseMs", self.retry.base_ms, &mut retry.base_ms),
+            ("capMs", self.retry.cap_ms, &mut retry.cap_ms),
+            (
+                "offlineProbeMs",
+                self.retry.offline_probe_ms,
+                &mut retry.offline_probe_ms,
+            ),
+        ] {
+            match given {
+                Some(0) => {
+                    return Err(ClientError::bad_argument(format!(
+                        "options.retry.{name} must be at least 1"
+                    )))
+                }
+                Some(ms) => *field = ms,
+                None => {}
+            }
+        }
+        if retry.cap_ms < retry.base_ms {
+            return Err(ClientError::bad_argument(format!(
+                "options.retry.capMs ({}) is below baseMs ({})",
+                retry.cap_ms, retry.base_ms
+            )));
+        }
+        if self.max_upload_bytes_per_sec == Some(0) {
+            return Err(ClientError::bad_argument(
+                "options.maxUploadBytesPerSec must be at least 1 (leave it out for no cap)",
+            ));
+        }
+        config.throttle.max_bytes_per_sec = self.max_upload_bytes_per_sec;
         config.policies = self.policies;
         config.rules = self.rules;
         config.schema_version = version;
@@ -326,6 +374,51 @@ mod tests {
             rules: parse_rules(rules).unwrap(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn retry_and_bandwidth_options_reach_the_engine_and_bad_ones_are_named() {
+        let given = EngineSettings {
+            retry: RetryOptions {
+                base_ms: Some(50),
+                cap_ms: Some(2_000),
+                offline_probe_ms: Some(1_000),
+            },
+            max_upload_bytes_per_sec: Some(64_000),
+            ..Default::default()
+        };
+        let (config, _) = given.into_config("c".into()).unwrap();
+        let r = &config.retry;
+        assert_eq!(
+            (r.base_ms, r.cap_ms, r.offline_probe_ms),
+            (50, 2_000, 1_000)
+        );
+        assert_eq!(config.throttle.max_bytes_per_sec, Some(64_000));
+        let (defaults, _) = EngineSettings::default().into_config("c".into()).unwrap();
+        assert_eq!(defaults.retry, crate::retry::RetryPolicy::default());
+        assert_eq!(defaults.throttle.max_bytes_per_sec, None);
+
+        let bad = |retry: RetryOptions, cap: Option<u64>| {
+            let s = EngineSettings {
+                retry,
+                max_upload_bytes_per_sec: cap,
+                ..Default::default()
+            };
+            let e = s.into_config("c".into()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadArgument);
+            e.message
+        };
+        let zero = RetryOptions {
+            base_ms: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(bad(zero, None), "options.retry.baseMs must be at least 1");
+        let below = RetryOptions {
+            cap_ms: Some(100),
+            ..Default::default()
+        };
+        assert!(bad(below, None).starts_with("options.retry.capMs (100) is below baseMs (500)"));
+        assert!(bad(RetryOptions::default(), Some(0)).starts_with("options.maxUploadBytesPerSec"));
     }
 
     #[test]

@@ -145,6 +145,11 @@ struct OpenOptions {
     migrations: Vec<crate::migrate::FieldMigration>,
     #[serde(default)]
     rules: crate::rules::Rules,
+    /// Backoff between delivery attempts.
+    #[serde(default)]
+    retry: crate::client::RetryOptions,
+    /// A cap on upload bytes per second.
+    max_upload_bytes_per_sec: Option<u64>,
 }
 
 /// An offline-first, encrypted, syncing local database in the browser.
@@ -215,6 +220,8 @@ impl TideSync {
             schema_version: o.schema_version,
             migrations: o.migrations,
             rules: o.rules,
+            retry: o.retry,
+            max_upload_bytes_per_sec: o.max_upload_bytes_per_sec,
             ..Default::default()
         }
         .into_config(client_id)?;

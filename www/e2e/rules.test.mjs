@@ -53,6 +53,13 @@ test('the rules option refuses at once exactly what the server refuses, with its
       const code = async (opts) => { try { (await TideSync.open(opts)).close(); return null; } catch (e) { return [e.code, e.message]; } };
       out.typo = await code({ ...base, dbName: 'rules-typo', rules: { rooms: { fields: { status: { typ: 'string' } } } } });
       out.unknown = await code({ ...base, dbName: 'rules-unknown', pullIntervalMS: 5, apiKey: undefined });
+      out.badRetry = await code({ ...base, dbName: 'rules-retry', retry: { baseMs: 0 } });
+      // 1,000 bytes a second: one syncNow sends the first request alone.
+      const capped = await TideSync.open({ ...base, dbName: 'rules-capped', maxUploadBytesPerSec: 1000, retry: { baseMs: 50, capMs: 5000 } });
+      for (let i = 0; i < 120; i++) await capped.create('rooms', { number: `c${i}`, status: 'dirty', note: 'x'.repeat(200) }, `c${i}`);
+      await capped.syncNow();
+      out.capped = [(await capped.metrics()).push_requests, (await capped.status()).pending];
+      capped.close();
       out.policy = await code({ ...base, dbName: 'rules-policy', rules: RULES, policies: { sales: 'last-write-wins' } });
       return out;
     }, base);
@@ -66,6 +73,10 @@ test('the rules option refuses at once exactly what the server refuses, with its
     assert.match(got.typo[1], /typ/);
     assert.equal(got.unknown?.[0], 'BAD_ARGUMENT', 'an unknown option (a typo) is refused, undefined ones are absent');
     assert.match(got.unknown[1], /pullIntervalMS/);
+    assert.equal(got.badRetry?.[0], 'BAD_ARGUMENT');
+    assert.match(got.badRetry[1], /retry\.baseMs/);
+    assert.equal(got.capped[0], 1, 'maxUploadBytesPerSec: one request, then the cap holds the rest');
+    assert.ok(got.capped[1] >= 70, `the rest is still queued (${got.capped[1]})`);
     assert.equal(got.policy?.[0], 'BAD_ARGUMENT');
     assert.match(got.policy[1], /options\.policies\.sales/);
   } finally {
