@@ -2,6 +2,7 @@
 // scripts/test-web.sh): the same code shape as the browser consumer.
 import { TideSync, TideSyncError, type LocalEntity, type NodeOpenOptions, type Status, type SyncEvent } from "../index";
 import { serve } from "../electron/bridge";
+import { openForElectron, type ElectronLike } from "../electron/main";
 
 async function main(): Promise<void> {
   const db: TideSync = await TideSync.open({
@@ -73,6 +74,12 @@ async function typed(options: NodeOpenOptions<Hotel>): Promise<void> {
   // @ts-expect-error a policy for a collection not in the schema
   await TideSync.open<Hotel>({ ...options, policies: { guests: "server-wins" } });
   void [status, numbers, total, floor];
+  const electron = {} as ElectronLike;
+  const desk = await openForElectron<Hotel>(electron, { serverUrl: "", policies: { rooms: "server-wins" } });
+  const r: "clean" | "dirty" | undefined = (await desk.get("rooms", "101"))?.fields.status;
+  void r;
+  // @ts-expect-error the Electron store is typed by the schema too
+  await desk.query("room");
   stop();
   off();
   db.close();

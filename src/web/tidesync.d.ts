@@ -8,8 +8,10 @@ export type Fields = { [field: string]: Json };
  * types, results typed). Declare it with `type`, not `interface` (an
  * interface has no index signature, so it is not a `Fields`):
  * `type Hotel = { rooms: { number: string; status: "clean" | "dirty"; floor?: number } }`.
- * The types are a promise the app makes: the engine checks a write's
- * payload only against `rules` (OpenOptions), if given.
+ * Declare every collection the branch syncs: events of a subscription to
+ * all of them are typed as the schema's. The types are a promise the app
+ * makes: the engine checks a write's payload only against `rules`
+ * (OpenOptions), if given. (TypeScript 5.4 or later: `NoInfer`.)
  */
 export type Schema = { [collection: string]: Fields };
 /** The schema of an untyped TideSync: every collection, with JSON fields. */
