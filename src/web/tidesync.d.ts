@@ -63,16 +63,18 @@ export type CollectionAccess = "read_write" | "append_only" | "read_only";
 export interface CollectionRules { fields?: { [field: string]: FieldRule }; additional_fields?: boolean; access?: CollectionAccess; }
 /** The server's rules file (`tidesync-server serve --rules`), per collection. */
 export type Rules = { [collection: string]: CollectionRules };
-/** The TypeScript type of a value that passes field rule `R` (an empty `enum` allows every value). */
-type RuleValue<R> = R extends { enum: readonly [Json, ...Json[]] } ? R["enum"][number] : RuleType<R>;
-type RuleType<R> = R extends { type: "string" } ? string
+/** The TypeScript type of a value that passes field rule `R`: its `enum`'s
+ *  values (an empty one allows every value), else its `type`'s. */
+export type RuleValue<R> = R extends { enum: readonly [Json, ...Json[]] } ? R["enum"][number] : RuleType<R>;
+/** The TypeScript type of field rule `R`'s `type` (none: every JSON value). */
+export type RuleType<R> = R extends { type: "string" } ? string
   : R extends { type: "number" | "integer" } ? number
   : R extends { type: "boolean" } ? boolean
   : R extends { type: "object" } ? { [key: string]: Json }
   : R extends { type: "array" } ? Json[]
   : Json;
-/** The fields a collection's rules allow. */
-type RulesFields<C> = C extends { fields: infer F }
+/** The fields collection rules `C` allow (see SchemaOf). */
+export type RulesFields<C> = C extends { fields: infer F }
   ? { -readonly [K in keyof F as F[K] extends { required: true } ? K : never]: RuleValue<F[K]> }
     & { -readonly [K in keyof F as F[K] extends { required: true } ? never : K]?: RuleValue<F[K]> }
     & (C extends { additional_fields: false } ? {} : Fields)
@@ -210,7 +212,9 @@ export interface ConflictOf<F extends Fields = Fields, C extends string = string
   key: EntityKey<C>; base: EntityState<MaybeFields<F>, C> | null; local: LocalEntity<MaybeFields<F>, C> | null;
   server: EntityState<MaybeFields<F>, C> | null; mutations: Mutation[]; fields: string[]; detected_at: number;
 }
-/** An open conflict in schema `S`: narrow `key.collection` to type its fields. */
+/** An open conflict in schema `S`, one ConflictOf per collection. TypeScript
+ *  does not narrow it on the nested `key.collection`; a type guard does:
+ *  `(c): c is ConflictOf<Hotel["rooms"], "rooms"> => c.key.collection === "rooms"`. */
 export type ConflictRecord<S extends Schema = Untyped> = { [C in CollectionName<S>]: ConflictOf<S[C], C> }[CollectionName<S>];
 /** How a person resolves a conflict; `edited` gives the entity's new fields. */
 export type Resolution<F extends Fields = Fields> =
