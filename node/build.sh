@@ -15,5 +15,6 @@ profile="${TIDESYNC_NODE_PROFILE:-dev}"
 cargo build -q -p tidesync-node ${TIDESYNC_NODE_ALSO:-} --profile "$profile"
 dir="$profile"; [ "$profile" = dev ] && dir=debug
 cp "$CARGO_TARGET_DIR/$dir/libtidesync_node.so" node/tidesync.node
-cp src/web/tidesync.d.ts node/types.d.ts
+# The shared types: src/web/tidesync.d.ts without the browser class at its end.
+sed '/^\/\/ ---- The browser class/,$d' src/web/tidesync.d.ts > node/types.d.ts
 echo "node/tidesync.node ($profile, $(du -h node/tidesync.node | cut -f1))"

@@ -1,12 +1,13 @@
 // tidesync for Node and Electron's main process: the same API and types as
 // the browser package (pkg/tidesync.d.ts). The shared types (types.d.ts) are
-// the browser package's own file (src/web/tidesync.d.ts), copied by
-// node/build.sh; node/test/dts-parity.mjs (run by scripts/test-web.sh)
-// checks this class against the browser package's class, member by member.
+// the browser package's own file (src/web/tidesync.d.ts) without its browser
+// class, copied by node/build.sh; node/test/dts-parity.mjs (run by
+// scripts/test-web.sh) checks this class against the browser package's
+// class, member by member.
 import type {
-  AuditEntry, ConflictRecord, ConflictPolicy, ErrorCode, FieldMigration, Fields, Identity, KeyMaterial, LocalEntity,
-  Metrics, OutboxEntry, PageOptions, Resolution, Status, SubscriptionFilter, SyncEvent,
-  SyncReport,
+  AuditEntry, CollectionName, ConflictRecord, ConflictPolicy, ErrorCode, FieldMigration, Fields, Identity, KeyMaterial,
+  LocalEntity, MaybeFields, Metrics, OutboxEntry, PageOptions, Patch, Resolution, Rules, Schema, Status,
+  SubscriptionFilter, SyncEvent, SyncReport, Untyped,
 } from "./types";
 export * from "./types";
 
@@ -18,7 +19,8 @@ export type NodeKeyMaterial =
   | Exclude<KeyMaterial, { webCrypto: true }>
   | { keychain: true | { service?: string; account?: string } };
 
-export interface NodeOpenOptions {
+/** Options of `TideSync.open<S>()`, for schema `S` (untyped by default). */
+export interface NodeOpenOptions<S extends Schema = Untyped> {
   /** The SQLCipher file (created if missing; its wrapped key is `<path>.key`). */
   path: string;
   key: NodeKeyMaterial;
@@ -43,7 +45,17 @@ export interface NodeOpenOptions {
   /** Optional once the store was opened, or paired by its key, once. */
   terminalId?: string;
   branchId?: string;
-  policies?: { [collection: string]: ConflictPolicy };
+  /** The conflict policy of each collection. */
+  policies?: { [C in CollectionName<S>]?: ConflictPolicy };
+  /** The server's rules file (the same JSON), checked before a write is
+   *  queued, as in the browser package: a write it would refuse (a field of
+   *  the wrong type, a missing required field, an unknown field where
+   *  `additional_fields` is false, a value outside `enum`/`min`/`max`/`max_len`)
+   *  is EVENT_INVALID naming the field, and never queued; a write to a
+   *  `read_only` collection, or a create/patch/delete of an `append_only`
+   *  one, is POLICY_VIOLATION. Without it, the server's verdict comes back
+   *  as a dead letter. */
+  rules?: Rules;
   /** Sync in the background (default true). */
   autoSync?: boolean;
   /** How often to pull when idle (ms, default 30000). */
@@ -65,23 +77,27 @@ export declare class TideSyncError extends Error {
   readonly code: ErrorCode;
 }
 
-/** An offline-first, encrypted (SQLCipher), syncing local database. */
-export declare class TideSync {
+/**
+ * An offline-first, encrypted (SQLCipher), syncing local database, typed by
+ * schema `S` (`TideSync.open<S>()`; untyped by default), as the browser
+ * package's.
+ */
+export declare class TideSync<S extends Schema = Untyped> {
   private constructor();
   /** Opens (or creates) the local database and starts its sync. */
-  static open(options: NodeOpenOptions): Promise<TideSync>;
+  static open<S extends Schema = Untyped>(options: NodeOpenOptions<NoInfer<S>>): Promise<TideSync<S>>;
   /** Creates an entity (`id` defaults to a new ULID). */
-  create(collection: string, fields: Fields, id?: string | null): Promise<LocalEntity>;
+  create<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null): Promise<LocalEntity<S[C], C>>;
   /** Applies a JSON merge patch (`null` removes a field). */
-  patch(collection: string, id: string, patch: Fields): Promise<LocalEntity>;
-  /** Deletes an entity. */
-  delete(collection: string, id: string): Promise<LocalEntity>;
+  patch<C extends CollectionName<S>>(collection: C, id: string, patch: Patch<S[C]>): Promise<LocalEntity<S[C], C>>;
+  /** Deletes an entity (the view returned has no fields). */
+  delete<C extends CollectionName<S>>(collection: C, id: string): Promise<LocalEntity<MaybeFields<S[C]>, C>>;
   /** Appends to an append-only collection (`id` defaults to a new ULID). */
-  append(collection: string, fields: Fields, id?: string | null): Promise<LocalEntity>;
-  /** One entity's local view, or null. */
-  get(collection: string, id: string): Promise<LocalEntity | null>;
+  append<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null): Promise<LocalEntity<S[C], C>>;
+  /** One entity's local view, or null (also when deleted). */
+  get<C extends CollectionName<S>>(collection: C, id: string): Promise<LocalEntity<S[C], C> | null>;
   /** A page of a collection's live entities, by id; the next page starts after the last id returned. */
-  query(collection: string, options?: PageOptions): Promise<LocalEntity[]>;
+  query<C extends CollectionName<S>>(collection: C, options?: PageOptions): Promise<LocalEntity<S[C], C>[]>;
   /** The sync status. */
   status(): Promise<Status>;
   /** Counters since the engine opened. */
@@ -89,7 +105,7 @@ export declare class TideSync {
   /** Pushes the outbox and pulls changes now. */
   syncNow(): Promise<SyncReport>;
   /** Verifies collections against the server and repairs differences. */
-  reconcile(collections?: string[] | null): Promise<SyncReport>;
+  reconcile(collections?: CollectionName<S>[] | null): Promise<SyncReport>;
   /** Every queued mutation, by seq. */
   outbox(): Promise<OutboxEntry[]>;
   /** Mutations waiting for a person (retry or discard). */
@@ -105,11 +121,11 @@ export declare class TideSync {
   /** Drops a dead letter (audited). */
   discard(seq: number): Promise<void>;
   /** Open conflicts. */
-  conflicts(): Promise<ConflictRecord[]>;
+  conflicts(): Promise<ConflictRecord<S>[]>;
   /** Resolves an open conflict. */
-  resolve(collection: string, id: string, resolution: Resolution): Promise<void>;
+  resolve<C extends CollectionName<S>>(collection: C, id: string, resolution: Resolution<S[C]>): Promise<void>;
   /** Calls `callback` with every `changed` and `changes` event matching `filter`, and with every status and alert event. Returns the function that unsubscribes. */
-  subscribe(filter: SubscriptionFilter, callback: (event: SyncEvent) => void): () => void;
+  subscribe<C extends CollectionName<S> = CollectionName<S>>(filter: SubscriptionFilter<S, C>, callback: (event: SyncEvent<S, C>) => void): () => void;
   /** Calls `callback` with the current status at once, then with each new status. */
   onStatus(callback: (status: Status) => void): () => void;
   /** Resolves with the status once a first snapshot has been applied completely. */

@@ -4,10 +4,13 @@
 import init, {
   TideSync,
   type AuditEntry,
+  type ConflictOf,
   type ConflictRecord,
   type LocalEntity,
   type OpenOptions,
   type OutboxEntry,
+  type Rules,
+  type SchemaOf,
   type Status,
   type SyncEvent,
   type SyncReport,
@@ -103,4 +106,147 @@ export async function housekeeping(hostKey: Uint8Array): Promise<number> {
   stopStatus();
   db.close();
   return all.length + (maybe ? 1 : 0);
+}
+
+// The same calls typed by a declared schema (TideSync.open<Hotel>): collection
+// names, field names and field types are checked, results are typed.
+type Hotel = {
+  rooms: { number: string; status: 'clean' | 'dirty'; floor?: number; note?: string; tags?: string[] };
+  sales: { total: number; items: { sku: string; qty: number }[] };
+};
+
+export async function typedHotel(options: OpenOptions<Hotel>): Promise<string> {
+  const db: TideSync<Hotel> = await TideSync.open<Hotel>(options);
+  const room = await db.create('rooms', { number: '1204', status: 'dirty', floor: 12 }, 'r-1204');
+  const status: 'clean' | 'dirty' = room.fields.status;
+  const collection: 'rooms' = room.collection;
+  const floor: number | undefined = room.fields.floor;
+  const cleaned: LocalEntity<Hotel['rooms'], 'rooms'> = await db.patch('rooms', room.id, { status: 'clean', note: null });
+  const got = await db.get('rooms', 'r-1204');
+  const number: string | undefined = got?.fields.number;
+  const rooms = await db.query('rooms', { limit: 10 });
+  const dirty: number = rooms.filter((r) => r.fields.status === 'dirty').length;
+  const sale = await db.append('sales', { total: 42.5, items: [{ sku: 'A1', qty: 2 }] });
+  const qty: number = sale.fields.items[0].qty;
+  const gone = await db.delete('rooms', 'r-1204');
+  const left: 'clean' | 'dirty' | undefined = gone.fields.status; // a deleted entity has no fields
+  await db.reconcile(['rooms', 'sales']);
+
+  const off = db.subscribe({ collection: 'rooms' }, (e) => {
+    if (e.type === 'changed' && e.entity) {
+      const s: 'clean' | 'dirty' | undefined = e.entity.fields.status;
+      const c: 'rooms' = e.key.collection;
+      void s; void c;
+    }
+    if (e.type === 'changes') {
+      const c: 'rooms' = e.collection;
+      void c;
+    }
+  });
+  const offAll = db.subscribe({}, (e: SyncEvent<Hotel>) => {
+    if (e.type === 'changed') {
+      const c: 'rooms' | 'sales' = e.key.collection;
+      void c;
+    }
+  });
+  // A conflict's collection is nested (key.collection), which TypeScript
+  // does not narrow on: a type guard gives the collection's fields.
+  const inRooms = (c: ConflictRecord<Hotel>): c is ConflictOf<Hotel['rooms'], 'rooms'> => c.key.collection === 'rooms';
+  for (const c of await db.conflicts()) {
+    if (inRooms(c)) {
+      const mine: 'clean' | 'dirty' | undefined = c.local?.fields.status;
+      await db.resolve('rooms', c.key.id, { choice: 'edited', fields: { number: '1204', status: mine ?? 'dirty' } });
+    }
+  }
+  const plain: TideSync = db; // a typed database is still a TideSync
+  const untyped: ConflictRecord[] = await plain.conflicts();
+  void untyped;
+
+  // Each line below must be a type error.
+  // @ts-expect-error a collection-name typo
+  await db.create('room', { number: '1', status: 'clean' });
+  // @ts-expect-error a field-name typo in create
+  await db.create('rooms', { number: '1', stauts: 'clean' });
+  // @ts-expect-error a required field missing in create
+  await db.create('rooms', { number: '1' });
+  // @ts-expect-error a wrong field type (floor is a number)
+  await db.create('rooms', { number: '1', status: 'clean', floor: '12' });
+  // @ts-expect-error a value outside the declared union
+  await db.patch('rooms', 'r-1', { status: 'inspect' });
+  // @ts-expect-error null removes a field: a required one cannot be removed
+  await db.patch('rooms', 'r-1', { status: null });
+  // @ts-expect-error a field-name typo in patch
+  await db.patch('rooms', 'r-1', { stauts: 'clean' });
+  // @ts-expect-error a collection-name typo in get
+  await db.get('sale', 's-1');
+  // @ts-expect-error a collection-name typo in query
+  await db.query('Rooms');
+  // @ts-expect-error a collection-name typo in delete
+  await db.delete('roms', 'r-1');
+  // @ts-expect-error a collection-name typo in reconcile
+  await db.reconcile(['rooms', 'sale']);
+  // @ts-expect-error edited fields are the collection's
+  await db.resolve('rooms', 'r-1', { choice: 'edited', fields: { status: 'clean', number: 1 } });
+  // @ts-expect-error a subscription to a collection not in the schema
+  db.subscribe({ collection: 'guests' }, () => {});
+  // @ts-expect-error an id needs a collection
+  db.subscribe({ id: 'r-1' }, () => {});
+  // @ts-expect-error a policy for a collection not in the schema
+  const badPolicy: OpenOptions<Hotel> = { ...options, policies: { room: 'last-write-wins' } };
+  void badPolicy;
+  // @ts-expect-error the fields of a typed result: no such field
+  void room.fields.stauts;
+  // @ts-expect-error a deleted entity's field may be absent
+  const sure: 'clean' | 'dirty' = gone.fields.status;
+  void sure;
+
+  off(); offAll();
+  db.close();
+  return [status, collection, floor, cleaned.id, number, dirty, qty, left].join();
+}
+
+// A schema whose field values are not JSON does not open.
+type Diary = { entries: { at: Date } };
+// @ts-expect-error a Date field is not JSON
+export const notJson = (o: OpenOptions) => TideSync.open<Diary>(o);
+
+// A schema derived from the server's rules file (declared `as const`).
+const rules = {
+  rooms: {
+    fields: {
+      number: { type: 'string', required: true, max_len: 8 },
+      status: { enum: ['clean', 'dirty'], required: true },
+      floor: { type: 'integer', min: 0 },
+      note: { type: 'string', enum: [] }, // an empty enum allows any value
+    },
+    additional_fields: false,
+  },
+  sales: { fields: { total: { type: 'number', required: true } }, access: 'append_only' },
+} as const satisfies Rules;
+type RuledHotel = SchemaOf<typeof rules>;
+
+export async function ruled(options: OpenOptions): Promise<number> {
+  const db = await TideSync.open<RuledHotel>({ ...options, rules });
+  const room = await db.create('rooms', { number: '12', status: 'clean', floor: 1 });
+  const status: 'clean' | 'dirty' = room.fields.status;
+  const floor: number | undefined = room.fields.floor;
+  const note: string | undefined = room.fields.note;
+  void note;
+  const sale = await db.append('sales', { total: 3, till: 'T1' }); // additional fields allowed
+  const total: number = sale.fields.total;
+  // @ts-expect-error required by the rules
+  await db.create('rooms', { number: '12' });
+  // @ts-expect-error outside the enum
+  await db.create('rooms', { number: '12', status: 'inspect' });
+  // @ts-expect-error a string where the rules say integer
+  await db.create('rooms', { number: '12', status: 'clean', floor: '1' });
+  // @ts-expect-error an unknown field where additional_fields is false
+  await db.create('rooms', { number: '12', status: 'clean', wing: 'east' });
+  // @ts-expect-error a collection the rules do not name
+  await db.create('guests', { name: 'x' });
+  // @ts-expect-error a rules file with an unknown access mode
+  const badRules: Rules = { rooms: { access: 'write_only' } };
+  void badRules;
+  db.close();
+  return status.length + (floor ?? 0) + total;
 }

@@ -1,5 +1,5 @@
 // tidesync in Electron's main process (main.js).
-import type { NodeOpenOptions, TideSync } from "../index";
+import type { NodeOpenOptions, Schema, TideSync, Untyped } from "../index";
 import type { PortLike } from "./bridge";
 
 /** The few Electron objects used, as `require('electron')` has them. */
@@ -30,10 +30,11 @@ export declare function keyFromSafeStorage(safeStorage: SafeStorageLike, file: s
 /** Serves `db` to every window whose preload asks for it. Returns the function that stops. */
 export declare function attach(electron: Pick<ElectronLike, "ipcMain" | "MessageChannelMain">, db: TideSync): () => void;
 
-/** Opens the store in userData under a safeStorage key and serves it to windows; closes it at quit. */
-export declare function openForElectron(
+/** Opens the store in userData under a safeStorage key and serves it to windows; closes it at quit.
+ *  Typed by schema `S` as `TideSync.open<S>()`. */
+export declare function openForElectron<S extends Schema = Untyped>(
   electron: ElectronLike,
-  options: Omit<NodeOpenOptions, "path" | "key"> & { allowWeak?: boolean },
-): Promise<TideSync>;
+  options: Omit<NodeOpenOptions<NoInfer<S>>, "path" | "key"> & { allowWeak?: boolean },
+): Promise<TideSync<S>>;
 
 export { serve } from "./bridge";

@@ -1,6 +1,8 @@
 // A TypeScript consumer of the Node package's declarations (tsc --noEmit in
 // scripts/test-web.sh): the same code shape as the browser consumer.
-import { TideSync, TideSyncError, type LocalEntity, type Status, type SyncEvent } from "../index";
+import { TideSync, TideSyncError, type LocalEntity, type NodeOpenOptions, type Status, type SyncEvent } from "../index";
+import { serve } from "../electron/bridge";
+import { openForElectron, type ElectronLike } from "../electron/main";
 
 async function main(): Promise<void> {
   const db: TideSync = await TideSync.open({
@@ -33,3 +35,53 @@ async function main(): Promise<void> {
   await TideSync.open({ path: "x", key: { webCrypto: true }, serverUrl: "", apiKey: "", terminalId: "", branchId: "" });
 }
 void main;
+
+// Typed by a declared schema: collection names, field names and types are
+// checked, results typed.
+type Hotel = {
+  rooms: { number: string; status: "clean" | "dirty"; floor?: number; note?: string };
+  sales: { total: number; till?: string };
+};
+
+async function typed(options: NodeOpenOptions<Hotel>): Promise<void> {
+  const db = await TideSync.open<Hotel>({ ...options, policies: { rooms: "merge-three-way", sales: "append-only" } });
+  const room = await db.create("rooms", { number: "101", status: "dirty" }, "101");
+  const status: "clean" | "dirty" = room.fields.status;
+  const patched = await db.patch("rooms", room.id, { status: "clean", floor: 1, note: null });
+  const floor: number | undefined = patched.fields.floor;
+  const page = await db.query("rooms", { limit: 10 });
+  const numbers: string[] = page.map((r) => r.fields.number);
+  const sale = await db.append("sales", { total: 9.5 });
+  const total: number = sale.fields.total;
+  const off = db.subscribe({ collection: "sales", id: sale.id }, (e) => {
+    if (e.type === "changed") {
+      const t: number | undefined = e.entity?.fields.total;
+      void t;
+    }
+  });
+  // A typed database serves the Electron bridge as an untyped one would.
+  const stop = serve({ postMessage() {}, close() {} }, db);
+  // @ts-expect-error a collection-name typo
+  await db.get("room", "101");
+  // @ts-expect-error a field-name typo in create
+  await db.create("rooms", { number: "102", stauts: "dirty" });
+  // @ts-expect-error a wrong field type
+  await db.create("sales", { total: "9.50" });
+  // @ts-expect-error null for a required field in patch
+  await db.patch("rooms", "101", { number: null });
+  // @ts-expect-error a value that is not JSON
+  await db.patch("rooms", "101", { note: new Date() });
+  // @ts-expect-error a policy for a collection not in the schema
+  await TideSync.open<Hotel>({ ...options, policies: { guests: "server-wins" } });
+  void [status, numbers, total, floor];
+  const electron = {} as ElectronLike;
+  const desk = await openForElectron<Hotel>(electron, { serverUrl: "", policies: { rooms: "server-wins" } });
+  const r: "clean" | "dirty" | undefined = (await desk.get("rooms", "101"))?.fields.status;
+  void r;
+  // @ts-expect-error the Electron store is typed by the schema too
+  await desk.query("room");
+  stop();
+  off();
+  db.close();
+}
+void typed;

@@ -153,7 +153,7 @@ struct OpenOptions {
 }
 
 /// An offline-first, encrypted, syncing local database in the browser.
-#[wasm_bindgen]
+#[wasm_bindgen(skip_typescript)]
 pub struct TideSync {
     session: Rc<Session>,
 }

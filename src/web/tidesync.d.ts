@@ -2,6 +2,31 @@
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 /** An entity's fields: a JSON object. */
 export type Fields = { [field: string]: Json };
+/**
+ * The app's collections and the fields of each, for `TideSync.open<S>()`:
+ * every call is then checked against it (collection names, field names and
+ * types, results typed). Declare it with `type`, not `interface` (an
+ * interface has no index signature, so it is not a `Fields`):
+ * `type Hotel = { rooms: { number: string; status: "clean" | "dirty"; floor?: number } }`.
+ * Declare every collection the branch syncs: events of a subscription to
+ * all of them are typed as the schema's. The types are a promise the app
+ * makes: the engine checks a write's payload only against `rules`
+ * (OpenOptions), if given. (TypeScript 5.4 or later: `NoInfer`.)
+ */
+export type Schema = { [collection: string]: Fields };
+/** The schema of an untyped TideSync: every collection, with JSON fields. */
+export type Untyped = { [collection: string]: Fields };
+/** A collection of schema `S`. */
+export type CollectionName<S extends Schema> = keyof S & string;
+/** The fields of `F` that may be absent. */
+export type OptionalField<F extends Fields> = { [K in keyof F]-?: {} extends Pick<F, K> ? K : never }[keyof F];
+/** A JSON merge patch of fields `F`: each field may be left out; `null`
+ *  removes a field, so only an optional one may be `null`. */
+export type Patch<F extends Fields> = { [K in keyof F]?: K extends OptionalField<F> ? F[K] | null : F[K] };
+/** The fields of a view that may be of a deleted entity (which has none):
+ *  each field of `F` may be undefined (`Fields` as it is). A mapped type, not
+ *  a conditional one, so that a TideSync<S> is still a TideSync (covariant). */
+export type MaybeFields<F extends Fields> = { [K in keyof F]: string extends K ? F[K] : F[K] | undefined };
 /** Stable error codes: the protocol's, the engine's and the browser store's.
  *  Checked against the core's `ErrorCode::ALL` by `tests/docs.rs`. */
 export type ErrorCode =
@@ -28,7 +53,43 @@ export type KeyMaterial =
   | { webCrypto: true }         // a non-extractable AES-GCM key kept by the browser
   | { plaintext: true };        // no encryption
 
-export interface OpenOptions {
+/** The type a field's value must have (payload rules). */
+export type FieldType = "string" | "number" | "integer" | "boolean" | "object" | "array";
+/** One field's rule. */
+export interface FieldRule { type?: FieldType; required?: boolean; enum?: readonly Json[]; max_len?: number; min?: number; max?: number; }
+/** Which writes terminals may make to a collection. */
+export type CollectionAccess = "read_write" | "append_only" | "read_only";
+/** One collection's rules. */
+export interface CollectionRules { fields?: { [field: string]: FieldRule }; additional_fields?: boolean; access?: CollectionAccess; }
+/** The server's rules file (`tidesync-server serve --rules`), per collection. */
+export type Rules = { [collection: string]: CollectionRules };
+/** The TypeScript type of a value that passes field rule `R`: its `enum`'s
+ *  values (an empty one allows every value), else its `type`'s. */
+export type RuleValue<R> = R extends { enum: readonly [Json, ...Json[]] } ? R["enum"][number] : RuleType<R>;
+/** The TypeScript type of field rule `R`'s `type` (none: every JSON value). */
+export type RuleType<R> = R extends { type: "string" } ? string
+  : R extends { type: "number" | "integer" } ? number
+  : R extends { type: "boolean" } ? boolean
+  : R extends { type: "object" } ? { [key: string]: Json }
+  : R extends { type: "array" } ? Json[]
+  : Json;
+/** The fields collection rules `C` allow (see SchemaOf). */
+export type RulesFields<C> = C extends { fields: infer F }
+  ? { -readonly [K in keyof F as F[K] extends { required: true } ? K : never]: RuleValue<F[K]> }
+    & { -readonly [K in keyof F as F[K] extends { required: true } ? never : K]?: RuleValue<F[K]> }
+    & (C extends { additional_fields: false } ? {} : Fields)
+  : Fields;
+/**
+ * The schema a rules object allows, for a rules object declared `as const`:
+ * a `required` field is not optional, an `enum` is the union of its values,
+ * a `type` its TypeScript type, and other fields are allowed unless
+ * `additional_fields` is false.
+ * `const rules = { rooms: { fields: { status: { enum: ["clean", "dirty"], required: true } } } } as const;`
+ * `TideSync.open<SchemaOf<typeof rules>>({ ..., rules })`.
+ */
+export type SchemaOf<R extends Rules> = { -readonly [C in keyof R & string]: RulesFields<R[C]> };
+
+export interface OpenOptions<S extends Schema = Untyped> {
   dbName: string;
   key: KeyMaterial;
   /** Base URL of the sync server; "" for the page's own origin. */
@@ -73,7 +134,17 @@ export interface OpenOptions {
   terminalId?: string;
   /** Its branch: as `terminalId`. */
   branchId?: string;
-  policies?: { [collection: string]: ConflictPolicy };
+  /** The conflict policy of each collection. */
+  policies?: { [C in CollectionName<S>]?: ConflictPolicy };
+  /** The server's rules file (the same JSON): a write it would refuse — a
+   *  field of the wrong type, a missing required field, an unknown field
+   *  where `additional_fields` is false, a value outside
+   *  `enum`/`min`/`max`/`max_len` — is refused at once with EVENT_INVALID
+   *  naming the field (`payload.status: …`), and never queued; a write to a
+   *  `read_only` collection, or a create/patch/delete of an `append_only`
+   *  one, is POLICY_VIOLATION. Without it, the server's verdict comes back
+   *  as a dead letter. */
+  rules?: Rules;
   /** Sync in the background when leading (default true). */
   autoSync?: boolean;
   /** How often the leader pulls when idle (ms, default 30000). */
@@ -111,13 +182,15 @@ export interface FieldMigration {
 export interface Identity { terminal_id: string; branch_id: string; key_stored: boolean; }
 
 export interface Hlc { wall_ms: number; counter: number; node: number; }
-export interface EntityKey { collection: string; id: string; }
-export interface LocalEntity {
-  collection: string; id: string; fields: Fields; deleted: boolean;
+export interface EntityKey<C extends string = string> { collection: C; id: string; }
+/** The local view of an entity of collection `C` with fields `F` (a deleted one has no fields). */
+export interface LocalEntity<F = Fields, C extends string = string> {
+  collection: C; id: string; fields: F; deleted: boolean;
   server_version: number; updated_at: Hlc; pending: number; conflicted: boolean;
 }
-export interface EntityState {
-  collection: string; id: string; version: number; fields: Fields; deleted: boolean;
+/** An entity as the server has it (a deleted one has no fields). */
+export interface EntityState<F = Fields, C extends string = string> {
+  collection: C; id: string; version: number; fields: F; deleted: boolean;
   updated_at: Hlc; last_op: string | null;
 }
 export type MutationKind = "create" | "patch" | "delete" | "append";
@@ -134,12 +207,18 @@ export interface OutboxEntry {
   next_attempt_at: number; sent: boolean; last_error: [ErrorCode, string] | null;
   enqueued_at: number;
 }
-export interface ConflictRecord {
-  key: EntityKey; base: EntityState | null; local: LocalEntity | null;
-  server: EntityState | null; mutations: Mutation[]; fields: string[]; detected_at: number;
+/** An open conflict on an entity of collection `C` with fields `F`. */
+export interface ConflictOf<F extends Fields = Fields, C extends string = string> {
+  key: EntityKey<C>; base: EntityState<MaybeFields<F>, C> | null; local: LocalEntity<MaybeFields<F>, C> | null;
+  server: EntityState<MaybeFields<F>, C> | null; mutations: Mutation[]; fields: string[]; detected_at: number;
 }
-export type Resolution =
-  | { choice: "local" } | { choice: "server" } | { choice: "edited"; fields: Fields };
+/** An open conflict in schema `S`, one ConflictOf per collection. TypeScript
+ *  does not narrow it on the nested `key.collection`; a type guard does:
+ *  `(c): c is ConflictOf<Hotel["rooms"], "rooms"> => c.key.collection === "rooms"`. */
+export type ConflictRecord<S extends Schema = Untyped> = { [C in CollectionName<S>]: ConflictOf<S[C], C> }[CollectionName<S>];
+/** How a person resolves a conflict; `edited` gives the entity's new fields. */
+export type Resolution<F extends Fields = Fields> =
+  | { choice: "local" } | { choice: "server" } | { choice: "edited"; fields: F };
 export type Phase = "idle" | "syncing" | "offline" | "error";
 export interface Status {
   phase: Phase; pending: number; conflicts: number; dead_letters: number;
@@ -164,24 +243,17 @@ export interface SyncReport {
   sent: number; acknowledged: number; conflicts: number; dead_lettered: number;
   pulled: number; error: ErrorCode | null;
 }
-export type SyncEvent =
-  | { type: "changed"; key: EntityKey; entity: LocalEntity | null }
+/** An event of collections `C` of schema `S` (all of them by default). */
+export type SyncEvent<S extends Schema = Untyped, C extends CollectionName<S> = CollectionName<S>> =
+  /** One entity's view changed (`entity` null: it is gone; a deleted one has no fields). */
+  | { [K in C]: { type: "changed"; key: EntityKey<K>; entity: LocalEntity<MaybeFields<S[K]>, K> | null } }[C]
   /** Several entities of one collection changed in one commit (a pulled page, a bulk retry):
    *  their ids only; read them with get() or query(). One changed entity comes as "changed". */
-  | { type: "changes"; collection: string; ids: string[] }
+  | { type: "changes"; collection: C; ids: string[] }
   | { type: "status"; status: Status }
   | { type: "alert"; code: ErrorCode; key: EntityKey; op_id: string | null; message: string };
 /** A page of a query: entities with an id after `after`, at most `limit` (default 1000, max 10000). */
 export interface PageOptions { after?: string; limit?: number; }
-/** Methods whose signature wasm-bindgen cannot write (an optional argument). */
-export interface TideSync {
-  /** A page of a collection's live entities, by id; the next page starts after the last id returned. */
-  query(collection: string, options?: PageOptions): Promise<LocalEntity[]>;
-  /** Sends a dead letter again; with `payload` (null for a delete) it is edited first and sent under a new op id. */
-  retry(seq: number, payload?: Fields | null): Promise<void>;
-  /** Local audit entries after `after` (a seq), at most `limit` (default 1000). */
-  audit(options?: { after?: number; limit?: number }): Promise<AuditEntry[]>;
-}
 export type AuditEvent =
   | { event: "queued" } | { event: "applied"; version: number } | { event: "duplicate"; version: number }
   | { event: "rebased"; onto: number } | { event: "superseded"; by_version: number }
@@ -195,4 +267,74 @@ export interface AuditEntry {
 /** {} for everything, { collection } for one collection, { collection, id } for one entity.
  *  The filter narrows `changed` and `changes` events only (a `changes` event passes an entity filter
  *  when its id is among the ids, and arrives whole): `status` and `alert` events reach every subscriber. */
-export interface SubscriptionFilter { collection?: string; id?: string; }
+export type SubscriptionFilter<S extends Schema = Untyped, C extends CollectionName<S> = CollectionName<S>> =
+  | { collection?: undefined; id?: undefined } | { collection: C; id?: string };
+
+// ---- The browser class. The Node package's copy of this file (node/types.d.ts) ends here. ----
+/**
+ * An offline-first, encrypted, syncing local database in the browser, typed
+ * by schema `S` (`TideSync.open<S>()`; untyped by default). Declared here,
+ * not by wasm-bindgen, which cannot write generic methods:
+ * node/test/dts-parity.mjs checks that it declares every method the module
+ * exports, with the same parameters.
+ */
+export class TideSync<S extends Schema = Untyped> {
+  private constructor();
+  /** Frees the Wasm object (wasm-bindgen); `close()` first. */
+  free(): void;
+  [Symbol.dispose](): void;
+  /** Opens (or creates) the local database and joins the tabs that share it. */
+  static open<S extends Schema = Untyped>(options: OpenOptions<NoInfer<S>>): Promise<TideSync<S>>;
+  /** Creates an entity (`id` defaults to a new ULID). */
+  create<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null): Promise<LocalEntity<S[C], C>>;
+  /** Applies a JSON merge patch (`null` removes a field). */
+  patch<C extends CollectionName<S>>(collection: C, id: string, patch: Patch<S[C]>): Promise<LocalEntity<S[C], C>>;
+  /** Deletes an entity (the view returned has no fields). */
+  delete<C extends CollectionName<S>>(collection: C, id: string): Promise<LocalEntity<MaybeFields<S[C]>, C>>;
+  /** Appends to an append-only collection (`id` defaults to a new ULID). */
+  append<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null): Promise<LocalEntity<S[C], C>>;
+  /** One entity's local view, or null (also when deleted). */
+  get<C extends CollectionName<S>>(collection: C, id: string): Promise<LocalEntity<S[C], C> | null>;
+  /** A page of a collection's live entities, by id; the next page starts after the last id returned. */
+  query<C extends CollectionName<S>>(collection: C, options?: PageOptions): Promise<LocalEntity<S[C], C>[]>;
+  /** The sync status. */
+  status(): Promise<Status>;
+  /** Counters since the engine opened. */
+  metrics(): Promise<Metrics>;
+  /** Pushes the outbox and pulls changes now. */
+  syncNow(): Promise<SyncReport>;
+  /** Verifies collections against the server and repairs differences. */
+  reconcile(collections?: CollectionName<S>[] | null): Promise<SyncReport>;
+  /** Every queued mutation, by seq. */
+  outbox(): Promise<OutboxEntry[]>;
+  /** Mutations waiting for a person (retry or discard). */
+  deadLetters(): Promise<OutboxEntry[]>;
+  /** Sends a dead letter again; with `payload` (null for a delete) it is edited first and sent under a new op id. */
+  retry(seq: number, payload?: Fields | null): Promise<void>;
+  /** Retries every dead letter; resolves with how many. */
+  retryAll(): Promise<number>;
+  /** Discards every dead letter (each audited); resolves with how many. */
+  discardAll(): Promise<number>;
+  /** Local audit entries after `after` (a seq), at most `limit` (default 1000). */
+  audit(options?: { after?: number; limit?: number }): Promise<AuditEntry[]>;
+  /** Drops a dead letter (audited). */
+  discard(seq: number): Promise<void>;
+  /** Open conflicts. */
+  conflicts(): Promise<ConflictRecord<S>[]>;
+  /** Resolves an open conflict. */
+  resolve<C extends CollectionName<S>>(collection: C, id: string, resolution: Resolution<S[C]>): Promise<void>;
+  /** Calls `callback` with every `changed` and `changes` event matching `filter`, and with every status and alert event. Returns the function that unsubscribes. */
+  subscribe<C extends CollectionName<S> = CollectionName<S>>(filter: SubscriptionFilter<S, C>, callback: (event: SyncEvent<S, C>) => void): () => void;
+  /** Calls `callback` with the current status at once, then with each new status. Returns the function that unsubscribes. */
+  onStatus(callback: (status: Status) => void): () => void;
+  /** Resolves with the status once a first snapshot has been applied completely (at once if it was, in this or an earlier session); rejects if closed first. */
+  waitForFirstSync(): Promise<Status>;
+  /** This tab runs the engine and the sync (the others forward to it). */
+  isLeader(): boolean;
+  /** The terminal and branch the database belongs to, and whether it keeps the key. */
+  identity(): Identity;
+  /** Closes this tab's connection; another tab takes over the sync. */
+  close(): void;
+  /** Destroys the local database and its wrapped key: everything not yet synced is lost. Other tabs see `STORE_GONE`. */
+  wipe(): Promise<void>;
+}

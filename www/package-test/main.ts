@@ -14,14 +14,22 @@ const options: OpenOptions = {
   policies: { rooms: 'merge-three-way' }, autoSync: false,
 };
 
+// The app's schema: the package's generic types check every call against it.
+type Hotel = { rooms: { status: 'clean' | 'dirty'; floor?: number } };
+
 async function run(): Promise<Result> {
   await init({ module_or_path: wasmUrl });
-  const db: TideSync = await TideSync.open(options);
-  const created: LocalEntity = await db.create('rooms', { status: 'dirty', floor: 12 }, 'r-1204');
+  const db: TideSync<Hotel> = await TideSync.open<Hotel>(options);
+  const created: LocalEntity<Hotel['rooms'], 'rooms'> = await db.create('rooms', { status: 'dirty', floor: 12 }, 'r-1204');
   // @ts-expect-error fields must be JSON: the types are the package's, not `any`
   void (() => db.create('rooms', new Date()));
+  // @ts-expect-error a collection the schema does not declare
+  void (() => db.get('room', 'r-1204'));
+  // @ts-expect-error a field the schema does not declare
+  void (() => db.patch('rooms', 'r-1204', { stauts: 'clean' }));
   let error: string | null = null;
-  try { await db.create('rooms', { at: new Date() as never }, 'r-bad'); } catch (e) { error = (e as TideSyncError).code; }
+  const untyped: TideSync = db; // a typed database is still a TideSync
+  try { await untyped.create('rooms', { at: new Date() as never }, 'r-bad'); } catch (e) { error = (e as TideSyncError).code; }
   db.close();
   const again = await TideSync.open(options); // a second open reads what the first wrote
   const read = await again.get('rooms', 'r-1204');

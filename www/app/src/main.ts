@@ -31,12 +31,17 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getEl
 const params = new URLSearchParams(location.search);
 if (params.get('dir') === 'rtl') document.documentElement.dir = 'rtl';
 
+/** The collections this app syncs. Their fields stay plain JSON: the board
+ *  reads a room's fields defensively (the server holds what other terminals
+ *  wrote) and the conflict view works over any field names. */
+type Housekeeping = { rooms: Fields; telemetry: Fields };
+
 interface AppWindow {
   hk?: { db: TideSync; latencies: { action: string; ms: number }[]; ready: boolean; identity: Identity; staff: string };
 }
 const win = window as unknown as AppWindow;
 
-let db: TideSync;
+let db: TideSync<Housekeeping>;
 let me = '';
 const rooms = new Map<string, LocalEntity>();
 let status: Status | null = null;
@@ -448,7 +453,7 @@ async function start(): Promise<void> {
     $('pair-error').textContent = `Pairing failed: ${(e as Error).message}`;
   }
   await init({ module_or_path: new URL('../dist/tidesync_bg.wasm', import.meta.url) });
-  const open = (withLink: PairingLink | null) => TideSync.open({
+  const open = (withLink: PairingLink | null) => TideSync.open<Housekeeping>({
     dbName: DB_NAME, key: { webCrypto: true }, serverUrl: '',
     ...(withLink?.code ? { pairingCode: withLink.code } : {}),
     ...(withLink?.apiKey ? { apiKey: withLink.apiKey } : {}),
