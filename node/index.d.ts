@@ -6,7 +6,7 @@
 // class, member by member.
 import type {
   AuditEntry, CollectionName, ConflictRecord, ConflictPolicy, ErrorCode, FieldMigration, Fields, Identity, KeyMaterial,
-  LocalEntity, MaybeFields, Metrics, OutboxEntry, PageOptions, Patch, Resolution, Rules, Schema, Status,
+  LocalEntity, MaybeFields, Metrics, OutboxEntry, PageOptions, Patch, Resolution, RetryOptions, Rules, Schema, Status,
   SubscriptionFilter, SyncEvent, SyncReport, Untyped,
 } from "./types";
 export * from "./types";
@@ -66,6 +66,13 @@ export interface NodeOpenOptions<S extends Schema = Untyped> {
   live?: boolean;
   /** Attempts before a mutation becomes a dead letter (default: the core's). */
   maxAttempts?: number;
+  /** The backoff between delivery attempts, in ms (each at least 1; the
+   *  core's defaults where absent: 500, 300000, 15000); `capMs` is not below
+   *  `baseMs`. Else BAD_ARGUMENT naming it. */
+  retry?: RetryOptions;
+  /** A cap on upload bytes per second (at least 1; absent: none): after a
+   *  push request, the next waits until its bytes fit the cap. */
+  maxUploadBytesPerSec?: number;
   /** The app's payload schema version (default 1). Raising it runs `migrations` on queued mutations. */
   schemaVersion?: number;
   /** Steps that carry queued mutations from older schema versions forward. */

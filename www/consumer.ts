@@ -226,7 +226,11 @@ const rules = {
 type RuledHotel = SchemaOf<typeof rules>;
 
 export async function ruled(options: OpenOptions): Promise<number> {
-  const db = await TideSync.open<RuledHotel>({ ...options, rules });
+  const db = await TideSync.open<RuledHotel>({
+    ...options, rules, maxUploadBytesPerSec: 64_000, retry: { baseMs: 250, capMs: 60_000, offlineProbeMs: 5_000 },
+  });
+  // @ts-expect-error retry takes baseMs, capMs and offlineProbeMs
+  await TideSync.open({ ...options, retry: { base: 250 } });
   const room = await db.create('rooms', { number: '12', status: 'clean', floor: 1 });
   const status: 'clean' | 'dirty' = room.fields.status;
   const floor: number | undefined = room.fields.floor;

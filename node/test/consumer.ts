@@ -44,7 +44,8 @@ type Hotel = {
 };
 
 async function typed(options: NodeOpenOptions<Hotel>): Promise<void> {
-  const db = await TideSync.open<Hotel>({ ...options, policies: { rooms: "merge-three-way", sales: "append-only" } });
+  const db = await TideSync.open<Hotel>({ ...options, policies: { rooms: "merge-three-way", sales: "append-only" },
+    retry: { baseMs: 250, capMs: 60_000 }, maxUploadBytesPerSec: 64_000 });
   const room = await db.create("rooms", { number: "101", status: "dirty" }, "101");
   const status: "clean" | "dirty" = room.fields.status;
   const patched = await db.patch("rooms", room.id, { status: "clean", floor: 1, note: null });

@@ -155,10 +155,27 @@ export interface OpenOptions<S extends Schema = Untyped> {
   live?: boolean;
   /** Attempts before a mutation becomes a dead letter (default: the core's). */
   maxAttempts?: number;
+  /** The backoff between delivery attempts, in ms (each at least 1; the
+   *  core's defaults where absent: 500, 300000, 15000); `capMs` is not below
+   *  `baseMs`. Else BAD_ARGUMENT naming it. */
+  retry?: RetryOptions;
+  /** A cap on upload bytes per second (at least 1; absent: none): after a
+   *  push request, the next waits until its bytes fit the cap. */
+  maxUploadBytesPerSec?: number;
   /** The app's payload schema version (default 1). Raising it runs `migrations` on queued mutations. */
   schemaVersion?: number;
   /** Steps that carry queued mutations from older schema versions forward. */
   migrations?: FieldMigration[];
+}
+
+/** The `retry` open option: the backoff between delivery attempts, in ms. */
+export interface RetryOptions {
+  /** Backoff before the first retry (the upper bound of its jitter). */
+  baseMs?: number;
+  /** Largest backoff. */
+  capMs?: number;
+  /** How often to probe a server that cannot be reached. */
+  offlineProbeMs?: number;
 }
 
 /**
