@@ -6,14 +6,10 @@ use crate::common::*;
 use tidesync::rules::{parse_rules, Rules};
 use tidesync_server::ServiceConfig;
 
-/// The demo server's own rules file, plus a read-only catalog and
-/// append-only sales declared in it.
+/// The demo server's own rules file (a read-only catalog, append-only
+/// sales).
 fn rules() -> Rules {
-    let mut rules = parse_rules(include_str!("../../server/rules/hotel.json")).unwrap();
-    let extra = parse_rules(r#"{"catalog": {"access": "read_only"}}"#).unwrap();
-    rules.extend(extra);
-    rules.get_mut("sales").unwrap().access = tidesync::rules::CollectionAccess::AppendOnly;
-    rules
+    parse_rules(include_str!("../../server/rules/hotel.json")).unwrap()
 }
 
 /// A server that runs `rules`.

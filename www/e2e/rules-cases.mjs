@@ -1,17 +1,15 @@
 // The cases both rules tests judge (the browser's, www/e2e/rules.test.mjs,
 // and the Node addon's, node/test/rules.test.mjs): the demo server's rules
-// file with a read-only catalog and append-only sales, and writes that keep
-// or break each kind of rule. `judge` runs them on a client with the rules
-// and on one without, which syncs each and reads the server's verdict from
-// its dead letters. It runs as is in a page too (no Node imports here).
+// file (server/rules/hotel.json: typed rooms and sales, a read-only
+// catalog, append-only sales) and writes that keep or break each kind of
+// rule. `judge` runs them on a client given the rules and on clients
+// without, which sync each and read the server's verdict from their dead
+// letters. It runs as is in a page too (no Node imports here).
 
 import HOTEL from '../../server/rules/hotel.json' with { type: 'json' };
 
-export const RULES = {
-  ...HOTEL,
-  sales: { ...HOTEL.sales, access: 'append_only' },
-  catalog: { access: 'read_only' },
-};
+/** The demo server's rules file, as is. */
+export const RULES = HOTEL;
 
 // [method, collection, id, fields]; the patches and the delete act on r101.
 export const WRITES = [
