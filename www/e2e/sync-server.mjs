@@ -35,18 +35,19 @@ export function findServerBinary() {
   return candidates.find((p) => fs.existsSync(p)) ?? null;
 }
 
-/** `args`: more flags for the reference server (the mock ignores them). */
-export async function startSyncServer({ args = [] } = {}) {
+/** `args`: more flags for the reference server (the mock ignores them);
+ *  `branch` and `terminal`: the key's (default b1, web-1). */
+export async function startSyncServer({ args = [], branch = BRANCH, terminal = TERMINAL } = {}) {
   const bin = findServerBinary();
   if (bin) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidesync-e2e-'));
     const db = path.join(dir, 'server.db');
-    const key = execFileSync(bin, ['--database', db, 'issue-key', '--tenant', TENANT, '--branch', BRANCH, '--terminal', TERMINAL, '--quiet'], { encoding: 'utf8' }).trim();
+    const key = execFileSync(bin, ['--database', db, 'issue-key', '--tenant', TENANT, '--branch', branch, '--terminal', terminal, '--quiet'], { encoding: 'utf8' }).trim();
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const child = spawn(bin, ['--database', db, '--listen', `127.0.0.1:${port}`, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
     await waitHealthy(url);
-    return { kind: 'reference server', url, apiKey: key, branch: BRANCH, terminal: TERMINAL,
+    return { kind: 'reference server', url, apiKey: key, branch, terminal,
       close: async () => { child.kill('SIGTERM'); fs.rmSync(dir, { recursive: true, force: true }); } };
   }
   return startMockServer();
