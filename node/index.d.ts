@@ -6,7 +6,7 @@
 // class, member by member.
 import type {
   AuditEntry, CollectionName, ConflictRecord, ConflictPolicy, ErrorCode, FieldMigration, Fields, Identity, KeyMaterial,
-  LocalEntity, MaybeFields, Metrics, OutboxEntry, PageOptions, Patch, Resolution, RetryOptions, Rules, Schema, Status,
+  LiveQuery, LocalEntity, MaybeFields, Metrics, OutboxEntry, PageOptions, Patch, Resolution, RetryOptions, Rules, Schema, Status,
   SubscriptionFilter, SyncEvent, SyncReport, Untyped,
 } from "./types";
 export * from "./types";
@@ -106,6 +106,9 @@ export declare class TideSync<S extends Schema = Untyped> {
   /** A page of a collection's live entities, by id; the next page starts after the last id returned. */
   query<C extends CollectionName<S>>(collection: C, options?: PageOptions): Promise<LocalEntity<S[C], C>[]>;
   /** The sync status. */
+  /** As in the browser package: the rows of a page query at once, then
+   *  whenever they change; the result is kept by the core. */
+  live<C extends CollectionName<S>>(query: LiveQuery<C>, callback: (rows: LocalEntity<S[C], C>[]) => void, onError?: (error: TideSyncError) => void): () => void;
   status(): Promise<Status>;
   /** Counters since the engine opened. */
   metrics(): Promise<Metrics>;

@@ -17,7 +17,7 @@ function loadAddon() {
   }
 }
 
-const { NativeClient } = loadAddon();
+const { NativeClient, LiveView } = loadAddon();
 
 /** The error every rejected promise of this package carries. */
 class TideSyncError extends Error {
@@ -243,6 +243,54 @@ class TideSync {
     const l = { filter: { collection: filter.collection, id: filter.id }, callback, status: false };
     this._listeners.add(l);
     return () => { this._listeners.delete(l); };
+  }
+
+  /** A live page query: the core keeps the result (LiveView); this runs
+   *  the loop, as the browser package's binding does. */
+  live(query, callback, onError) {
+    if (typeof callback !== 'function') throw badArgument('callback must be a function');
+    if (onError !== undefined && typeof onError !== 'function') throw badArgument('onError must be a function');
+    if (query === null || typeof query !== 'object') throw badArgument('query must be an object');
+    let view;
+    try { view = new LiveView(JSON.stringify(query)); } catch (e) { throw translate(e); }
+    let reading = false, again = false, closed = false;
+    const deliver = () => {
+      try { callback(JSON.parse(view.rows())); } catch (e) { console.error('tidesync: a live query callback threw', e); }
+    };
+    const read = async () => {
+      if (reading) { again = true; return; }
+      reading = true;
+      try {
+        do {
+          again = false;
+          let page;
+          try {
+            page = await this._native.call(view.read());
+          } catch (e) {
+            if (!closed && onError) onError(translate(e));
+            return;
+          }
+          if (closed) return;
+          if (view.set(page)) deliver(); // the result kept is the one delivered
+        } while (again);
+      } finally {
+        reading = false;
+      }
+    };
+    const l = {
+      filter: { collection: query.collection }, status: false,
+      callback: (event) => {
+        if (closed) return;
+        const json = JSON.stringify(event);
+        if (reading) { if (view.touches(json)) again = true; return; }
+        const update = view.apply(json);
+        if (update === 'changed') deliver();
+        else if (update === 'requery') read();
+      },
+    };
+    this._listeners.add(l);
+    read();
+    return () => { closed = true; this._listeners.delete(l); };
   }
 
   onStatus(callback) {

@@ -1,17 +1,63 @@
 // In-page benchmarks (one Chromium run): tidesync (Wasm, encrypted
 // IndexedDB) beside Dexie and WebCrypto on the same machine.
 import init, { TideSync, __benchSealOpen } from '/pkg/tidesync.js';
-import Dexie from '/node_modules/dexie/dist/dexie.mjs';
+import Dexie, { liveQuery } from '/node_modules/dexie/dist/dexie.mjs';
 
 await init();
 
 const now = () => performance.now();
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
-const summary = (xs) => ({ median: pct(xs, 0.5), p99: pct(xs, 0.99), mean: xs.reduce((a, b) => a + b, 0) / xs.length });
+const summary = (xs) => ({ median: pct(xs, 0.5), p95: pct(xs, 0.95), p99: pct(xs, 0.99), mean: xs.reduce((a, b) => a + b, 0) / xs.length });
 const uid = () => Math.random().toString(36).slice(2);
 
 function fields(i) {
   return { status: i % 3 ? 'clean' : 'dirty', floor: i % 40, guest: `Guest ${i}`, note: 'late checkout' };
+}
+
+const LIVE_REPS = 100;
+
+/** A live query's update after a local write to a row it shows: from the
+ *  write's call to the callback with the new rows (a page of 50 rows of the
+ *  store's `rooms`). */
+async function tidesyncLive(db) {
+  let resolve = null;
+  let rows = null;
+  const stop = db.live({ collection: 'rooms', limit: 50 }, (r) => { rows = r; if (resolve) resolve(); });
+  while (!rows) await new Promise((r) => setTimeout(r, 10));
+  const times = [];
+  for (let i = -5; i < LIVE_REPS; i++) { // 5 writes to warm up, not counted
+    const id = rows[(i + 5) % rows.length].id;
+    const seen = new Promise((r) => { resolve = r; });
+    const t = now();
+    const write = db.patch('rooms', id, { note: `live ${i}` });
+    await seen;
+    if (i >= 0) times.push(now() - t);
+    await write;
+    if (rows.find((x) => x.id === id).fields.note !== `live ${i}`) throw new Error('the live rows missed the write');
+  }
+  stop();
+  return summary(times);
+}
+
+/** The same with Dexie's liveQuery over its plain store. */
+async function dexieLive(db) {
+  let resolve = null;
+  let rows = null;
+  const sub = liveQuery(() => db.entities.where('[collection+id]').between(['rooms', Dexie.minKey], ['rooms', Dexie.maxKey]).limit(50).toArray())
+    .subscribe({ next: (r) => { rows = r; if (resolve) resolve(); } });
+  while (!rows) await new Promise((r) => setTimeout(r, 10));
+  const times = [];
+  for (let i = -5; i < LIVE_REPS; i++) {
+    const rec = rows[(i + 5) % rows.length];
+    const seen = new Promise((r) => { resolve = r; });
+    const t = now();
+    const write = db.entities.put({ ...rec, fields: { ...rec.fields, note: `live ${i}` } });
+    await seen;
+    if (i >= 0) times.push(now() - t);
+    await write;
+  }
+  sub.unsubscribe();
+  return summary(times);
 }
 
 /** Encrypted durable local write through the engine: entity + outbox (+ audit) in one strict transaction. */
@@ -76,8 +122,9 @@ async function tidesyncSnapshot(n, server) {
   const r = now();
   db = await TideSync.open(opts);
   const reopenMs = now() - r;
+  const live = await tidesyncLive(db);
   await db.wipe();
-  return { ms, perSec: n / (ms / 1000), reopenMs, usageMB: usage / 1e6 };
+  return { ms, perSec: n / (ms / 1000), reopenMs, usageMB: usage / 1e6, live };
 }
 
 /** Dexie bulkPut of the same records, plain text, already in memory. */
@@ -91,9 +138,10 @@ async function dexieBulkPut(n) {
   const ms = now() - t;
   // The same estimate as for tidesync's store (the only database left now).
   const usage = (await navigator.storage.estimate()).usage;
+  const live = await dexieLive(db);
   db.close();
   await Dexie.delete(db.name);
-  return { ms, perSec: n / (ms / 1000), usageMB: usage / 1e6 };
+  return { ms, perSec: n / (ms / 1000), usageMB: usage / 1e6, live };
 }
 
 /** AES-256-GCM seal + open per second: Wasm (aes-gcm crate) vs WebCrypto. */

@@ -58,6 +58,10 @@ console.log(`  Dexie bulkPut, plain, from memory:                    ${fmt(col((
 console.log(`  ratio tidesync/Dexie (throughput, > 1 is faster): ${fmt(col((r) => r.snapshotTidesync.perSec / r.snapshotDexie.perSec))}`);
 console.log(`  store size (navigator.storage.estimate): tidesync ${fmt(col((r) => r.snapshotTidesync.usageMB), 1)} MB, Dexie ${fmt(col((r) => r.snapshotDexie.usageMB), 1)} MB`);
 console.log(`  tidesync reopen of that store (key unwrap + integrity check of every record): ${fmt(col((r) => r.snapshotTidesync.reopenMs), 0)} ms`);
+console.log(`\nLive query (a page of 50 rows of that store): from a write to a shown row to the callback with the new rows, ${100} writes:`);
+console.log(`  tidesync encrypted (db.live):  median ${fmt(col((r) => r.snapshotTidesync.live.median))} ms, p95 ${fmt(col((r) => r.snapshotTidesync.live.p95))} ms, p99 ${fmt(col((r) => r.snapshotTidesync.live.p99))} ms`);
+console.log(`  Dexie plain (liveQuery):       median ${fmt(col((r) => r.snapshotDexie.live.median))} ms, p95 ${fmt(col((r) => r.snapshotDexie.live.p95))} ms, p99 ${fmt(col((r) => r.snapshotDexie.live.p99))} ms`);
+console.log(`  ratio tidesync/Dexie (median latency, < 1 is faster): ${fmt(col((r) => r.snapshotTidesync.live.median / r.snapshotDexie.live.median))}`);
 console.log(`\nOpen with a passphrase (PBKDF2-SHA256, 600,000 iterations, in Wasm): ${fmt(col((r) => r.passphraseOpen.ms), 0)} ms`);
 console.log(`\nAES-256-GCM seal + open (ops/s), Wasm vs WebCrypto:`);
 for (let i = 0; i < 3; i++) {

@@ -404,3 +404,77 @@ impl NativeClient {
         SqlCipherStore::destroy(&path).map_err(|e| js_error(e.into()))
     }
 }
+
+/// A live query's result, kept by the core (`tidesync::client::live_query`);
+/// node/index.js runs the loop: it reads the page with [`LiveView::read`]'s
+/// command, hands the answer to `set` and each event to `apply` (or only to
+/// `touches` while a read is in flight).
+#[napi]
+#[derive(Debug)]
+pub struct LiveView {
+    query: Mutex<tidesync::client::live_query::LiveQuery>,
+}
+
+fn event_of(json: &str) -> Option<tidesync::status::Event> {
+    serde_json::from_str(json).ok()
+}
+
+#[napi]
+impl LiveView {
+    /// `spec` is the query as JSON: `{collection, after?, limit?}`.
+    #[napi(constructor)]
+    pub fn new(spec: String) -> napi::Result<Self> {
+        let spec = serde_json::from_str(&spec).map_err(|e| bad_argument(format!("query: {e}")))?;
+        let query = tidesync::client::live_query::LiveQuery::new(spec).map_err(js_error)?;
+        Ok(LiveView {
+            query: Mutex::new(query),
+        })
+    }
+
+    /// The command that reads the page, as JSON.
+    #[napi]
+    pub fn read(&self) -> String {
+        let command = self.lock().read();
+        serde_json::to_string(&command).unwrap_or_default()
+    }
+
+    /// Takes a read's answer; whether the rows changed.
+    #[napi]
+    pub fn set(&self, page: String) -> napi::Result<bool> {
+        let page = serde_json::from_str(&page).map_err(|e| bad_argument(format!("page: {e}")))?;
+        Ok(self.lock().set(page))
+    }
+
+    /// Whether an event (JSON) may change the result.
+    #[napi]
+    pub fn touches(&self, event: String) -> bool {
+        event_of(&event).is_some_and(|e| self.lock().touches(&e))
+    }
+
+    /// Applies an event (JSON): `unchanged`, `changed` or `requery`.
+    #[napi]
+    pub fn apply(&self, event: String) -> String {
+        use tidesync::client::live_query::Update;
+        let Some(event) = event_of(&event) else {
+            return "unchanged".into();
+        };
+        match self.lock().apply(&event) {
+            Update::Unchanged => "unchanged",
+            Update::Changed => "changed",
+            Update::Requery => "requery",
+        }
+        .into()
+    }
+
+    /// The rows, as JSON.
+    #[napi]
+    pub fn rows(&self) -> String {
+        serde_json::to_string(self.lock().rows()).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+impl LiveView {
+    fn lock(&self) -> std::sync::MutexGuard<'_, tidesync::client::live_query::LiveQuery> {
+        self.query.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

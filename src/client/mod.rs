@@ -5,6 +5,7 @@
 //! type; the sync scheduler is in [`scheduler`].
 
 pub mod live;
+pub mod live_query;
 pub mod pairing;
 pub mod scheduler;
 
@@ -230,6 +231,15 @@ pub enum Command {
         #[serde(default)]
         limit: Option<usize>,
     },
+    /// The same page with where the next starts (`{entities, next}`): what
+    /// a live query reads ([`live_query`]).
+    Page {
+        collection: String,
+        #[serde(default)]
+        after: Option<String>,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
     Status,
     Metrics,
     SyncNow,
@@ -325,6 +335,23 @@ pub async fn execute<S: Store, T: Transport, E: Environment>(
                 .query_page(&collection, after.as_deref(), limit)
                 .await?;
             to_value(page.entities)
+        }
+        Command::Page {
+            collection,
+            after,
+            limit,
+        } => {
+            let limit = limit.unwrap_or(DEFAULT_PAGE);
+            if limit == 0 || limit > MAX_PAGE {
+                return Err(ClientError::bad_argument(format!(
+                    "limit: between 1 and {MAX_PAGE}, not {limit}"
+                )));
+            }
+            to_value(
+                engine
+                    .query_page(&collection, after.as_deref(), limit)
+                    .await?,
+            )
         }
         Command::Status => to_value(engine.status().await),
         Command::Metrics => to_value(engine.metrics().await),

@@ -271,6 +271,8 @@ export type SyncEvent<S extends Schema = Untyped, C extends CollectionName<S> = 
   | { type: "alert"; code: ErrorCode; key: EntityKey; op_id: string | null; message: string };
 /** A page of a query: entities with an id after `after`, at most `limit` (default 1000, max 10000). */
 export interface PageOptions { after?: string; limit?: number; }
+/** A live query (`live()`): one page of a collection, as `query(collection, { after, limit })`. */
+export interface LiveQuery<C extends string = string> extends PageOptions { collection: C; }
 export type AuditEvent =
   | { event: "queued" } | { event: "applied"; version: number } | { event: "duplicate"; version: number }
   | { event: "rebased"; onto: number } | { event: "superseded"; by_version: number }
@@ -314,6 +316,13 @@ export class TideSync<S extends Schema = Untyped> {
   get<C extends CollectionName<S>>(collection: C, id: string): Promise<LocalEntity<S[C], C> | null>;
   /** A page of a collection's live entities, by id; the next page starts after the last id returned. */
   query<C extends CollectionName<S>>(collection: C, options?: PageOptions): Promise<LocalEntity<S[C], C>[]>;
+  /** Calls `callback` with the rows of a page query at once, then with the
+   *  new rows whenever they change: this tab's writes, pulls, other tabs;
+   *  never twice with the same rows. A write to a shown row is applied to
+   *  the result without a read; other changes inside the page read it again,
+   *  once per burst. A failed read goes to `onError`. Returns the function
+   *  that unsubscribes. */
+  live<C extends CollectionName<S>>(query: LiveQuery<C>, callback: (rows: LocalEntity<S[C], C>[]) => void, onError?: (error: TideSyncError) => void): () => void;
   /** The sync status. */
   status(): Promise<Status>;
   /** Counters since the engine opened. */
