@@ -132,6 +132,15 @@ export async function typedHotel(options: OpenOptions<Hotel>): Promise<string> {
   const left: 'clean' | 'dirty' | undefined = gone.fields.status; // a deleted entity has no fields
   await db.reconcile(['rooms', 'sales']);
 
+  const offLive: () => void = db.live({ collection: 'rooms', limit: 50 }, (rows) => {
+    const s: 'clean' | 'dirty' = rows[0].fields.status;
+    void s;
+  }, (e) => { const code: string = e.code; void code; });
+  offLive();
+  // @ts-expect-error a live query of a collection the schema does not have
+  db.live({ collection: 'room' }, () => {});
+  // @ts-expect-error live rows are typed by the collection
+  db.live({ collection: 'sales' }, (rows) => { const s: 'clean' = rows[0].fields.status; void s; });
   const off = db.subscribe({ collection: 'rooms' }, (e) => {
     if (e.type === 'changed' && e.entity) {
       const s: 'clean' | 'dirty' | undefined = e.entity.fields.status;

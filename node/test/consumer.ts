@@ -48,6 +48,13 @@ async function typed(options: NodeOpenOptions<Hotel>): Promise<void> {
     retry: { baseMs: 250, capMs: 60_000 }, maxUploadBytesPerSec: 64_000 });
   const room = await db.create("rooms", { number: "101", status: "dirty" }, "101");
   const status: "clean" | "dirty" = room.fields.status;
+  const stopLive: () => void = db.live({ collection: "rooms", after: "100", limit: 20 }, (rows) => {
+    const s: "clean" | "dirty" | undefined = rows[0]?.fields.status;
+    void s;
+  });
+  stopLive();
+  // @ts-expect-error a live query of a collection the schema does not have
+  db.live({ collection: "guests" }, () => {});
   const patched = await db.patch("rooms", room.id, { status: "clean", floor: 1, note: null });
   const floor: number | undefined = patched.fields.floor;
   const page = await db.query("rooms", { limit: 10 });

@@ -59,9 +59,12 @@ function params(sig) {
   const open = sig.indexOf('(');
   let depth = 0, cur = '';
   const out = [];
+  let prev = '';
   for (const ch of sig.slice(open + 1)) {
+    const arrow = ch === '>' && prev === '='; // `=>` closes nothing
+    prev = ch;
     if ('({[<'.includes(ch)) depth++;
-    if (')}]>'.includes(ch) && depth-- === 0) break;
+    if (')}]>'.includes(ch) && !arrow && depth-- === 0) break;
     if (ch === ',' && depth === 0) { out.push(cur); cur = ''; } else cur += ch;
   }
   if (cur.trim()) out.push(cur);
@@ -86,7 +89,8 @@ const jsClass = blocks(js, /export class TideSync \{/g)[0];
 if (!jsClass) throw new Error(`${jsFile}: no class TideSync`);
 const jsMethods = new Map([...jsClass.matchAll(/^ {4}(static )?([\w$]+)\(([^)]*)\) \{$/gm)]
   .filter((m) => !m[2].startsWith('__'))
-  .map((m) => [m[2], { static: Boolean(m[1]), params: m[3].split(',').map((p) => p.trim()).filter(Boolean) }]));
+  // Parameter names are the Rust ones (snake_case); declared, camelCase.
+  .map((m) => [m[2], { static: Boolean(m[1]), params: m[3].split(',').map((p) => p.trim().replace(/_([a-z])/g, (_, c) => c.toUpperCase())).filter(Boolean) }]));
 for (const name of exported) {
   if (!jsMethods.has(name)) problems.push(`${jsFile}: the Wasm export tidesync_${name} is not a method of class TideSync`);
 }
