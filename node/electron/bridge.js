@@ -49,6 +49,11 @@ function serve(port, db) {
       });
     } else if (m.t === 'sub') {
       reply(m.id, () => { subscriptions.set(m.id, db.subscribe(m.filter ?? {}, (data) => ep.send({ t: 'ev', id: m.id, data }))); });
+    } else if (m.t === 'live') {
+      reply(m.id, () => {
+        subscriptions.set(m.id, db.live(m.filter ?? {}, (data) => ep.send({ t: 'ev', id: m.id, data }),
+          (e) => ep.send({ t: 'everr', id: m.id, error: { code: typeof e?.code === 'string' ? e.code : 'INTERNAL', message: String(e?.message ?? e) } })));
+      });
     } else if (m.t === 'status') {
       reply(m.id, () => { subscriptions.set(m.id, db.onStatus((data) => ep.send({ t: 'ev', id: m.id, data }))); });
     } else if (m.t === 'unsub') {

@@ -10,6 +10,7 @@ function connect(portOrPromise) {
   let next = 1;
   const pending = new Map();
   const listeners = new Map();
+  const errorListeners = new Map();
   const ready = Promise.resolve(portOrPromise).then((port) => {
     port.onmessage = (e) => {
       const m = e.data;
@@ -28,6 +29,14 @@ function connect(portOrPromise) {
       } else if (m.t === 'ev') {
         const cb = listeners.get(m.id);
         if (cb) { try { cb(m.data); } catch (e) { console.error('tidesync: a subscriber threw', e); } }
+      } else if (m.t === 'everr') {
+        const cb = errorListeners.get(m.id);
+        if (cb) {
+          const err = new Error(m.error.message);
+          err.name = 'TideSyncError';
+          err.code = m.error.code;
+          try { cb(err); } catch (e) { console.error('tidesync: a subscriber threw', e); }
+        }
       }
     };
     return port;
@@ -51,13 +60,19 @@ function connect(portOrPromise) {
     });
   };
   const call = (method) => (...args) => request({ t: 'call', method, args });
-  const listen = (t, filter, callback) => {
+  const listen = (t, filter, callback, onError) => {
     if (typeof callback !== 'function') { const e = new Error('callback must be a function'); e.code = 'BAD_ARGUMENT'; throw e; }
     // The subscription is known on both sides by its request's id.
     const id = next++;
     listeners.set(id, callback);
-    request({ t, filter }, id).catch(() => listeners.delete(id));
+    if (typeof onError === 'function') errorListeners.set(id, onError);
+    request({ t, filter }, id).catch((e) => {
+      listeners.delete(id);
+      errorListeners.delete(id);
+      if (typeof onError === 'function') onError(e);
+    });
     return () => {
+      errorListeners.delete(id);
       if (listeners.delete(id)) ready.then((port) => port.postMessage({ t: 'unsub', id }));
     };
   };
@@ -69,8 +84,10 @@ function connect(portOrPromise) {
   }
   api.subscribe = (filter, callback) => listen('sub', filter ?? {}, callback);
   api.onStatus = (callback) => listen('status', undefined, callback);
+  // A live query: the main process keeps it (db.live) and sends each new result.
+  api.live = (query, callback, onError) => listen('live', query, callback, onError);
   api.isLeader = () => !closed;
-  api.close = () => { closed = true; listeners.clear(); };
+  api.close = () => { closed = true; listeners.clear(); errorListeners.clear(); };
   return api;
 }
 

@@ -17,7 +17,7 @@ const { connect } = require('../electron/preload.js');
 const { keyFromSafeStorage, attach, openForElectron } = require('../electron/main.js');
 
 /** Lifecycle methods the main process owns; a renderer never gets them. */
-const LIFECYCLE = new Set(['constructor', 'close', 'wipe', 'setOnline', 'isLeader', 'subscribe', 'onStatus']);
+const LIFECYCLE = new Set(['constructor', 'close', 'wipe', 'setOnline', 'isLeader', 'subscribe', 'onStatus', 'live']);
 
 const until = async (check, what, ms = 5000) => {
   const end = Date.now() + ms;
@@ -44,9 +44,9 @@ test('every TideSync method a renderer may call is in the bridge, the preload an
   assert.deepEqual([...METHODS].sort(), own.sort(), 'bridge METHODS = TideSync.prototype minus the lifecycle');
   const { port1, port2 } = new MessageChannel();
   const api = connect(port1);
-  const exposed = Object.keys(api).filter((m) => !['subscribe', 'onStatus', 'isLeader', 'close'].includes(m));
+  const exposed = Object.keys(api).filter((m) => !['subscribe', 'onStatus', 'live', 'isLeader', 'close'].includes(m));
   assert.deepEqual(exposed.sort(), own.sort(), 'preload exposes the same methods');
-  for (const m of ['subscribe', 'onStatus', 'isLeader', 'close']) assert.equal(typeof api[m], 'function', m);
+  for (const m of ['subscribe', 'onStatus', 'live', 'isLeader', 'close']) assert.equal(typeof api[m], 'function', m);
   port1.close(); port2.close();
   // The package's declarations (electron/*.d.ts, named in package.json's exports) declare what each module exports.
   for (const [mod, dts] of [['../electron/main.js', '../electron/main.d.ts'], ['../electron/bridge.js', '../electron/bridge.d.ts']]) {
@@ -76,6 +76,14 @@ test('a renderer reaches the addon over a MessagePort: calls, errors with codes,
     const offEvents = api.subscribe({ collection: 'rooms' }, (e) => events.push(e));
     const offStatus = api.onStatus((s) => statuses.push(s));
     await until(() => statuses.length > 0, 'the status on subscribe'); // onStatus sends the current status on subscribe
+    const lives = [];
+    const offLive = api.live({ collection: 'rooms' }, (rows) => lives.push(rows));
+    await until(() => lives.length > 0, 'the live query\'s first rows');
+    assert.deepEqual(lives[0], [], 'no rooms yet');
+    const liveErrors = [];
+    api.live({ collection: 'rooms', limit: 0 }, () => {}, (e) => liveErrors.push(e));
+    await until(() => liveErrors.length > 0, 'a bad live query refused');
+    assert.equal(liveErrors[0].code, 'BAD_ARGUMENT');
 
     const created = await api.create('rooms', { state: 'dirty', floor: 3 }, 'r-101');
     assert.equal(created.id, 'r-101');
@@ -83,6 +91,8 @@ test('a renderer reaches the addon over a MessagePort: calls, errors with codes,
     const got = await api.get('rooms', 'r-101');
     assert.deepEqual(got.fields, { state: 'clean', floor: 3 });
     await until(() => events.filter((e) => e.type === 'changed' && e.key.id === 'r-101').length >= 2, 'two change events');
+    await until(() => lives.at(-1)?.[0]?.fields.state === 'clean', 'the live rows over the port');
+    offLive();
 
     // Errors cross the port with their stable code.
     await assert.rejects(api.patch('rooms', 'nope', { state: 'clean' }), (e) => e.code === 'NOT_FOUND' && e.name === 'TideSyncError');
