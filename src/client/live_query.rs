@@ -174,7 +174,8 @@ impl LiveQuery {
     }
 }
 
-#[cfg(test)]
+// Native only: proptest.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use crate::hlc::Hlc;
