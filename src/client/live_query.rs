@@ -14,7 +14,7 @@
 //! flight (an event applied to a result that a read in flight will replace
 //! could be undone by that older read; the host reads again instead).
 
-use super::{ClientError, DEFAULT_PAGE, MAX_PAGE};
+use super::ClientError;
 use crate::engine::QueryPage;
 use crate::status::Event;
 use crate::store::LocalEntity;
@@ -29,7 +29,8 @@ pub struct LiveSpec {
     /// Entities with an id after this one.
     #[serde(default)]
     pub after: Option<String>,
-    /// Records read, at most (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`]).
+    /// Records read, at most (default [`DEFAULT_PAGE`](super::DEFAULT_PAGE),
+    /// at most [`MAX_PAGE`](super::MAX_PAGE)).
     #[serde(default)]
     pub limit: Option<usize>,
 }
@@ -59,12 +60,8 @@ pub struct LiveQuery {
 impl LiveQuery {
     /// A live query of `spec`; `BAD_ARGUMENT` names a bad limit.
     pub fn new(spec: LiveSpec) -> Result<Self, ClientError> {
-        let limit = spec.limit.unwrap_or(DEFAULT_PAGE);
-        if limit == 0 || limit > MAX_PAGE {
-            return Err(ClientError::bad_argument(format!(
-                "query.limit: between 1 and {MAX_PAGE}, not {limit}"
-            )));
-        }
+        let limit = super::page_limit(spec.limit)
+            .map_err(|e| ClientError::bad_argument(format!("query.{}", e.message)))?;
         Ok(LiveQuery {
             spec,
             limit,

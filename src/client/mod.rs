@@ -325,14 +325,8 @@ pub async fn execute<S: Store, T: Transport, E: Environment>(
             after,
             limit,
         } => {
-            let limit = limit.unwrap_or(DEFAULT_PAGE);
-            if limit == 0 || limit > MAX_PAGE {
-                return Err(ClientError::bad_argument(format!(
-                    "limit: between 1 and {MAX_PAGE}, not {limit}"
-                )));
-            }
             let page = engine
-                .query_page(&collection, after.as_deref(), limit)
+                .query_page(&collection, after.as_deref(), page_limit(limit)?)
                 .await?;
             to_value(page.entities)
         }
@@ -341,12 +335,7 @@ pub async fn execute<S: Store, T: Transport, E: Environment>(
             after,
             limit,
         } => {
-            let limit = limit.unwrap_or(DEFAULT_PAGE);
-            if limit == 0 || limit > MAX_PAGE {
-                return Err(ClientError::bad_argument(format!(
-                    "limit: between 1 and {MAX_PAGE}, not {limit}"
-                )));
-            }
+            let limit = page_limit(limit)?;
             to_value(
                 engine
                     .query_page(&collection, after.as_deref(), limit)
@@ -384,6 +373,18 @@ pub async fn execute<S: Store, T: Transport, E: Environment>(
                 .await?,
         ),
     }
+}
+
+/// A page query's `limit`: [`DEFAULT_PAGE`] when absent, else 1 to
+/// [`MAX_PAGE`] (`BAD_ARGUMENT`).
+pub fn page_limit(limit: Option<usize>) -> Result<usize, ClientError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ClientError::bad_argument(format!(
+            "limit: between 1 and {MAX_PAGE}, not {limit}"
+        )));
+    }
+    Ok(limit)
 }
 
 #[cfg(test)]

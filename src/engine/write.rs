@@ -99,14 +99,22 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             schema_version: self.config.schema_version,
             offline: !st.online,
         };
-        validate_mutation(&m, &self.config.limits)?;
+        self.validate_new(&m)?;
+        Ok(m)
+    }
+
+    /// What every new mutation (a write, an edited dead letter, a
+    /// resolution) must pass before it is queued: the envelope limits, and
+    /// the server's rules when the engine was given them.
+    fn validate_new(&self, m: &Mutation) -> Result<(), EngineError> {
+        validate_mutation(m, &self.config.limits)?;
         crate::rules::check_write(
             &self.config.rules,
             &m.collection,
             m.kind,
             m.payload.as_ref(),
         )?;
-        Ok(m)
+        Ok(())
     }
 
     /// Queues `m` at the end of the outbox, with its audit entry.
@@ -247,13 +255,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         m.payload = payload;
         m.hlc = st.clock.tick(now);
         m.schema_version = self.config.schema_version;
-        validate_mutation(&m, &self.config.limits)?;
-        crate::rules::check_write(
-            &self.config.rules,
-            &m.collection,
-            m.kind,
-            m.payload.as_ref(),
-        )?;
+        self.validate_new(&m)?;
         let key = m.key();
         let mut tx = Txn::default();
         let rec = tx.record(&self.store, &key).await?;

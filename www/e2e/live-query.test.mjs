@@ -4,15 +4,11 @@
 // twice. The Node addon's node/test/live-query.test.mjs runs the same.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startStaticServer } from '../server.mjs';
+import { ROOT, CHROMIUM, ARGS, openPage } from './chromium.mjs';
 import { startSyncServer } from './sync-server.mjs';
 
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--no-first-run', '--disable-sync'];
 
 let sync, web;
 before(async () => {
@@ -21,19 +17,11 @@ before(async () => {
 });
 after(async () => { await web?.close(); await sync?.close(); });
 
-async function openPage(ctx) {
-  const page = await ctx.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') console.log(`# page: ${m.text()}`); });
-  await page.goto(`${web.url}/www/e2e/app.html`);
-  await page.waitForFunction(() => window.ready === true);
-  return page;
-}
-
 test('a live query delivers at once, then on each change in this tab, another tab and a pull', async () => {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
   try {
     const ctx = await browser.newContext();
-    const [a, b] = [await openPage(ctx), await openPage(ctx)];
+    const [a, b] = [await openPage(ctx, web.url), await openPage(ctx, web.url)];
     const opts = { dbName: 'live-query', key: { webCrypto: true }, serverUrl: '', apiKey: sync.apiKey,
       terminalId: sync.terminal, branchId: sync.branch, autoSync: false };
     // Tab A: the query, and a helper that waits for its next delivery.
@@ -80,7 +68,7 @@ test('a live query delivers at once, then on each change in this tab, another ta
     // A pull: another device (its own browser profile and database) changes
     // r1 on the server; tab A's syncNow pulls it into the query.
     await a.evaluate(() => db.syncNow());
-    const device = await openPage(await browser.newContext());
+    const device = await openPage(await browser.newContext(), web.url);
     await device.evaluate(async (opts) => {
       const db = await TideSync.open(opts);
       await db.syncNow();

@@ -11,12 +11,9 @@ import { execFileSync } from 'node:child_process';
 import { transformSync } from 'esbuild';
 import { chromium } from 'playwright-core';
 import { startStaticServer } from '../server.mjs';
+import { ROOT, CHROMIUM, ARGS, openPage } from './chromium.mjs';
 import { startSyncServer, findServerBinary } from './sync-server.mjs';
 
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--no-first-run', '--disable-sync'];
 const RULES_FILE = path.join(ROOT, 'server/rules/hotel.json');
 
 /** The ```ts blocks of the README's browser section, in order. */
@@ -50,10 +47,7 @@ test('the quick start runs as written against the reference server with the demo
   const rules = JSON.parse(fs.readFileSync(RULES_FILE, 'utf8'));
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
   try {
-    const page = await browser.newPage();
-    page.on('console', (m) => { if (m.type() === 'error') console.log(`# page: ${m.text()}`); });
-    await page.goto(`${web.url}/www/e2e/app.html`);
-    await page.waitForFunction(() => window.ready === true);
+    const page = await openPage(await browser.newContext(), web.url);
     const got = await page.evaluate(async ({ js, rules, apiKey }) => {
       const { default: init, TideSync } = await import('/pkg/tidesync.js');
       const AsyncFunction = (async () => {}).constructor;

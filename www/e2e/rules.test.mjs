@@ -11,13 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startStaticServer } from '../server.mjs';
+import { ROOT, CHROMIUM, ARGS, openPage } from './chromium.mjs';
 import { startSyncServer, findServerBinary } from './sync-server.mjs';
 import { RULES, WRITES } from './rules-cases.mjs';
 
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--no-first-run', '--disable-sync'];
 
 let sync, web, dir;
 before(async () => {
@@ -35,10 +32,7 @@ after(async () => {
 test('the rules option refuses at once exactly what the server refuses, with its code and message', async () => {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
   try {
-    const page = await browser.newPage();
-    page.on('console', (m) => { if (m.type() === 'error') console.log(`# page: ${m.text()}`); });
-    await page.goto(`${web.url}/www/e2e/app.html`);
-    await page.waitForFunction(() => window.ready === true);
+    const page = await openPage(await browser.newContext(), web.url);
     const base = { key: { webCrypto: true }, serverUrl: '', apiKey: sync.apiKey,
       terminalId: sync.terminal, branchId: sync.branch, autoSync: false };
     const got = await page.evaluate(async (base) => {
