@@ -148,18 +148,19 @@ try {
     mounted: 'PHASE, 1 pending first dirty r-1 dirty',
     created: 'PHASE, 2 pending first dirty r-1 dirty r-2 clean',
     patched: 'PHASE, 3 pending first clean r-1 clean r-2 clean',
+    'limit 0': 'PHASE, 3 pending BAD_ARGUMENT', // live() refuses it: an error, no rows, no subscription
     'limit 1': 'PHASE, 3 pending first clean r-1 clean',
     unmounted: '',
   };
   const react = await open('react');
   assert.deepEqual(steps(react.seen), framework, 'React: the DOM follows create and patch, and the new limit');
-  assert.deepEqual(react.open, { mounted: [1, 1], created: [1, 1], patched: [1, 1], 'limit 1': [1, 1], unmounted: [0, 0] },
+  assert.deepEqual(react.open, { mounted: [1, 1], created: [1, 1], patched: [1, 1], 'limit 0': [0, 1], 'limit 1': [1, 1], unmounted: [0, 0] },
     'React: one live query and one status listener while mounted (StrictMode\'s test mount released), none after unmount');
-  assert.equal(react.subscribed, 3, "React: live() for StrictMode's test mount, the mount, and the new limit");
+  assert.equal(react.subscribed, 4, "React: live() for StrictMode's test mount, the mount, and each new limit");
   assert.equal(react.lateDeliveries, 0, 'React: no live result after unmount');
   const vue = await open('vue');
   assert.deepEqual(steps(vue.seen), { ...framework, scope: '', 'scope stopped': '' }, 'Vue: the DOM follows create and patch, and the new limit');
-  assert.deepEqual(vue.open, { mounted: [1, 1], created: [1, 1], patched: [1, 1], 'limit 1': [1, 1], unmounted: [0, 0],
+  assert.deepEqual(vue.open, { mounted: [1, 1], created: [1, 1], patched: [1, 1], 'limit 0': [0, 1], 'limit 1': [1, 1], unmounted: [0, 0],
     scope: [1, 1], 'scope stopped': [0, 0] }, 'Vue: one subscription of each while mounted, and in the scope until it stops');
   assert.deepEqual(vue.scope.before, [true, 0, null], 'Vue: loading, no rows, no status while the database ref is null');
   assert.deepEqual(vue.scope.after.slice(0, 2), [false, 1], 'Vue: the page after r-1 once the ref has the database');

@@ -17,7 +17,7 @@ export interface Result {
   seen: { [step: string]: string };
   /** Subscriptions open at each step: live queries, status listeners. */
   open: { [step: string]: [number, number] };
-  /** live() calls in all (StrictMode's test mount adds one). */
+  /** live() calls in all (StrictMode's test mount adds one), refused ones too. */
   subscribed: number;
   /** Live results delivered after the unmount. */
   lateDeliveries: number;
@@ -65,8 +65,8 @@ async function run(): Promise<Result> {
   const live = db.live.bind(db);
   db.live = ((query, callback, onError) => {
     subscribed++;
+    const stop = live(query, (rows) => { deliveries++; callback(rows); }, onError); // throws on a bad query
     lives++;
-    const stop = live(query, (rows) => { deliveries++; callback(rows); }, onError);
     return () => { lives--; stop(); };
   }) as typeof db.live;
   const onStatus = db.onStatus.bind(db);
@@ -94,6 +94,9 @@ async function run(): Promise<Result> {
   await db.patch('rooms', 'r-1', { status: 'clean' });
   await until('the patched room', () => text().includes('r-1 clean'));
   mark('patched');
+  root.render(<StrictMode><Rooms db={db} limit={0} /></StrictMode>);
+  await until('the refused query', () => text().includes('BAD_ARGUMENT'));
+  mark('limit 0');
   root.render(<StrictMode><Rooms db={db} limit={1} /></StrictMode>);
   await until('the page of one', () => items() === 1);
   mark('limit 1');

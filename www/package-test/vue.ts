@@ -53,8 +53,8 @@ async function run(): Promise<Result> {
   let lives = 0, statuses = 0, deliveries = 0;
   const live = db.live.bind(db);
   db.live = ((query, callback, onError) => {
+    const stop = live(query, (rows) => { deliveries++; callback(rows); }, onError); // throws on a bad query
     lives++;
-    const stop = live(query, (rows) => { deliveries++; callback(rows); }, onError);
     return () => { lives--; stop(); };
   }) as typeof db.live;
   const onStatus = db.onStatus.bind(db);
@@ -98,6 +98,9 @@ async function run(): Promise<Result> {
   await db.patch('rooms', 'r-1', { status: 'clean' });
   await until('the patched room', () => text().includes('r-1 clean'));
   mark('patched');
+  limit.value = 0;
+  await until('the refused query', () => text().includes('BAD_ARGUMENT'));
+  mark('limit 0');
   limit.value = 1;
   await until('the page of one', () => items() === 1);
   mark('limit 1');
