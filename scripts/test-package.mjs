@@ -94,6 +94,28 @@ try {
   run(path.join(BIN, 'tsc'), ['-p', 'tsconfig.json'], app);
   run(path.join(BIN, 'tsc'), ['-p', 'tsconfig.json', '--module', 'nodenext', '--moduleResolution', 'nodenext'], app);
   log('tsc --noEmit (bundler, nodenext)');
+  // The framework examples of both READMEs compile against the installed package.
+  const readmes = [['README.md', '### Framework bindings', 'readme'], ['pkg-template/README.md', '## React and Vue', 'package-readme']];
+  const examples = readmes.flatMap(([file, heading, tag]) => {
+    const text = fs.readFileSync(path.join(ROOT, file), 'utf8');
+    const start = text.indexOf(heading);
+    assert.ok(start >= 0, `${file} has "${heading}"`);
+    const end = text.slice(start + heading.length).search(/\n#{2,3} /);
+    const section = end < 0 ? text.slice(start) : text.slice(start, start + heading.length + end);
+    const blocks = [...section.matchAll(/```(tsx?)\n([\s\S]*?)```/g)];
+    assert.equal(blocks.length, 2, `${file}: a React and a Vue example`);
+    return blocks.map(([, lang, code], i) => {
+      const header = ["import type { TideSync } from 'tidesync';",
+        "type Hotel = { rooms: { number: string; status: 'clean' | 'dirty' } };", 'export {};'];
+      if (lang === 'ts') header.push("import { ref } from 'vue';", 'declare const db: TideSync<Hotel>;');
+      const name = `${tag}-example-${i}.${lang}`;
+      fs.writeFileSync(path.join(app, name), [...header, code].join('\n'));
+      return name;
+    });
+  });
+  fs.writeFileSync(path.join(app, 'tsconfig.examples.json'), JSON.stringify({ extends: './tsconfig.json', files: examples }));
+  run(path.join(BIN, 'tsc'), ['-p', 'tsconfig.examples.json'], app);
+  log(`tsc --noEmit: the READMEs' framework examples (${examples.join(' ')})`);
 
   // 4. esbuild for the browser, the two ways of loading the .wasm.
   const dist = path.join(app, 'dist');
