@@ -175,8 +175,8 @@ try {
     unmounted: '',
   };
   const react = await open('react');
-  assert.deepEqual(steps(react.seen), framework, 'React: the DOM follows create and patch, and the new limit');
-  assert.deepEqual(react.open, { mounted: [1, 1], created: [1, 1], patched: [1, 1], 'limit 0': [0, 1], 'limit 1': [1, 1], unmounted: [0, 0] },
+  assert.deepEqual(steps(react.seen), { ...framework, 'no db': 'no status yet loading' }, 'React: the DOM follows create and patch, the new limit, and a null database');
+  assert.deepEqual(react.open, { mounted: [1, 1], created: [1, 1], patched: [1, 1], 'limit 0': [0, 1], 'limit 1': [1, 1], 'no db': [0, 0], unmounted: [0, 0] },
     'React: one live query and one status listener while mounted (StrictMode\'s test mount released), none after unmount');
   assert.equal(react.subscribed, 4, "React: live() for StrictMode's test mount, the mount, and each new limit");
   assert.equal(react.lateDeliveries, 0, 'React: no live result after unmount');

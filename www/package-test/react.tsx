@@ -2,7 +2,8 @@
 // development build of React under StrictMode (effects mount, unmount and
 // mount again): a list of rooms from useQuery and the sync pill from
 // useStatus follow writes through db.create and db.patch, a new limit
-// subscribes again, and unmounting releases every subscription. The
+// subscribes again, a null database releases the subscriptions (and shows
+// loading), and unmounting releases every subscription. The
 // database's live() and onStatus() are wrapped to count what is open.
 import init, { TideSync, type LiveQuery, type LocalEntity, type Status } from 'tidesync';
 import { useQuery, useStatus, type QueryState } from 'tidesync/react';
@@ -23,7 +24,7 @@ export interface Result {
   lateDeliveries: number;
 }
 
-function Rooms({ db, limit }: { db: TideSync<Hotel>; limit?: number }) {
+function Rooms({ db, limit }: { db: TideSync<Hotel> | null; limit?: number }) {
   const { rows, error, loading }: QueryState<LocalEntity<Hotel['rooms'], 'rooms'>> = useQuery(db, { collection: 'rooms', limit });
   const status: Status | null = useStatus(db);
   const first: 'clean' | 'dirty' | undefined = rows[0]?.fields.status; // typed by the schema
@@ -100,6 +101,9 @@ async function run(): Promise<Result> {
   root.render(<StrictMode><Rooms db={db} limit={1} /></StrictMode>);
   await until('the page of one', () => items() === 1);
   mark('limit 1');
+  root.render(<StrictMode><Rooms db={null} limit={1} /></StrictMode>); // as while a database opens
+  await until('no database', () => text().includes('loading'));
+  mark('no db');
   root.unmount();
   mark('unmounted');
   const before = deliveries;

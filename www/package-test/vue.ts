@@ -27,7 +27,7 @@ export interface Result {
 export function typeChecks(db: TideSync<Hotel>): void {
   // @ts-expect-error a collection the schema does not declare
   useQuery(db, { collection: 'room' });
-  const sales = useQuery(shallowRef(db), () => ({ collection: 'sales' as const, limit: 10 }));
+  const sales = useQuery(shallowRef(db), () => ({ collection: 'sales', limit: 10 }));
   // @ts-expect-error a sale's total is a number
   const total: string = sales.rows.value[0].fields.total;
   // @ts-expect-error the refs are read-only
@@ -75,7 +75,7 @@ async function run(): Promise<Result> {
   const limit = ref<number | undefined>(undefined);
   const Rooms = defineComponent({
     setup() {
-      const { rows, error, loading } = useQuery(db, () => ({ collection: 'rooms' as const, limit: limit.value }));
+      const { rows, error, loading } = useQuery(db, () => ({ collection: 'rooms', limit: limit.value }));
       const status = useStatus(db);
       return () => {
         const list: readonly LocalEntity<Hotel['rooms'], 'rooms'>[] = rows.value; // typed by the schema
