@@ -33,10 +33,12 @@ if [ -x node_modules/.bin/wasm-opt ]; then
 fi
 # The package's files beside the wasm-bindgen output: package.json (the
 # version is the core crate's, from Cargo.toml), README.md, and the type of
-# the .wasm as a URL import (wasm-url.d.ts). wasm-bindgen's
+# the .wasm as a URL import (wasm-url.d.ts), the React hooks and the Vue
+# composables (react.js, vue.js and their .d.ts). wasm-bindgen's
 # tidesync_bg.wasm.d.ts (the raw exports) is not shipped: nothing imports it.
 VERSION=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import sys,json;print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="tidesync"))')
-cp pkg-template/README.md pkg-template/wasm-url.d.ts LICENSE pkg/
+cp pkg-template/README.md pkg-template/wasm-url.d.ts pkg-template/react.js pkg-template/react.d.ts \
+  pkg-template/vue.js pkg-template/vue.d.ts LICENSE pkg/
 python3 - "$VERSION" <<'PY'
 import json, sys
 p = json.load(open("pkg-template/package.json"))

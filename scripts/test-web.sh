@@ -19,7 +19,8 @@
 #   5. end-to-end tests with playwright-core against the reference server
 #   6. the installable package: npm pack of pkg/, installed from the tarball
 #      in a scratch project, type-checked, bundled with esbuild and run in
-#      headless Chromium (scripts/test-package.mjs)
+#      headless Chromium, with a React and a Vue app on its framework
+#      bindings (scripts/test-package.mjs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
