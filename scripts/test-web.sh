@@ -69,8 +69,11 @@ cargo clippy --target wasm32-unknown-unknown -p tidesync -q -- -D warnings
 # unsets the other two. It reads capabilities from webdriver.json for
 # Chromium and Firefox (it adds -headless for Firefox itself); for
 # SAFARIDRIVER it sends none, and WebKitWebDriver starts MiniBrowser.
+# A browser run takes ~15 s; `timeout` turns a hung page load (seen in
+# Chromium when the runner's server left a snippet request unanswered) into
+# a failure instead of a stalled CI job.
 wasm_tests() {
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="timeout 600 wasm-bindgen-test-runner" \
   WASM_BINDGEN_TEST_TIMEOUT=120 \
     "$@" cargo test --target wasm32-unknown-unknown -p tidesync --lib
 }
