@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Browser part of the test suite (issue 4): the Wasm core in headless
-# Chromium. Installs what is missing on a fresh Debian machine (as root):
-# the wasm32 target, the pinned wasm-bindgen-cli, chromium + chromium-driver,
-# the npm packages (package-lock.json). Then:
+# Chromium, Firefox and WebKit. Installs what is missing on a fresh Debian
+# machine (as root): the wasm32 target, the pinned wasm-bindgen-cli,
+# chromium + chromium-driver, firefox-esr, geckodriver (crates, pinned),
+# webkit2gtk-driver + xvfb, the npm packages (package-lock.json). Then:
 #   1. clippy for wasm32
-#   2. wasm-bindgen-test suite in headless Chromium (store conformance plain
-#      and encrypted, raw scan for plaintext, tamper/swap/wrong key, schema
-#      upgrade, gone database)
+#   2. wasm-bindgen-test suite in headless Chromium, then Firefox ESR, then
+#      WebKitGTK (store conformance plain and encrypted, raw scan for
+#      plaintext, tamper/swap/wrong key, schema upgrade, gone database, and
+#      what differs between the engines: src/web/tests_engines.rs)
 #   3. the npm package in pkg/ (wasm-bindgen --target web, wasm-opt from npm
 #      binaryen), its size, and a check that its public types have no `any`
 #   4. the browser package's declared class (hand-written in
@@ -34,6 +36,24 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+# The suite's other engines (issue 15): Debian's Firefox ESR and WebKitGTK's
+# WebDriver (WebKitWebDriver drives its MiniBrowser, which needs a display:
+# xvfb-run), geckodriver from crates. Fresh machine: ~25 s, ~50 s and ~2 min.
+engines=()
+command -v firefox-esr >/dev/null || engines+=(firefox-esr)
+command -v WebKitWebDriver >/dev/null || engines+=(webkit2gtk-driver)
+command -v xvfb-run >/dev/null || engines+=(xvfb xauth)
+if [ ${#engines[@]} -gt 0 ]; then
+  echo "installing ${engines[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${engines[@]}" >/dev/null
+fi
+GECKODRIVER_VERSION=0.37.1
+if [ "$(geckodriver --version 2>/dev/null | head -n1)" != "geckodriver $GECKODRIVER_VERSION" ]; then
+  echo "installing geckodriver $GECKODRIVER_VERSION (one time, ~2 min)"
+  # Its own target dir (a temporary one), not the project's.
+  env -u CARGO_TARGET_DIR cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked
+fi
 if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
@@ -41,11 +61,33 @@ fi
 step "clippy (wasm32)"
 cargo clippy --target wasm32-unknown-unknown -p tidesync -q -- -D warnings
 
+# The runner is called directly, one browser per run, rather than through
+# `wasm-pack test --headless --chrome --firefox`: wasm-pack would be one more
+# crate to build on a fresh machine (~4.5 min), it downloads drivers and
+# wasm-opt unless pointed at installed ones, and it has no way to WebKitGTK
+# (its --safari means macOS's safaridriver). The runner picks its driver
+# from GECKODRIVER / SAFARIDRIVER / CHROMEDRIVER, in that order, so each run
+# unsets the other two. It reads capabilities from webdriver.json for
+# Chromium and Firefox (it adds -headless for Firefox itself); for
+# SAFARIDRIVER it sends none, and WebKitWebDriver starts MiniBrowser.
+# A browser run takes ~15 s; `timeout` turns a hung page load (seen in
+# Chromium when the runner's server left a snippet request unanswered) into
+# a failure instead of a stalled CI job.
+wasm_tests() {
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="timeout 600 wasm-bindgen-test-runner" \
+  WASM_BINDGEN_TEST_TIMEOUT=120 \
+    "$@" cargo test --target wasm32-unknown-unknown -p tidesync --lib
+}
+
 step "wasm-bindgen-test in headless Chromium"
-CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-CHROMEDRIVER=/usr/bin/chromedriver \
-WASM_BINDGEN_TEST_TIMEOUT=120 \
-  cargo test --target wasm32-unknown-unknown -p tidesync --lib
+wasm_tests env -u GECKODRIVER -u SAFARIDRIVER CHROMEDRIVER=/usr/bin/chromedriver
+
+step "wasm-bindgen-test in headless Firefox ESR"
+wasm_tests env -u CHROMEDRIVER -u SAFARIDRIVER GECKODRIVER="$(command -v geckodriver)"
+
+step "wasm-bindgen-test in WebKitGTK (MiniBrowser under Xvfb)"
+wasm_tests env -u CHROMEDRIVER -u GECKODRIVER SAFARIDRIVER="$(command -v WebKitWebDriver)" \
+  xvfb-run -a
 
 step "npm package (pkg/)"
 bash scripts/build-pkg.sh

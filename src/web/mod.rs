@@ -34,4 +34,6 @@ pub use transport::FetchTransport;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_engines;
+#[cfg(test)]
 mod tests_integrity;

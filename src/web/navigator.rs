@@ -2,7 +2,7 @@
 //! the DOM event listeners a session adds and must remove when it closes.
 
 use crate::throttle::ConnectionHint;
-use js_sys::{Function, Reflect};
+use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -42,17 +42,42 @@ pub fn connection_hint() -> Option<ConnectionHint> {
     })
 }
 
+thread_local! {
+    // The one handler for every refusal of `persist()`, kept for the page's
+    // lifetime (a closure per call would never be freed where the answer
+    // never comes).
+    static IGNORE_REFUSAL: Closure<dyn FnMut(JsValue)> = Closure::new(|_: JsValue| {});
+}
+
 /// Asks the browser not to evict this origin's storage
-/// (`navigator.storage.persist()`, best effort).
-pub fn request_persistence() {
-    let Some(storage) = navigator().and_then(|n| Reflect::get(&n, &"storage".into()).ok()) else {
-        return;
+/// (`navigator.storage.persist()`, best effort), without waiting for the
+/// answer, which differs by engine: Chromium answers at once (from its site
+/// engagement heuristics), Firefox asks the user and the promise stays
+/// pending until they answer (for ever in a headless browser), WebKitGTK has
+/// no `navigator.storage`. A refusal (a rejected promise) is swallowed, not
+/// left as an unhandled rejection. Returns whether the browser was asked.
+pub fn request_persistence() -> bool {
+    let Some(storage) = navigator()
+        .and_then(|n| Reflect::get(&n, &"storage".into()).ok())
+        .filter(|s| s.is_object())
+    else {
+        return false;
     };
-    if let Ok(persist) = Reflect::get(&storage, &"persist".into()) {
-        if let Some(f) = persist.dyn_ref::<Function>() {
-            let _ = f.call0(&storage);
-        }
+    let Some(persist) = Reflect::get(&storage, &"persist".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+    else {
+        return false;
+    };
+    let Ok(answer) = persist.call0(&storage) else {
+        return false;
+    };
+    if let Some(p) = answer.dyn_ref::<Promise>() {
+        IGNORE_REFUSAL.with(|ignore| {
+            let _ = p.catch(ignore);
+        });
     }
+    true
 }
 
 /// One listener: its target, its event and the callback.

@@ -1,7 +1,7 @@
-//! In Chromium: rollback of sealed records (the integrity mark in the key
-//! ring), the key ring merged inside each commit across connections (tabs),
-//! a plaintext database offered where a key is expected, and the master
-//! key's JS copies cleared.
+//! In every browser of scripts/test-web.sh: rollback of sealed records (the
+//! integrity mark in the key ring), the key ring merged inside each commit
+//! across connections (tabs), a plaintext database offered where a key is
+//! expected, and the master key's JS copies cleared.
 
 use super::keys::KeySource;
 use super::store::{IdbStore, OpenError};
