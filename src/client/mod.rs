@@ -118,22 +118,19 @@ impl EngineSettings {
             .map_err(|e| ClientError::bad_argument(format!("options.{e}")))?;
         let mut config =
             crate::engine::EngineConfig::new(client_id, self.terminal_id, self.branch_id);
+        // An append-only collection in the rules takes no other policy (a
+        // file that leaves `access` out says nothing: the server's flags may
+        // still make it append-only).
         for (collection, rules) in &self.rules {
             let append_only = rules.access == crate::rules::CollectionAccess::AppendOnly;
-            match self.policies.get(collection) {
-                Some(p) if append_only && *p != crate::policy::ConflictPolicy::AppendOnly => {
-                    return Err(ClientError::bad_argument(format!(
-                        "options.policies.{collection}: the rules make {collection} \
-                         append-only, so its policy is append-only"
-                    )));
-                }
-                Some(crate::policy::ConflictPolicy::AppendOnly) if !append_only => {
-                    return Err(ClientError::bad_argument(format!(
-                        "options.policies.{collection}: append-only, but the rules do not \
-                         make {collection} append-only (\"access\": \"append_only\")"
-                    )));
-                }
-                _ => {}
+            let policy = self.policies.get(collection);
+            if append_only
+                && policy.is_some_and(|p| *p != crate::policy::ConflictPolicy::AppendOnly)
+            {
+                return Err(ClientError::bad_argument(format!(
+                    "options.policies.{collection}: the rules make {collection} \
+                     append-only, so its policy is append-only"
+                )));
             }
         }
         let retry = &mut config.retry;
@@ -466,10 +463,12 @@ mod tests {
             "{}",
             err.message
         );
-        let err = settings(Some(ConflictPolicy::AppendOnly), r#"{"sales": {}}"#)
+        // A file that leaves the access out may stand beside the server's
+        // --append-only flag: the app's append-only policy is kept.
+        let (config, _) = settings(Some(ConflictPolicy::AppendOnly), r#"{"sales": {}}"#)
             .into_config("c".into())
-            .unwrap_err();
-        assert_eq!(err.code, ErrorCode::BadArgument);
+            .unwrap();
+        assert_eq!(config.policies["sales"], ConflictPolicy::AppendOnly);
         // Without rules for it, a collection's policy is the app's to choose.
         assert!(settings(Some(ConflictPolicy::AppendOnly), "{}")
             .into_config("c".into())

@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 const TS_TYPES: &'static str = include_str!("tidesync.d.ts");
 
 impl ApiError {
-    fn into_js(self) -> JsValue {
+    pub(super) fn into_js(self) -> JsValue {
         let e = js_sys::Error::new(&self.message);
         e.set_name("TideSyncError");
         let _ = Reflect::set(&e, &"code".into(), &self.code.as_str().into());
@@ -155,7 +155,7 @@ struct OpenOptions {
 /// An offline-first, encrypted, syncing local database in the browser.
 #[wasm_bindgen(skip_typescript)]
 pub struct TideSync {
-    session: Rc<Session>,
+    pub(super) session: Rc<Session>,
 }
 
 impl std::fmt::Debug for TideSync {
@@ -534,74 +534,6 @@ impl TideSync {
         Ok(self.add_listener(Interest::Events(f), callback))
     }
 
-    /// Calls `callback` with the rows of a page query at once, then with
-    /// the new rows whenever they change (this tab's writes, pulls, other
-    /// tabs), never twice with the same rows. A write to a shown row is
-    /// applied to the result without a read; other changes inside the page
-    /// read it again, once per burst (core: `client::live_query`). Returns
-    /// the function that unsubscribes; a failed read goes to `onError`.
-    pub fn live(
-        &self,
-        query: JsValue,
-        callback: Function,
-        on_error: Option<Function>,
-    ) -> Result<JsValue, JsValue> {
-        use crate::client::live_query::{LiveQuery, LiveSpec, Update};
-        use std::cell::{Cell, RefCell};
-        let spec: LiveSpec = super::json::to_json(&query, "query")
-            .and_then(|v| {
-                serde_json::from_value(v).map_err(|e| ApiError::bad_argument(format!("query: {e}")))
-            })
-            .map_err(ApiError::into_js)?;
-        let filter = Filter::Collection {
-            collection: spec.collection.clone(),
-        };
-        let live = Rc::new(Live {
-            query: RefCell::new(LiveQuery::new(spec).map_err(ApiError::into_js)?),
-            reading: Cell::new(false),
-            again: Cell::new(false),
-            closed: Cell::new(false),
-            callback,
-            on_error,
-        });
-        let weak = Rc::downgrade(&self.session);
-        let handler: Rc<dyn Fn(&crate::status::Event)> = {
-            let live = live.clone();
-            let weak = weak.clone();
-            Rc::new(move |event| {
-                if live.closed.get() {
-                    return;
-                }
-                if live.reading.get() {
-                    // A read in flight may predate this event: read again.
-                    if live.query.borrow().touches(event) {
-                        live.again.set(true);
-                    }
-                    return;
-                }
-                let update = live.query.borrow_mut().apply(event);
-                match update {
-                    Update::Unchanged => {}
-                    Update::Changed => live.deliver(),
-                    Update::Requery => {
-                        if let Some(session) = weak.upgrade() {
-                            Live::read(live.clone(), session);
-                        }
-                    }
-                }
-            })
-        };
-        let id = self.session.listeners.add_native(filter, handler);
-        Live::read(live.clone(), self.session.clone());
-        Ok(Closure::<dyn FnMut()>::new(move || {
-            live.closed.set(true);
-            if let Some(s) = weak.upgrade() {
-                s.listeners.remove(id);
-            }
-        })
-        .into_js_value())
-    }
-
     /// Calls `callback` with the current status at once, then with each new
     /// status. Returns the function that unsubscribes.
     #[wasm_bindgen(js_name = onStatus, unchecked_return_type = "() => void")]
@@ -671,70 +603,5 @@ impl TideSync {
             .await
             .map_err(|e| ApiError::new(e.code(), e.to_string()).into_js())?;
         Ok(JsValue::UNDEFINED)
-    }
-}
-
-/// One live query of a page (see [`TideSync::live`]).
-struct Live {
-    query: std::cell::RefCell<crate::client::live_query::LiveQuery>,
-    /// A read is in flight.
-    reading: std::cell::Cell<bool>,
-    /// An event came during it: read again when it ends.
-    again: std::cell::Cell<bool>,
-    closed: std::cell::Cell<bool>,
-    callback: Function,
-    on_error: Option<Function>,
-}
-
-impl Live {
-    fn deliver(&self) {
-        let Ok(rows) = to_js(self.query.borrow().rows()) else {
-            return;
-        };
-        if let Err(e) = self.callback.call1(&JsValue::NULL, &rows) {
-            web_sys::console::error_2(&"tidesync: a live query callback threw".into(), &e);
-        }
-    }
-
-    /// Reads the page (again while events came during the read), then
-    /// delivers the rows if they changed.
-    fn read(live: Rc<Live>, session: Rc<Session>) {
-        if live.reading.replace(true) {
-            live.again.set(true);
-            return;
-        }
-        wasm_bindgen_futures::spawn_local(async move {
-            loop {
-                live.again.set(false);
-                let command = live.query.borrow().read();
-                let page = session.call(command).await.and_then(|v| {
-                    serde_json::from_value::<crate::engine::QueryPage>(v)
-                        .map_err(ApiError::internal)
-                });
-                if live.closed.get() {
-                    break;
-                }
-                match page {
-                    Ok(page) => {
-                        // Delivered even when another read follows: the
-                        // result kept is always the one delivered.
-                        if live.query.borrow_mut().set(page) {
-                            live.deliver();
-                        }
-                    }
-                    Err(e) => {
-                        if let Some(f) = &live.on_error {
-                            let _ = f.call1(&JsValue::NULL, &e.into_js());
-                        }
-                        live.reading.set(false);
-                        return;
-                    }
-                }
-                if !live.again.get() {
-                    break;
-                }
-            }
-            live.reading.set(false);
-        });
     }
 }

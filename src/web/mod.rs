@@ -18,6 +18,7 @@ mod idb;
 mod json;
 pub mod keys;
 mod listeners;
+mod live_query;
 mod navigator;
 pub mod schema;
 mod session;
