@@ -487,6 +487,234 @@ pub async fn large_batch_round_trips<S: Store>(store: S) {
     assert_eq!(all[999], record("sales", "s00999", 999));
 }
 
+/// A small deterministic generator for the model-based scenarios.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+async fn assert_reads_match<S: Store>(
+    store: &S,
+    model: &std::collections::BTreeMap<EntityKey, EntityRecord>,
+    probe: &[EntityKey],
+    round: usize,
+) {
+    for c in ["rooms", "sales"] {
+        let want: Vec<&EntityRecord> = model.values().filter(|r| r.key.collection == c).collect();
+        let got = store.scan(c).await.unwrap();
+        assert_eq!(got.len(), want.len(), "round {round}: scan of {c}");
+        assert!(
+            got.iter().zip(&want).all(|(a, b)| a == *b),
+            "round {round}: scan of {c} differs"
+        );
+        // Pages of 37 from a few starting points, as a paged reader goes.
+        for start in [None, Some("e0100"), Some("e0777"), Some("zz")] {
+            let page = store.scan_page(c, start, 37).await.unwrap();
+            let want_page: Vec<&EntityRecord> = want
+                .iter()
+                .filter(|r| start.is_none_or(|s| r.key.id.as_str() > s))
+                .take(37)
+                .copied()
+                .collect();
+            assert_eq!(
+                page.len(),
+                want_page.len(),
+                "round {round}: page of {c} after {start:?}"
+            );
+            assert!(page.iter().zip(&want_page).all(|(a, b)| a == *b));
+        }
+    }
+    let got = store.get_many(probe).await.unwrap();
+    let sorted = store.get_sorted(probe).await.unwrap();
+    for ((k, g), s) in probe.iter().zip(&got).zip(&sorted) {
+        assert_eq!(g.as_ref(), model.get(k), "round {round}: get_many of {k:?}");
+        assert_eq!(
+            s.as_ref(),
+            model.get(k),
+            "round {round}: get_sorted of {k:?}"
+        );
+    }
+    for k in probe.iter().step_by(23) {
+        assert_eq!(
+            store.get(k).await.unwrap().as_ref(),
+            model.get(k),
+            "round {round}: get"
+        );
+    }
+    let want_cols: std::collections::BTreeSet<&str> =
+        model.keys().map(|k| k.collection.as_str()).collect();
+    let got_cols = store.collections().await.unwrap();
+    assert_eq!(
+        got_cols.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        want_cols.into_iter().collect::<Vec<_>>(),
+        "round {round}: collections"
+    );
+}
+
+/// Bulk batches (a snapshot or change page: thousands of records) and
+/// small ones (a local write) mixed, with overwrites and removals of ids
+/// written either way: every read answers as a map of the writes would.
+/// Backends that pack records into pages (IndexedDB) split, rewrite and
+/// fold them here.
+pub async fn bulk_and_small_writes_read_like_a_map<S: Store>(store: S) {
+    use std::collections::BTreeMap;
+    let mut model: BTreeMap<EntityKey, EntityRecord> = BTreeMap::new();
+    let mut rng = Lcg(7);
+    let key = |c: &str, i: u64| EntityKey::new(c, format!("e{i:04}"));
+    let probe: Vec<EntityKey> = (0..1200)
+        .step_by(7)
+        .map(|i| key("rooms", i))
+        .chain((0..50).map(|i| key("sales", i * 3)))
+        .collect();
+    let mut version = 1;
+    // A bulk load in key order, then a mix.
+    let plan: Vec<(&str, usize)> = vec![
+        ("bulk", 1000),
+        ("small", 30),
+        ("bulk", 400),
+        ("small", 40),
+        ("delete-bulk", 300),
+        ("small", 30),
+        ("bulk", 800),
+        ("delete-small", 20),
+    ];
+    for (round, (kind, n)) in plan.into_iter().enumerate() {
+        version += 1;
+        let mut ops = Vec::new();
+        match kind {
+            "bulk" if round == 0 => {
+                for i in 0..n as u64 {
+                    let r = record("rooms", &format!("e{i:04}"), version);
+                    ops.push(WriteOp::PutEntity(r));
+                }
+            }
+            "bulk" => {
+                for _ in 0..n {
+                    let c = if rng.next(4) == 0 { "sales" } else { "rooms" };
+                    let r = record(c, &format!("e{:04}", rng.next(1200)), version);
+                    ops.push(WriteOp::PutEntity(r));
+                }
+            }
+            "small" => {
+                // One commit per write, as local writes come.
+                for _ in 0..n {
+                    let r = record("rooms", &format!("e{:04}", rng.next(1300)), version);
+                    model.insert(r.key.clone(), r.clone());
+                    commit(&store, vec![WriteOp::PutEntity(r)]).await;
+                }
+            }
+            "delete-bulk" => {
+                for _ in 0..n {
+                    ops.push(WriteOp::DeleteEntity(key("rooms", rng.next(1200))));
+                }
+                for i in 0..(pages_min() as u64) {
+                    ops.push(WriteOp::PutEntity(record(
+                        "rooms",
+                        &format!("f{i:04}"),
+                        version,
+                    )));
+                }
+            }
+            _ => {
+                for _ in 0..n {
+                    let k = key("rooms", rng.next(1200));
+                    model.remove(&k);
+                    commit(&store, vec![WriteOp::DeleteEntity(k)]).await;
+                }
+            }
+        }
+        for op in &ops {
+            match op {
+                WriteOp::PutEntity(r) => {
+                    model.insert(r.key.clone(), r.clone());
+                }
+                WriteOp::DeleteEntity(k) => {
+                    model.remove(k);
+                }
+                _ => {}
+            }
+        }
+        if !ops.is_empty() {
+            ops.push(WriteOp::PutMeta(meta()));
+            commit(&store, ops).await;
+        }
+        assert_reads_match(&store, &model, &probe, round).await;
+    }
+}
+
+/// Enough writes to one collection for a paging backend to write pages.
+fn pages_min() -> usize {
+    100
+}
+
+/// A bulk commit (many records of one collection, with removals and the
+/// sync state) that fails part-way leaves nothing, over a store that
+/// already holds records written both ways; the same batch then commits.
+pub async fn a_failed_bulk_commit_leaves_nothing<S: Store + InjectFaults>(store: S) {
+    let first: Vec<WriteOp> = (0..300)
+        .map(|i| WriteOp::PutEntity(record("rooms", &format!("r{i:04}"), 1)))
+        .collect();
+    commit(&store, first).await;
+    commit(
+        &store,
+        vec![WriteOp::PutEntity(record("rooms", "r0005", 2))],
+    )
+    .await;
+    commit(
+        &store,
+        vec![WriteOp::DeleteEntity(EntityKey::new("rooms", "r0006"))],
+    )
+    .await;
+    let before = contents(&store).await;
+    let mut batch: Vec<WriteOp> = (0..300)
+        .step_by(2)
+        .map(|i| WriteOp::PutEntity(record("rooms", &format!("r{i:04}"), 3)))
+        .collect();
+    batch.extend(
+        (0..40)
+            .map(|i| WriteOp::DeleteEntity(EntityKey::new("rooms", format!("r{:04}", i * 5 + 1)))),
+    );
+    batch.push(WriteOp::PutOutbox(outbox_entry(9)));
+    batch.push(WriteOp::PutMeta(meta()));
+    for after in [0, 1, 3, 10, 1000] {
+        store.fail_next_commit_after(after);
+        let result = store.commit(WriteBatch { ops: batch.clone() }).await;
+        // 1000: armed past the last write, so it aborts before it lands.
+        assert!(result.is_err(), "armed after {after}");
+        assert_eq!(
+            contents(&store).await,
+            before,
+            "failed after {after}: nothing left"
+        );
+    }
+    commit(&store, batch.clone()).await;
+    let after = contents(&store).await;
+    assert_eq!(after.outbox, vec![outbox_entry(9)]);
+    let rooms: std::collections::BTreeMap<String, u64> = after
+        .entities
+        .iter()
+        .map(|r| (r.key.id.clone(), r.server.as_ref().unwrap().version))
+        .collect();
+    assert_eq!(
+        rooms.get("r0005"),
+        Some(&2),
+        "a small record no batch touched"
+    );
+    assert_eq!(rooms.get("r0004"), Some(&3));
+    assert_eq!(rooms.get("r0006"), None, "removed by a small commit");
+    assert_eq!(rooms.get("r0011"), None, "removed by the bulk commit");
+    assert_eq!(rooms.get("r0003"), Some(&1));
+    // The bulk commit removed 40 ids, r0006 among them (already removed).
+    assert_eq!(rooms.len(), 300 - 40);
+}
+
 /// Everything a store holds, read back through the trait (also used by
 /// backends' own crash tests to compare a reopened store with a reference).
 #[derive(Debug, PartialEq, Clone)]
@@ -647,6 +875,8 @@ macro_rules! store_conformance_tests {
             scan_pages_a_collection_by_id,
             get_sorted_matches_get_many,
             the_credential_is_kept_apart_and_only_where_secret,
+            bulk_and_small_writes_read_like_a_map,
+            a_failed_bulk_commit_leaves_nothing,
             a_failed_commit_leaves_nothing
         );
     };

@@ -12,6 +12,7 @@
 pub mod conformance;
 mod credential;
 mod memory;
+pub mod paged;
 
 pub use credential::StoredCredential;
 pub use memory::{FailingStore, MemoryStore};

@@ -38,3 +38,5 @@ mod tests;
 mod tests_engines;
 #[cfg(test)]
 mod tests_integrity;
+#[cfg(test)]
+mod tests_pages;

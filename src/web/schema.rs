@@ -7,6 +7,11 @@
 //!   `[collection, id]`, `audit` seq, `meta` `"meta"`.
 //! - 2: adds `keyring` (key envelope, sealed key ring, WebCrypto KEK, mode).
 //!   A version-1 database (always plain) opens as a plain store.
+//! - 3: adds `pages` `[collection, n]` (packed pages of entity records) and
+//!   `dirs` `collection` (each collection's page directory); see
+//!   `store/pages.rs`. The records of a version-2 database stay where they
+//!   are and read as they did: `entities` now holds the records written
+//!   one at a time, and bulk writes fold them into pages.
 
 use crate::crypto::{CipherError, StoreCipher};
 use crate::error_code::ErrorCode;
@@ -16,7 +21,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::IdbDatabase;
 
 /// The IndexedDB schema version this build writes.
-pub const DB_VERSION: u32 = 2;
+pub const DB_VERSION: u32 = 3;
 /// Version of the record encoding, bound into every value's AAD.
 pub const VALUE_SCHEMA: u32 = 1;
 
@@ -26,8 +31,12 @@ pub(crate) const CONFLICTS: &str = "conflicts";
 pub(crate) const AUDIT: &str = "audit";
 pub(crate) const META: &str = "meta";
 pub(crate) const KEYRING: &str = "keyring";
+pub(crate) const PAGES: &str = "pages";
+pub(crate) const DIRS: &str = "dirs";
 /// Every object store of the current schema.
-pub const ALL_STORES: [&str; 6] = [ENTITIES, OUTBOX, CONFLICTS, AUDIT, META, KEYRING];
+pub const ALL_STORES: [&str; 8] = [
+    ENTITIES, OUTBOX, CONFLICTS, AUDIT, META, KEYRING, PAGES, DIRS,
+];
 
 /// Creates the object stores of every version in `(old, target]`.
 pub fn upgrade(db: &IdbDatabase, old: u32, target: u32) -> Result<(), JsValue> {
@@ -38,6 +47,10 @@ pub fn upgrade(db: &IdbDatabase, old: u32, target: u32) -> Result<(), JsValue> {
     }
     if old < 2 && target >= 2 {
         db.create_object_store(KEYRING)?;
+    }
+    if old < 3 && target >= 3 {
+        db.create_object_store(PAGES)?;
+        db.create_object_store(DIRS)?;
     }
     Ok(())
 }

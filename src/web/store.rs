@@ -12,13 +12,14 @@
 use super::idb;
 use super::keys::{self, KeySource};
 pub use super::schema::{upgrade, OpenError, ALL_STORES, DB_VERSION, VALUE_SCHEMA};
-use super::schema::{Codec, AUDIT, CONFLICTS, ENTITIES, KEYRING, META, OUTBOX};
+use super::schema::{Codec, AUDIT, CONFLICTS, DIRS, ENTITIES, KEYRING, META, OUTBOX, PAGES};
 use crate::protocol::EntityKey;
 use crate::store::*;
 use async_trait::async_trait;
 use js_sys::{Array, Uint8Array};
 use serde::de::DeserializeOwned;
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -28,6 +29,7 @@ use web_sys::{IdbDatabase, IdbKeyRange, IdbTransaction};
 const CREDENTIAL: &str = "credential";
 
 mod integrity;
+mod pages;
 
 struct Connection {
     name: String,
@@ -39,6 +41,8 @@ struct Connection {
     fail_after: Cell<Option<usize>>,
     /// A read met a data key id this connection's ring does not hold.
     unknown_key: Cell<bool>,
+    /// Decoded directories and pages.
+    pages: pages::PageCaches,
     _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
 
@@ -109,6 +113,7 @@ impl IdbStore {
                 gone,
                 fail_after: Cell::new(None),
                 unknown_key: Cell::new(false),
+                pages: pages::PageCaches::default(),
                 _listeners: listeners,
             }),
         };
@@ -260,19 +265,36 @@ impl IdbStore {
         label: &str,
         v: &JsValue,
     ) -> Result<T, StoreError> {
+        let plain = self.open_raw(store, label, v)?;
+        serde_json::from_slice(&plain).map_err(|e| corrupt(store, e))
+    }
+
+    /// A stored value's plaintext.
+    fn open_raw(
+        &self,
+        store: &str,
+        label: &str,
+        v: &JsValue,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, StoreError> {
         let bytes =
             bytes_of(v).ok_or_else(|| corrupt(store, format!("record {label:?} is not bytes")))?;
+        self.open_raw_bytes(store, label, &bytes)
+    }
+
+    fn open_raw_bytes(
+        &self,
+        store: &str,
+        label: &str,
+        bytes: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, StoreError> {
         match &self.inner.codec {
-            Codec::Plain => serde_json::from_slice(&bytes).map_err(|e| corrupt(store, e)),
-            Codec::Sealed(c) => {
-                let plain = c.borrow().open_value(store, label, &bytes).map_err(|e| {
-                    if matches!(e, crate::crypto::CipherError::UnknownKey(_)) {
-                        self.inner.unknown_key.set(true);
-                    }
-                    corrupt(store, e)
-                })?;
-                serde_json::from_slice(&plain).map_err(|e| corrupt(store, e))
-            }
+            Codec::Plain => Ok(zeroize::Zeroizing::new(bytes.to_vec())),
+            Codec::Sealed(c) => c.borrow().open_value(store, label, bytes).map_err(|e| {
+                if matches!(e, crate::crypto::CipherError::UnknownKey(_)) {
+                    self.inner.unknown_key.set(true);
+                }
+                corrupt(store, e)
+            }),
         }
     }
 
@@ -350,11 +372,29 @@ impl Store for IdbStore {
     }
 
     async fn get_many(&self, keys: &[EntityKey]) -> Result<Vec<Option<EntityRecord>>, StoreError> {
-        self.fresh(|| self.get_many_inner(keys)).await
+        self.fresh(|| self.read_entities(keys)).await
+    }
+
+    async fn get_sorted(
+        &self,
+        keys: &[EntityKey],
+    ) -> Result<Vec<Option<EntityRecord>>, StoreError> {
+        self.fresh(|| self.read_entities(keys)).await
     }
 
     async fn scan(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
-        self.fresh(|| self.scan_inner(collection)).await
+        self.fresh(|| self.read_collection(collection, None, usize::MAX))
+            .await
+    }
+
+    async fn scan_page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EntityRecord>, StoreError> {
+        self.fresh(|| self.read_collection(collection, after, limit))
+            .await
     }
 
     async fn collections(&self) -> Result<Vec<String>, StoreError> {
@@ -378,10 +418,65 @@ impl Store for IdbStore {
         if batch.ops.is_empty() {
             return Ok(());
         }
-        // 1. Seal everything, synchronously, before the transaction exists.
+        let by = pages::split_entity_writes(&batch.ops);
+        let bulk: BTreeMap<String, BTreeMap<String, Option<&EntityRecord>>> = by
+            .iter()
+            .filter(|(_, w)| w.len() >= pages::BULK_MIN)
+            .map(|(c, w)| (c.clone(), w.clone()))
+            .collect();
+        let deletes: Vec<EntityKey> = by
+            .iter()
+            .filter(|(c, _)| !bulk.contains_key(*c))
+            .flat_map(|(c, w)| {
+                w.iter()
+                    .filter(|(_, r)| r.is_none())
+                    .map(|(id, _)| EntityKey::new(c.clone(), id.clone()))
+            })
+            .collect();
+        if bulk.is_empty() && deletes.is_empty() {
+            let reqs = self.small_reqs(&batch, &bulk, &[])?;
+            return self.write(reqs, &batch, &[]).await.map(|_| ());
+        }
+        // Planned from what is stored, then committed only if it is still
+        // so (another connection may write in between): a few tries.
+        let deletes: Vec<&EntityKey> = deletes.iter().collect();
+        for _ in 0..5 {
+            let (paged, expects, caches) = self.plan_pages(&bulk, &deletes).await?;
+            let mut reqs = self.small_reqs(&batch, &bulk, &deletes)?;
+            reqs.extend(paged);
+            if self.write(reqs, &batch, &expects).await? {
+                self.remember(caches);
+                return Ok(());
+            }
+        }
+        Err(StoreError::Backend(
+            "the store kept changing under this commit (another connection writes to it)".into(),
+        ))
+    }
+}
+
+impl IdbStore {
+    /// The requests of a batch's writes, sealed, except the entity writes
+    /// of the collections written in `bulk` and the removals in `deletes`
+    /// (both planned by [`plan_pages`](Self::plan_pages)).
+    fn small_reqs(
+        &self,
+        batch: &WriteBatch,
+        bulk: &BTreeMap<String, BTreeMap<String, Option<&EntityRecord>>>,
+        deletes: &[&EntityKey],
+    ) -> Result<Vec<Req>, StoreError> {
         let json = |v: &dyn erased::Json| v.to_json();
         let mut reqs: Vec<Req> = Vec::with_capacity(batch.ops.len() + 1);
         for op in &batch.ops {
+            match op {
+                WriteOp::PutEntity(r) if bulk.contains_key(&r.key.collection) => continue,
+                WriteOp::DeleteEntity(k)
+                    if bulk.contains_key(&k.collection) || deletes.contains(&k) =>
+                {
+                    continue
+                }
+                _ => {}
+            }
             let r = match op {
                 WriteOp::PutEntity(r) => {
                     let (k, label) = self.entity_key(ENTITIES, &r.key);
@@ -433,11 +528,24 @@ impl Store for IdbStore {
             };
             reqs.push(r);
         }
+        Ok(reqs)
+    }
+
+    /// Seals nothing: issues `reqs` in one strict transaction, after
+    /// checking `expects` in it. `Ok(false)`: an expectation failed and
+    /// nothing was written.
+    async fn write(
+        &self,
+        mut reqs: Vec<Req>,
+        batch: &WriteBatch,
+        expects: &[pages::Expect],
+    ) -> Result<bool, StoreError> {
         let cipher = match &self.inner.codec {
             Codec::Sealed(c) => Some(c),
             Codec::Plain => None,
         };
         let mut stores: Vec<&str> = reqs.iter().map(|r| r.store).collect();
+        stores.extend(expects.iter().map(|e| e.store()));
         if cipher.is_some() {
             stores.push(KEYRING);
         }
@@ -456,8 +564,19 @@ impl Store for IdbStore {
                 let _ = idb::completion(&tx).await;
                 e
             };
+            if !expects.is_empty() {
+                match self.expectations_hold(&tx, expects).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = tx.abort();
+                        let _ = done.await;
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(abort(e).await),
+                }
+            }
             if let Some(cipher) = cipher {
-                match self.update_mark(&tx, cipher, &batch, &reqs).await {
+                match self.update_mark(&tx, cipher, batch, &reqs).await {
                     Ok(ring) => reqs.push(Req::put(
                         KEYRING,
                         JsValue::from_str("ring"),
@@ -492,7 +611,7 @@ impl Store for IdbStore {
                 let _ = done.await;
                 return Err(StoreError::Backend("injected commit failure".into()));
             }
-            done.await.map(|_| ()).map_err(|e| idb::store_error(&e))
+            done.await.map(|_| true).map_err(|e| idb::store_error(&e))
         }
         .await;
         if let Err(StoreError::Gone(_)) = &result {
@@ -504,62 +623,11 @@ impl Store for IdbStore {
 
 impl IdbStore {
     async fn get_inner(&self, key: &EntityKey) -> Result<Option<EntityRecord>, StoreError> {
-        let (k, label) = self.entity_key(ENTITIES, key);
-        let rec: Option<EntityRecord> = self.get_one(ENTITIES, &k, &label).await?;
-        if let Some(r) = &rec {
-            if &r.key != key {
-                return Err(corrupt(ENTITIES, "record under another entity's key"));
-            }
-        }
-        Ok(rec)
-    }
-
-    async fn get_many_inner(
-        &self,
-        keys: &[EntityKey],
-    ) -> Result<Vec<Option<EntityRecord>>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One transaction: issue every get, then await them in order.
-        let tx = self.tx(&[ENTITIES], false)?;
-        let os = tx
-            .object_store(ENTITIES)
-            .map_err(|e| idb::store_error(&e))?;
-        let mut pending = Vec::with_capacity(keys.len());
-        for key in keys {
-            let (k, label) = self.entity_key(ENTITIES, key);
-            pending.push((idb::issued(os.get(&k))?, label));
-        }
-        let mut out = Vec::with_capacity(keys.len());
-        for ((req, label), key) in pending.iter().zip(keys) {
-            let v = idb::request(req).await?;
-            if v.is_undefined() {
-                out.push(None);
-                continue;
-            }
-            let r: EntityRecord = self.open_value(ENTITIES, label, &v)?;
-            if &r.key != key {
-                return Err(corrupt(ENTITIES, "record under another entity's key"));
-            }
-            out.push(Some(r));
-        }
-        Ok(out)
-    }
-
-    async fn scan_inner(&self, collection: &str) -> Result<Vec<EntityRecord>, StoreError> {
-        let range = self.collection_range(collection)?;
-        let (keys, values) = self.get_all(ENTITIES, Some(&range)).await?;
-        let mut out = Vec::with_capacity(values.length() as usize);
-        for (k, v) in keys.iter().zip(values.iter()) {
-            let r: EntityRecord = self.open_value(ENTITIES, &Self::pair_label(&k), &v)?;
-            if r.key.collection != collection {
-                return Err(corrupt(ENTITIES, "record under another collection"));
-            }
-            out.push(r);
-        }
-        out.sort_by(|a, b| a.key.id.cmp(&b.key.id));
-        Ok(out)
+        Ok(self
+            .read_entities(std::slice::from_ref(key))
+            .await?
+            .pop()
+            .flatten())
     }
 
     async fn collections_inner(&self) -> Result<Vec<String>, StoreError> {
@@ -579,14 +647,18 @@ impl IdbStore {
             let cursor: web_sys::IdbCursorWithValue = cursor.unchecked_into();
             let k = cursor.key().map_err(|e| idb::store_error(&e))?;
             let v = cursor.value().map_err(|e| idb::store_error(&e))?;
-            let r: EntityRecord = self.open_value(ENTITIES, &Self::pair_label(&k), &v)?;
-            out.push(r.key.collection);
+            // A tombstone names a collection that has pages.
+            if let Some(r) = self.open_small(&Self::pair_label(&k), &v, None)? {
+                out.push(r.key.collection);
+            }
             let a: &Array = k.unchecked_ref();
             let next: Array = [a.get(0), Array::new().into()].into_iter().collect();
             cursor
                 .continue_with_key(&next)
                 .map_err(|e| idb::store_error(&e))?;
         }
+        drop(tx);
+        out.extend(self.paged_collections().await?);
         out.sort();
         out.dedup();
         Ok(out)
@@ -630,7 +702,7 @@ impl IdbStore {
 
 /// One write of a commit: a put (`value`) or a delete, with the record's
 /// label (its AAD and integrity-mark name).
-struct Req {
+pub(crate) struct Req {
     store: &'static str,
     key: JsValue,
     label: String,

@@ -4,7 +4,7 @@
 //! connection (tab) changed it.
 
 use super::{bytes_of, corrupt, idb, Codec, IdbStore, Req};
-use super::{AUDIT, CONFLICTS, ENTITIES, KEYRING, META, OUTBOX};
+use super::{AUDIT, CONFLICTS, DIRS, ENTITIES, KEYRING, META, OUTBOX, PAGES};
 use crate::store::{StoreError, WriteBatch, WriteOp};
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -14,12 +14,14 @@ use web_sys::{IdbKeyRange, IdbTransaction};
 /// Object stores covered by the integrity mark, with how a raw IndexedDB
 /// key becomes the record's label.
 type LabelOf = fn(&JsValue) -> String;
-const MARKED: [(&str, LabelOf); 5] = [
+const MARKED: [(&str, LabelOf); 7] = [
     (ENTITIES, IdbStore::pair_label),
     (CONFLICTS, IdbStore::pair_label),
     (OUTBOX, IdbStore::seq_label),
     (AUDIT, IdbStore::seq_label),
     (META, IdbStore::meta_label),
+    (PAGES, IdbStore::page_label),
+    (DIRS, IdbStore::meta_label),
 ];
 
 /// Records read per request when the mark is checked.
