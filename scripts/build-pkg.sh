@@ -28,7 +28,11 @@ flat = lambda f: "\n".join(l.strip() for l in open(f) if l.strip())
 sys.exit(flat(sys.argv[1]) not in flat(sys.argv[2]))
 PY
 if [ -x node_modules/.bin/wasm-opt ]; then
-  node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers pkg/tidesync_bg.wasm -o pkg/tidesync_bg.opt.wasm
+  # TIDESYNC_WASM_NAMES=1 keeps the function names (for a CPU profile,
+  # bench/web/profile.mjs); the package is built without them.
+  STRIP="--strip-debug"
+  [ "${TIDESYNC_WASM_NAMES:-}" = 1 ] && STRIP="--debuginfo"
+  node_modules/.bin/wasm-opt -Oz $STRIP --strip-producers pkg/tidesync_bg.wasm -o pkg/tidesync_bg.opt.wasm
   mv pkg/tidesync_bg.opt.wasm pkg/tidesync_bg.wasm
 fi
 # The package's files beside the wasm-bindgen output: package.json (the

@@ -3,7 +3,7 @@
 import init, { TideSync, __benchSealOpen } from '/pkg/tidesync.js';
 import Dexie, { liveQuery } from '/node_modules/dexie/dist/dexie.mjs';
 
-await init();
+const wasm = await init();
 
 const now = () => performance.now();
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
@@ -192,5 +192,17 @@ window.runBench = async ({ writes, snapshot, server }) => {
   out.cipher = [];
   for (const size of [64, 1024, 65536]) out.cipher.push(await cipher(size));
   return out;
+};
+// One part alone, for bench/web/profile.mjs.
+window.runFirstSync = async (n, server) => {
+  const t = now();
+  const db = await TideSync.open({ dbName: `bench-p-${uid()}`, key: { hostKey: new Uint8Array(32).fill(9) },
+    serverUrl: '', apiKey: server.apiKey, terminalId: 't', branchId: server.branch, autoSync: false });
+  await db.syncNow();
+  const ms = now() - t;
+  const mem = { wasmMB: wasm.memory.buffer.byteLength / 1e6,
+    heapMB: performance.memory ? performance.memory.usedJSHeapSize / 1e6 : null };
+  db.close();
+  return { ms, perSec: n / (ms / 1000), ...mem };
 };
 window.ready = true;

@@ -395,12 +395,7 @@ impl StoreCipher {
         mac.update(table.as_bytes());
         mac.update(&[0]);
         mac.update(key.as_bytes());
-        let out = mac.finalize().into_bytes();
-        let mut s = String::with_capacity(64);
-        for b in out {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        crate::hash::hex(&mac.finalize().into_bytes())
     }
 }
 

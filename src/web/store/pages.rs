@@ -293,6 +293,15 @@ impl IdbStore {
         // The small records (only those that exist, when their keys were read).
         let mut small_reqs = Vec::with_capacity(keys.len());
         for key in keys {
+            // No single records in the collection (a first sync): nothing
+            // to look up, and no key to hash.
+            if held
+                .get(key.collection.as_str())
+                .is_some_and(|s| s.is_empty())
+            {
+                small_reqs.push(None);
+                continue;
+            }
             let (k, label) = self.entity_key(ENTITIES, key);
             let exists = match held.get(key.collection.as_str()) {
                 None => true,
@@ -575,12 +584,14 @@ impl IdbStore {
                 changes.insert(id.id, change);
             }
             for (id, w) in writes {
-                let key = EntityKey::new(collection.clone(), id.clone());
-                let (k, label) = self.entity_key(ENTITIES, &key);
-                let a: &Array = k.unchecked_ref();
-                let itag = a.get(1).as_string().unwrap_or_default();
-                if held.contains(&itag) && !removed_small.contains(&itag) {
-                    reqs.push(Req::delete(ENTITIES, k.clone(), label));
+                if !held.is_empty() {
+                    let key = EntityKey::new(collection.clone(), id.clone());
+                    let (k, label) = self.entity_key(ENTITIES, &key);
+                    let a: &Array = k.unchecked_ref();
+                    let itag = a.get(1).as_string().unwrap_or_default();
+                    if held.contains(&itag) && !removed_small.contains(&itag) {
+                        reqs.push(Req::delete(ENTITIES, k.clone(), label));
+                    }
                 }
                 changes.insert(
                     id.clone(),

@@ -1,0 +1,67 @@
+// Where the time of a first sync goes: `node bench/web/profile.mjs` (after
+// scripts/build-pkg.sh). Runs the snapshot benchmark of bench.mjs once in a
+// fresh headless Chromium under the DevTools CPU profiler and prints the
+// self time by function (top 30) and by kind (Wasm, IndexedDB/fetch
+// callbacks, JS, idle), with the main thread's long tasks.
+// Env: BENCH_SNAPSHOT (100000).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { startStaticServer } from '../../www/server.mjs';
+import { startMockServer } from '../../www/e2e/sync-server.mjs';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const N = Number(process.env.BENCH_SNAPSHOT ?? 100000);
+const ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--no-first-run', '--disable-sync'];
+
+const sync = await startMockServer({ seed: N });
+const web = await startStaticServer({ root: ROOT, upstream: sync.url });
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tidesync-prof-'));
+const ctx = await chromium.launchPersistentContext(profile, { executablePath: process.env.CHROMIUM_BIN ?? '/usr/bin/chromium', args: ARGS, headless: true });
+try {
+  const page = await ctx.newPage();
+  await page.goto(`${web.url}/bench/web/index.html`);
+  await page.waitForFunction(() => window.ready === true, null, { timeout: 60000 });
+  await page.evaluate(() => {
+    window.__long = [];
+    new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__long.push(e.duration); }).observe({ type: 'longtask', buffered: false });
+  });
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send('Profiler.enable');
+  await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+  await cdp.send('Profiler.start');
+  const res = await page.evaluate((a) => window.runFirstSync(a.n, a.server), { n: N, server: { apiKey: sync.apiKey, branch: sync.branch } });
+  const { profile: prof } = await cdp.send('Profiler.stop');
+  const long = await page.evaluate(() => window.__long);
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const dt = prof.timeDeltas;
+  for (let i = 0; i < prof.samples.length; i++) {
+    const n = byId.get(prof.samples[i]);
+    const f = n.callFrame;
+    const name = `${f.functionName || '(anonymous)'} ${f.url ? path.basename(f.url) : ''}`.trim();
+    self.set(name, (self.get(name) ?? 0) + (dt[i] ?? 0) / 1000);
+  }
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const kind = (name) => {
+    if (name.startsWith('(idle)')) return 'idle';
+    if (name.startsWith('(program)') || name.startsWith('(garbage')) return name.split(' ')[0];
+    if (/wasm/.test(name) || /^\$?[a-z_0-9:<>]+::/.test(name)) return 'wasm';
+    return 'js';
+  };
+  const kinds = new Map();
+  for (const [k, v] of self) kinds.set(kind(k), (kinds.get(kind(k)) ?? 0) + v);
+  console.log(`open + first sync of ${N}: ${res.ms.toFixed(0)} ms (${res.perSec.toFixed(0)}/s); JS heap after ${res.heapMB?.toFixed(1)} MB, Wasm memory ${res.wasmMB.toFixed(1)} MB`);
+  console.log(`long tasks on the page's thread: ${long.length}, longest ${Math.max(0, ...long).toFixed(0)} ms`);
+  console.log(`\nself time by kind (ms, share of ${total.toFixed(0)} ms sampled):`);
+  for (const [k, v] of [...kinds].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(20)} ${v.toFixed(0).padStart(7)}  ${(100 * v / total).toFixed(1)}%`);
+  console.log('\nself time by function (top 30):');
+  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${v.toFixed(0).padStart(7)} ms  ${(100 * v / total).toFixed(1).padStart(5)}%  ${k.slice(0, 110)}`);
+} finally {
+  await ctx.close();
+  fs.rmSync(profile, { recursive: true, force: true });
+  await web.close();
+  await sync.close();
+}
