@@ -57,6 +57,9 @@ export async function startSyncServer({ args = [], branch = BRANCH, terminal = T
 export async function startMockServer({ seed = 0 } = {}) {
   const apiKey = 'mock-key';
   const entities = new Map(); // "c\0id" -> state
+  // The live entities in key order, kept until a push changes one (so a
+  // paged snapshot of a big seed is not sorted again for every page).
+  let sorted = null;
   const ledger = new Map();   // op_id -> {version, cursor}
   let cursor = 0;
   const log = [];             // {cursor, key}
@@ -89,6 +92,7 @@ export async function startMockServer({ seed = 0 } = {}) {
         else if (m.kind !== 'delete') fields = m.payload ?? {};
         cursor += 1;
         entities.set(k, { collection: m.collection, id: m.entity_id, version, fields, deleted: m.kind === 'delete', updated_at: m.hlc, last_op: m.op_id });
+        sorted = null;
         log.push({ cursor, k });
         ledger.set(m.op_id, { version, cursor });
         return { op_id: m.op_id, status: 'applied', version, cursor };
@@ -106,11 +110,13 @@ export async function startMockServer({ seed = 0 } = {}) {
     if (url.pathname === '/v1/snapshot') {
       const limit = Number(url.searchParams.get('limit') ?? 500);
       const ac = url.searchParams.get('after_collection'), ai = url.searchParams.get('after_id');
-      const all = [...entities.values()].filter((e) => !e.deleted).sort((a, b) => a.collection < b.collection ? -1 : a.collection > b.collection ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
-        .filter((e) => ac === null || e.collection > ac || (e.collection === ac && e.id > ai));
-      const page = all.slice(0, limit);
+      sorted ??= [...entities.values()].filter((e) => !e.deleted).sort((a, b) => a.collection < b.collection ? -1 : a.collection > b.collection ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+      const after = (e) => ac === null || e.collection > ac || (e.collection === ac && e.id > ai);
+      let lo = 0, hi = sorted.length;
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (after(sorted[mid])) hi = mid; else lo = mid + 1; }
+      const page = sorted.slice(lo, lo + limit);
       const last = page[page.length - 1];
-      return send(res, 200, { entities: page, at: cursor, next: all.length > limit ? { collection: last.collection, id: last.id } : null });
+      return send(res, 200, { entities: page, at: cursor, next: sorted.length - lo > limit ? { collection: last.collection, id: last.id } : null });
     }
     if (url.pathname === '/v1/reconcile') { await body(req); return send(res, 200, { mismatched: [], plan: null, at: cursor }); }
     send(res, 404, { code: 'NOT_FOUND', message: url.pathname });
