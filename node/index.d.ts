@@ -31,9 +31,10 @@ export interface NodeOpenOptions<S extends Schema = Untyped> {
    *  the server, `GET /v1/whoami`), and an encrypted store keeps the key so
    *  that later opens need neither, offline too; a key of another terminal
    *  or branch is `TERMINAL_MISMATCH` at open when the server answers (else
-   *  at the next open that reaches it). The browser package's
-   *  `credentials` callback is not in the Node addon yet; to rotate a key,
-   *  close and open again with the new one. */
+   *  at the next open that reaches it). A `credentials` callback does not
+   *  pair. Without any key (and without `credentials`), a store that knows
+   *  its terminal opens and works offline, and sync reports
+   *  SYNC_UNAUTHORIZED ("no credentials") until a key is given. */
   apiKey?: string;
   /** A one-time pairing code instead of `apiKey`, as in the browser
    *  package: redeemed once at the server for the key, which the store keeps
@@ -42,6 +43,18 @@ export interface NodeOpenOptions<S extends Schema = Untyped> {
   /** Keep `apiKey` in the store (default true; only an encrypted store
    *  keeps it). `false` also removes a key kept before. */
   rememberKey?: boolean;
+  /**
+   * Gives the current API key (or a promise of it; null or undefined: none
+   * yet), so the key can be refreshed or rotated without reopening, as in
+   * the browser package. Called before a request when no key is held, and
+   * again after a 401 (once per request: if it gives another key the
+   * request is retried, else the 401 stands). With `apiKey` (or a key the
+   * store keeps) too, that key is used first. One that throws or rejects is
+   * SYNC_UNAUTHORIZED with its message. After a SYNC_UNAUTHORIZED,
+   * `syncNow()` asks it again and resumes at once if the key changed. Its
+   * keys are not kept in the store.
+   */
+  credentials?: () => string | null | undefined | Promise<string | null | undefined>;
   /** Optional once the store was opened, or paired by its key, once. */
   terminalId?: string;
   branchId?: string;

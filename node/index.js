@@ -106,6 +106,31 @@ function keyArgs(key, dbPath) {
   throw badArgument('options.key must be {passphrase}, {hostKey}, {keychain} or {plaintext: true}');
 }
 
+/** What a thrown or rejected value says (its message, else itself). */
+function describe(e) {
+  if (e && typeof e.message === 'string') return e.message;
+  try { return String(e); } catch { return 'a value that cannot be shown'; }
+}
+
+/** The `credentials` option as the addon calls it: never throws nor
+ *  rejects, resolves with `{"key"}` (a string, or null for none yet) or
+ *  `{"error"}` (what went wrong, as the browser package says it). The key
+ *  goes to the addon only; nothing here logs it. */
+function credentialsArg(credentials) {
+  if (credentials === undefined || credentials === null) return null;
+  if (typeof credentials !== 'function') {
+    throw badArgument('options.credentials must be a function giving the API key (or a promise of it)');
+  }
+  return async () => {
+    let v;
+    try { v = credentials(); } catch (e) { return JSON.stringify({ error: `threw: ${describe(e)}` }); }
+    try { v = await v; } catch (e) { return JSON.stringify({ error: `rejected: ${describe(e)}` }); }
+    if (v === null || v === undefined) return JSON.stringify({ key: null });
+    if (typeof v !== 'string') return JSON.stringify({ error: 'must give a string (the API key), null or undefined' });
+    return JSON.stringify({ key: v });
+  };
+}
+
 function matches(filter, event) {
   if (event.type === 'changes') {
     if (filter.collection !== undefined && event.collection !== filter.collection) return false;
@@ -122,8 +147,9 @@ class TideSync {
   /** @param {import('./index').NodeOpenOptions} options */
   static async open(options) {
     if (options === null || typeof options !== 'object') throw badArgument('options must be an object');
-    const { key, ...rest } = options;
+    const { key, credentials, ...rest } = options;
     if (typeof rest.path !== 'string' || rest.path === '') throw badArgument('options.path must be a non-empty string');
+    const ask = credentialsArg(credentials);
     const [kind, bytes] = keyArgs(key, rest.path);
     const listeners = new Set();
     const dispatch = (json) => {
@@ -140,7 +166,7 @@ class TideSync {
     };
     let native;
     try {
-      native = await NativeClient.open(JSON.stringify(rest), kind, bytes, dispatch);
+      native = await NativeClient.open(JSON.stringify(rest), kind, bytes, dispatch, ask);
     } catch (e) {
       throw translate(e);
     } finally {

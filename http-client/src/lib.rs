@@ -21,4 +21,4 @@
 
 mod transport;
 
-pub use transport::HttpTransport;
+pub use transport::{host_has_route, HttpTransport, KeyAnswer, KeyCallback};

@@ -151,7 +151,7 @@ async fn refusals_map_onto_the_cores_transport_errors() {
 }
 
 #[tokio::test]
-async fn no_server_is_unreachable_and_the_probe_says_so() {
+async fn no_server_on_loopback_is_unreachable_not_offline_and_the_probe_says_so() {
     // A port that was free a moment ago: nothing listens there.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -166,7 +166,14 @@ async fn no_server_is_unreachable_and_the_probe_says_so() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::SyncOffline, "{err}");
+    // Loopback needs no network: a refused connection there is never
+    // offline, but an error with its reason.
+    assert_eq!(err.code(), ErrorCode::SyncUnreachable, "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("the server refused the connection: "),
+        "{err}"
+    );
 
     let (url, seen) = responder(vec![("200 OK", "", r#"{"ok":true}"#.into())]).await;
     assert!(HttpTransport::new(url, "k", "b").probe().await);

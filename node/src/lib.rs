@@ -10,16 +10,23 @@
 //! of a [`ClientError`] (`{"code","message"}`), which `index.js` turns into
 //! a `TideSyncError`. The JavaScript API itself (the same as the Wasm
 //! package's) is in `index.js` and `index.d.ts`.
+//!
+//! The `credentials` option is the HTTP transport's [`KeyCallback`]: when
+//! the transport needs a key it calls the JS function (wrapped by
+//! `index.js`, see [`JsCredentials`]) on the JS thread and awaits its
+//! promise; what is asked when is the transport's, as in the browser's.
 
 mod keychain;
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::StreamExt;
-use napi::bindgen_prelude::{Buffer, Status};
+use napi::bindgen_prelude::{Buffer, Promise, Status};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +40,7 @@ use tidesync::migrate::FieldMigration;
 use tidesync::protocol::OpId;
 use tidesync::status::Filter;
 use tidesync::ConflictPolicy;
-use tidesync_http_client::HttpTransport;
+use tidesync_http_client::{HttpTransport, KeyAnswer, KeyCallback};
 use tidesync_sqlcipher::{KeySource, SqlCipherStore};
 use zeroize::Zeroizing;
 
@@ -42,6 +49,48 @@ type NodeEngine = Engine<SqlCipherStore, HttpTransport, SystemEnv>;
 /// The event callback: one JSON array of core `Event`s per call. Weak, so
 /// an open client does not keep a Node process alive by itself.
 type EventSink = ThreadsafeFunction<String, (), String, Status, false, true>;
+
+/// The `credentials` option as `index.js` wraps it: called with nothing,
+/// it always resolves, with the JSON `{"key": string | null}` or `{"error":
+/// "threw: …"}`. Weak, as [`EventSink`].
+type CredentialsFn = ThreadsafeFunction<(), Promise<String>, (), Status, false, true>;
+
+/// The app's `credentials` callback, asked by the transport for the
+/// current key. The key is never logged: it goes from the answer to the
+/// transport only.
+struct JsCredentials(CredentialsFn);
+
+/// What [`CredentialsFn`] resolves with.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsAnswer {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+impl KeyCallback for JsCredentials {
+    fn current_key(&self) -> Pin<Box<dyn Future<Output = KeyAnswer> + Send + '_>> {
+        Box::pin(async move {
+            let failed = |what: String| format!("options.credentials() {what}");
+            let promise = self
+                .0
+                .call_async_catch(())
+                .await
+                .map_err(|e| failed(format!("could not be called: {}", e.reason)))?;
+            let json = promise
+                .await
+                .map_err(|e| failed(format!("rejected: {}", e.reason)))?;
+            let answer: CredentialsAnswer = serde_json::from_str(&json)
+                .map_err(|_| failed("gave an answer index.js did not make".into()))?;
+            match answer.error {
+                Some(what) => Err(failed(what)),
+                None => Ok(answer.key),
+            }
+        })
+    }
+}
 
 /// `open`'s options (the key travels separately, see [`key_source`]).
 #[derive(Deserialize)]
@@ -174,6 +223,8 @@ impl SchedulerHost for NodeHost {
 
 struct Inner {
     engine: Arc<NodeEngine>,
+    /// The engine's transport (a clone: they share the key held).
+    transport: HttpTransport,
     path: String,
     /// `identity()`'s JSON: the terminal and branch, whether the key is kept.
     identity: String,
@@ -196,6 +247,25 @@ impl Inner {
     fn wake(&self) {
         if let Some(w) = self.wake.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             let _ = w.unbounded_send(());
+        }
+    }
+
+    /// An explicit `syncNow()` while sync is paused on an error the app may
+    /// have fixed, as the browser's: a server that could not be reached is
+    /// tried again at once; refused credentials are asked of the
+    /// `credentials` callback again, and sync resumes at once if it gives
+    /// another key.
+    async fn before_sync_now(&self, engine: &NodeEngine) {
+        let code = engine.status().await.last_error.map(|(c, _)| c);
+        let resume = match code {
+            Some(ErrorCode::SyncUnreachable) => true,
+            Some(ErrorCode::SyncUnauthorized) => {
+                self.transport.refresh_key().await.unwrap_or(false)
+            }
+            _ => false,
+        };
+        if resume {
+            engine.credentials_changed().await;
         }
     }
 
@@ -224,13 +294,16 @@ impl std::fmt::Debug for NativeClient {
 impl NativeClient {
     /// Opens (or creates) the store at `options.path`. `options` is JSON;
     /// `keyKind` is `plaintext`, `passphrase` (UTF-8 bytes) or `hostKey`.
-    /// `onEvents` receives each batch of events as a JSON array.
+    /// `onEvents` receives each batch of events as a JSON array;
+    /// `credentials`, if given, the app's callback as `index.js` wraps it
+    /// (see [`CredentialsFn`]).
     #[napi(factory)]
     pub async fn open(
         options: String,
         key_kind: String,
         key: Option<Buffer>,
         on_events: EventSink,
+        credentials: Option<CredentialsFn>,
     ) -> napi::Result<NativeClient> {
         let o: OpenOptions =
             serde_json::from_str(&options).map_err(|e| bad_argument(format!("options: {e}")))?;
@@ -286,12 +359,17 @@ impl NativeClient {
         .map_err(js_error)?;
         config.terminal_id = settled.terminal_id.clone();
         config.branch_id = settled.branch_id.clone();
-        let transport = HttpTransport::new(
+        // The key given or kept, if any, first; then the callback's.
+        let mut transport = HttpTransport::new(
             &o.server_url,
-            settled.api_key.as_deref().unwrap_or(""),
+            settled.api_key.clone().unwrap_or_default(),
             &config.branch_id,
         )
         .with_terminal(config.terminal_id.clone());
+        if let Some(c) = credentials {
+            transport = transport.with_key_callback(Arc::new(JsCredentials(c)));
+        }
+        let inner_transport = transport.clone();
         let identity = serde_json::json!({
             "terminal_id": settled.terminal_id,
             "branch_id": settled.branch_id,
@@ -345,6 +423,7 @@ impl NativeClient {
         Ok(NativeClient {
             inner: Arc::new(Inner {
                 engine,
+                transport: inner_transport,
                 path: o.path,
                 identity,
                 alive,
@@ -361,6 +440,9 @@ impl NativeClient {
             serde_json::from_str(&command).map_err(|e| bad_argument(format!("command: {e}")))?;
         let engine = self.inner.live()?.clone();
         let wakes = command.wakes_sync();
+        if matches!(command, Command::SyncNow) {
+            self.inner.before_sync_now(&engine).await;
+        }
         let answer = execute(&engine, command).await.map_err(js_error)?;
         if wakes {
             self.inner.wake();

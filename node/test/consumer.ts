@@ -31,6 +31,16 @@ async function main(): Promise<void> {
   off();
   offStatus();
   db.close();
+  // A credentials callback instead of apiKey: a key, a promise of one, or none yet.
+  let token: string | null = null;
+  const rotated: TideSync = await TideSync.open({
+    path: "/var/lib/desk/rotated.db", key: { plaintext: true }, serverUrl: "http://127.0.0.1:8080",
+    terminalId: "desk-1", branchId: "hotel-1", credentials: async () => token,
+  });
+  token = "ts_y";
+  rotated.close();
+  // @ts-expect-error: credentials gives a string (the key), not an object
+  await TideSync.open({ path: "x", key: { plaintext: true }, serverUrl: "", credentials: () => ({ key: "k" }) });
   // @ts-expect-error: webCrypto keys exist only in the browser
   await TideSync.open({ path: "x", key: { webCrypto: true }, serverUrl: "", apiKey: "", terminalId: "", branchId: "" });
 }

@@ -105,17 +105,26 @@ test('a server that is down then back: the queue drains on its own once it answe
   try {
     const apiKey = server.issue('desk-3');
     await server.stop();
-    const db = await TideSync.open(options(path.join(dir, 'desk.db'), server, 'desk-3', apiKey, { autoSync: true, pullIntervalMs: 200 }));
+    // SYNC_UNREACHABLE pauses sync for retry.offlineProbeMs (15 s by default).
+    const db = await TideSync.open(options(path.join(dir, 'desk.db'), server, 'desk-3', apiKey, { autoSync: true, pullIntervalMs: 200, retry: { offlineProbeMs: 2000 } }));
     for (let i = 0; i < 20; i++) await db.create('rooms', { floor: 1, state: 'dirty', step: 0 }, `room-${String(i).padStart(4, '0')}`);
     for (let i = 0; i < 20; i++) {
       const id = `room-${String(i).padStart(4, '0')}`;
       await db.patch('rooms', id, { state: 'in-progress', step: 1 });
       await db.patch('rooms', id, { state: 'clean', step: 2 });
     }
-    await new Promise((r) => setTimeout(r, 500));
-    const offline = await db.status();
-    assert.equal(offline.pending, 60);
-    assert.equal(offline.phase, 'offline');
+    // Not offline: the host has a network, the server is not there (a
+    // refused connection is tried once more after 300 ms: poll).
+    let away;
+    for (const end = Date.now() + 10000; ;) {
+      away = await db.status();
+      if (away.phase !== 'syncing' && away.last_error) break;
+      assert.ok(Date.now() < end, JSON.stringify(away));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(away.pending, 60);
+    assert.equal(away.phase, 'error');
+    assert.equal(away.last_error[0], 'SYNC_UNREACHABLE');
     await server.start();
     const end = Date.now() + 30000;
     while ((await db.status()).pending > 0) {

@@ -43,12 +43,14 @@ export async function referenceServer(dir, extraArgs = []) {
   const bin = serverBinary();
   const db = path.join(dir, 'server.db');
   const issue = (terminal) => execFileSync(bin, ['--database', db, 'issue-key', '--tenant', 't1', '--branch', 'b1', '--terminal', terminal, '--quiet'], { encoding: 'utf8' }).trim();
+  // A key is `ts_<key id>_<secret>`: revoke-key takes the id.
+  const revoke = (key) => execFileSync(bin, ['--database', db, 'revoke-key', '--key-id', key.split('_')[1]], { encoding: 'utf8' });
   const pairingCode = (terminal) => execFileSync(bin, ['--database', db, 'issue-pairing-code', '--tenant', 't1', '--branch', 'b1', '--terminal', terminal, '--quiet'], { encoding: 'utf8' }).trim();
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   let child = null;
   const s = {
-    url, branch: 'b1', issue, pairingCode,
+    url, branch: 'b1', issue, revoke, pairingCode,
     async start() {
       child = spawn(bin, ['--database', db, '--listen', `127.0.0.1:${port}`, ...extraArgs], { stdio: ['ignore', 'ignore', 'inherit'] });
       await waitHealthy(url);
