@@ -193,15 +193,16 @@ window.runBench = async ({ writes, snapshot, server }) => {
   for (const size of [64, 1024, 65536]) out.cipher.push(await cipher(size));
   return out;
 };
-// A flush (bench/web/flush.mjs): `n` local writes queued offline (the
-// server is unreachable until `goOnline()`), then one syncNow() after
-// another until every mutation is acknowledged; the time of that part.
-window.runFlush = async (n, server, goOnline) => {
+// A flush (bench/web/flush.mjs): `n` local writes queued (autoSync off),
+// then syncNow() until every mutation is acknowledged; the time of that
+// part. `onStart` (optional) is awaited just before it (a profiler).
+window.runFlush = async (n, server, onStart) => {
   const db = await TideSync.open({ dbName: `bench-f-${uid()}`, key: { hostKey: new Uint8Array(32).fill(9) },
     serverUrl: server.url, apiKey: server.apiKey, terminalId: server.terminal, branchId: server.branch, autoSync: false });
   await db.syncNow();
   for (let i = 0; i < n; i++) await db.create('tasks', { room: String(i % 300), what: 'restock minibar', n: i });
   const queued = (await db.status()).pending;
+  if (onStart) await onStart();
   const t = now();
   let rounds = 0;
   while ((await db.status()).pending > 0 && rounds < 1000) { await db.syncNow(); rounds++; }

@@ -3,7 +3,8 @@
 // binary, default the speed-built one of bench/node/run.sh). N mutations are
 // queued in an encrypted IndexedDB store in headless Chromium (on-disk
 // profile), then pushed to the reference server (embedded SQLite) over
-// loopback until all are acknowledged. Env: BENCH_FLUSH (10000), BENCH_REPS (1).
+// loopback until all are acknowledged. Env: BENCH_FLUSH (10000), BENCH_REPS
+// (1), BENCH_PROFILE=1 (the CPU profile of the page during the flush).
 import fs from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
@@ -11,6 +12,7 @@ import path from 'node:path';
 import { spawn, execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
 import { startStaticServer } from '../../www/server.mjs';
+import { report } from './cpuprofile.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const N = Number(process.env.BENCH_FLUSH ?? 10000);
@@ -44,7 +46,15 @@ try {
       const page = await ctx.newPage();
       await page.goto(`${web.url}/bench/web/index.html`);
       await page.waitForFunction(() => window.ready === true, null, { timeout: 60000 });
-      const res = await page.evaluate((a) => window.runFlush(a.n, a.server), { n: N, server: { url: '', apiKey, terminal, branch: 'b1' } });
+      let cdp = null;
+      if (process.env.BENCH_PROFILE === '1') {
+        cdp = await ctx.newCDPSession(page);
+        await cdp.send('Profiler.enable');
+        await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+        await page.exposeFunction('__flushStarts', () => cdp.send('Profiler.start'));
+      }
+      const res = await page.evaluate((a) => window.runFlush(a.n, a.server, a.hook && (() => window.__flushStarts())), { n: N, server: { url: '', apiKey, terminal, branch: 'b1' }, hook: !!cdp });
+      if (cdp) report((await cdp.send('Profiler.stop')).profile);
       if (res.pending !== 0 || res.deadLetters !== 0 || res.queued !== N) throw new Error(`flush incomplete: ${JSON.stringify(res)}`);
       runs.push(res);
       console.error(`run ${r + 1}/${REPS}: ${res.ms.toFixed(0)} ms in ${res.rounds} syncNow calls`);

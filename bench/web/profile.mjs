@@ -10,6 +10,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startStaticServer } from '../../www/server.mjs';
 import { startMockServer } from '../../www/e2e/sync-server.mjs';
+import { report } from './cpuprofile.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const N = Number(process.env.BENCH_SNAPSHOT ?? 100000);
@@ -35,30 +36,9 @@ try {
   const res = await page.evaluate((a) => window.runFirstSync(a.n, a.server), { n: N, server: { apiKey: sync.apiKey, branch: sync.branch } });
   const { profile: prof } = await cdp.send('Profiler.stop');
   const long = await page.evaluate(() => window.__long);
-  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-  const self = new Map();
-  const dt = prof.timeDeltas;
-  for (let i = 0; i < prof.samples.length; i++) {
-    const n = byId.get(prof.samples[i]);
-    const f = n.callFrame;
-    const name = `${f.functionName || '(anonymous)'} ${f.url ? path.basename(f.url) : ''}`.trim();
-    self.set(name, (self.get(name) ?? 0) + (dt[i] ?? 0) / 1000);
-  }
-  const total = [...self.values()].reduce((a, b) => a + b, 0);
-  const kind = (name) => {
-    if (name.startsWith('(idle)')) return 'idle';
-    if (name.startsWith('(program)') || name.startsWith('(garbage')) return name.split(' ')[0];
-    if (/wasm/.test(name) || /^\$?[a-z_0-9:<>]+::/.test(name)) return 'wasm';
-    return 'js';
-  };
-  const kinds = new Map();
-  for (const [k, v] of self) kinds.set(kind(k), (kinds.get(kind(k)) ?? 0) + v);
   console.log(`open + first sync of ${N}: ${res.ms.toFixed(0)} ms (${res.perSec.toFixed(0)}/s); JS heap after ${res.heapMB?.toFixed(1)} MB, Wasm memory ${res.wasmMB.toFixed(1)} MB`);
   console.log(`long tasks on the page's thread: ${long.length}, longest ${Math.max(0, ...long).toFixed(0)} ms`);
-  console.log(`\nself time by kind (ms, share of ${total.toFixed(0)} ms sampled):`);
-  for (const [k, v] of [...kinds].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(20)} ${v.toFixed(0).padStart(7)}  ${(100 * v / total).toFixed(1)}%`);
-  console.log('\nself time by function (top 30):');
-  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${v.toFixed(0).padStart(7)} ms  ${(100 * v / total).toFixed(1).padStart(5)}%  ${k.slice(0, 110)}`);
+  report(prof);
 } finally {
   await ctx.close();
   fs.rmSync(profile, { recursive: true, force: true });
