@@ -84,6 +84,11 @@ impl Throttle {
         self.config.max_bytes_per_sec = cap;
     }
 
+    /// Whether a bytes-per-second cap is set.
+    pub fn capped(&self) -> bool {
+        self.config.max_bytes_per_sec.is_some_and(|c| c > 0)
+    }
+
     /// The earliest time the next push may start (bytes cap), ms.
     pub fn next_allowed_at(&self) -> u64 {
         self.next_allowed_at

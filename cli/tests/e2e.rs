@@ -322,7 +322,8 @@ fn errors_print_the_stable_code() {
         stderr(&out)
     );
 
-    // A server that is not there.
+    // A server that is not there: the host is online and the connection
+    // is refused, so it is an error with its code, not "offline".
     let dead = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -342,7 +343,7 @@ fn errors_print_the_stable_code() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).starts_with("error: SYNC_OFFLINE: "),
+        stderr(&out).starts_with("error: SYNC_UNREACHABLE: "),
         "{}",
         stderr(&out)
     );

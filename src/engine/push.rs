@@ -13,54 +13,91 @@ use crate::protocol::*;
 use crate::status::Event;
 use crate::store::*;
 use crate::transport::{Transport, TransportError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One request of a push round and what came back.
+pub(super) struct Sent {
+    batch: Vec<OutboxEntry>,
+    result: Result<PushResponse, TransportError>,
+    bytes: u64,
+    started: u64,
+}
 
 impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
+    /// Push rounds until nothing is due. Each round is sent while the
+    /// answers of the one before it are committed: it holds heads of other
+    /// entities only (an entity's head stays in its chain, in flight, until
+    /// its ack is applied), so the order within an entity is kept, and the
+    /// client's commit and the server's work overlap. A bandwidth cap must
+    /// see each round's bytes before the next is planned: then rounds go
+    /// one after another.
     pub(super) async fn push_rounds(&self) -> Result<SyncReport, EngineError> {
         let mut report = SyncReport::default();
+        let mut landed: Vec<Sent> = Vec::new();
         for _ in 0..self.config.max_push_rounds {
-            let r = self.push_once().await?;
-            let sent = r.sent;
-            report.absorb(r);
-            if sent == 0 {
+            let batches = if landed.is_empty() || !self.lock_read().await.throttle.capped() {
+                let in_flight: BTreeSet<u64> = landed
+                    .iter()
+                    .flat_map(|s| s.batch.iter().map(|e| e.seq))
+                    .collect();
+                self.plan_round(&in_flight).await?
+            } else {
+                Vec::new()
+            };
+            if batches.is_empty() && landed.is_empty() {
                 break;
             }
+            let last = std::mem::take(&mut landed);
+            let (applied, sent) =
+                futures::future::join(self.apply_round(last), self.send_round(batches)).await;
+            report.absorb(applied?);
+            landed = sent;
         }
+        report.absorb(self.apply_round(landed).await?);
         Ok(report)
     }
 
     /// One push round: sends the due heads in up to `concurrency` batches.
     pub async fn push(&self) -> Result<SyncReport, EngineError> {
         let _guard = self.sync_lock.lock().await;
-        self.push_once().await
+        let batches = self.plan_round(&BTreeSet::new()).await?;
+        let sent = self.send_round(batches).await;
+        self.apply_round(sent).await
     }
 
-    pub(super) async fn push_once(&self) -> Result<SyncReport, EngineError> {
-        let batches: Vec<Vec<OutboxEntry>> = {
-            let st = self.lock_fresh().await?;
-            let now = self.env.now_ms();
-            if now < st.paused_until
-                || now < st.throttle.next_allowed_at()
-                || (!st.online && now < st.offline_until)
-            {
-                return Ok(SyncReport::default());
-            }
-            let plan = st.throttle.plan();
-            let batch_size = st
-                .batch_cap
-                .map_or(plan.batch_size, |c| c.min(plan.batch_size))
-                .max(1);
-            let due: Vec<OutboxEntry> = st
-                .outbox
-                .due_heads(now, &st.conflicts, batch_size * plan.concurrency)
-                .into_iter()
-                .cloned()
-                .collect();
-            due.chunks(batch_size).map(|c| c.to_vec()).collect()
-        };
-        if batches.is_empty() {
-            return Ok(SyncReport::default());
+    /// The batches of the next round: due heads, except the entries of
+    /// `in_flight`.
+    async fn plan_round(
+        &self,
+        in_flight: &BTreeSet<u64>,
+    ) -> Result<Vec<Vec<OutboxEntry>>, EngineError> {
+        let st = self.lock_fresh().await?;
+        let now = self.env.now_ms();
+        if now < st.paused_until
+            || now < st.throttle.next_allowed_at()
+            || (!st.online && now < st.offline_until)
+        {
+            return Ok(Vec::new());
         }
+        let plan = st.throttle.plan();
+        let batch_size = st
+            .batch_cap
+            .map_or(plan.batch_size, |c| c.min(plan.batch_size))
+            .max(1);
+        let limit = batch_size * plan.concurrency;
+        let due: Vec<OutboxEntry> = st
+            .outbox
+            .due_heads(now, &st.conflicts, limit + in_flight.len())
+            .into_iter()
+            .filter(|e| !in_flight.contains(&e.seq))
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(due.chunks(batch_size).map(|c| c.to_vec()).collect())
+    }
+
+    /// Sends `batches`, concurrently.
+    async fn send_round(&self, batches: Vec<Vec<OutboxEntry>>) -> Vec<Sent> {
         let sends = batches.into_iter().map(|batch| async move {
             let attempt = batch.iter().map(|e| e.attempts).max().unwrap_or(0) + 1;
             let request = PushRequest {
@@ -73,37 +110,53 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 .unwrap_or(0);
             let started = self.env.now_ms();
             let result = self.transport.push(request).await;
-            (batch, result, bytes, started)
+            Sent {
+                batch,
+                result,
+                bytes,
+                started,
+            }
         });
-        let results = futures::future::join_all(sends).await;
-        let mut report = SyncReport::default();
-        for (batch, result, bytes, started) in results {
-            let r = self
-                .apply_push_result(batch, result, bytes, started)
-                .await?;
-            report.absorb(r);
-        }
-        Ok(report)
+        futures::future::join_all(sends).await
     }
 
-    pub(super) async fn apply_push_result(
-        &self,
-        batch: Vec<OutboxEntry>,
-        result: Result<PushResponse, TransportError>,
-        bytes: u64,
-        started: u64,
-    ) -> Result<SyncReport, EngineError> {
+    /// Applies the answers of one round, in one transaction.
+    async fn apply_round(&self, sent: Vec<Sent>) -> Result<SyncReport, EngineError> {
+        if sent.is_empty() {
+            return Ok(SyncReport::default());
+        }
         let mut st = self.lock_fresh().await?;
         let now = self.env.now_ms();
         let mut tx = Txn::default();
-        if result.is_ok() {
-            let keys: Vec<EntityKey> = batch.iter().map(|e| e.mutation.key()).collect();
-            tx.prefetch(&self.store, &keys, false).await?;
+        let keys: Vec<EntityKey> = sent
+            .iter()
+            .filter(|s| s.result.is_ok())
+            .flat_map(|s| s.batch.iter().map(|e| e.mutation.key()))
+            .collect();
+        tx.prefetch(&self.store, &keys, false).await?;
+        for s in sent {
+            self.apply_push_result(&mut st, &mut tx, s, now).await?;
         }
-        tx.report.sent = batch.len();
+        self.finish(&mut st, tx).await
+    }
+
+    async fn apply_push_result(
+        &self,
+        st: &mut State,
+        tx: &mut Txn,
+        sent: Sent,
+        now: u64,
+    ) -> Result<(), EngineError> {
+        let Sent {
+            batch,
+            result,
+            bytes,
+            started,
+        } = sent;
+        tx.report.sent += batch.len();
         st.metrics.push_requests += 1;
         match result {
-            Err(err) => self.on_push_failure(&mut st, &mut tx, &batch, err, now),
+            Err(err) => self.on_push_failure(st, tx, &batch, err, now),
             Ok(resp) => {
                 st.online = true;
                 st.last_error = None;
@@ -121,10 +174,10 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                         continue;
                     };
                     match acks.remove(&entry.mutation.op_id) {
-                        Some(result) => self.on_ack(&mut st, &mut tx, current, result, now).await?,
+                        Some(result) => self.on_ack(st, tx, current, result, now).await?,
                         None => self.schedule_retry(
-                            &mut st,
-                            &mut tx,
+                            st,
+                            tx,
                             current,
                             Failure {
                                 code: ErrorCode::SyncServerError,
@@ -138,7 +191,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 }
             }
         }
-        self.finish(&mut st, tx).await
+        Ok(())
     }
 
     /// A failed delivery of `e`: retried later, or dead-lettered once its
@@ -467,7 +520,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             }
             Decision::Manual { fields } => {
                 let muts = chain.iter().map(|e| &e.mutation);
-                let local = compute_view(&key, base.as_ref(), muts, true);
+                let local = compute_view(&key, base.as_ref(), muts, 0, true);
                 let record = ConflictRecord {
                     key: key.clone(),
                     base,

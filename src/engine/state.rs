@@ -59,6 +59,9 @@ pub(super) struct Txn {
     pub(super) report: SyncReport,
     /// For [`State::acked`], once this transaction is committed.
     pub(super) acked: Vec<(EntityKey, u64)>,
+    /// Entities whose outbox chain this transaction changed: their views
+    /// are replayed at [`Engine::finish`].
+    pub(super) chains: BTreeSet<EntityKey>,
 }
 
 impl Txn {
@@ -127,14 +130,28 @@ impl Txn {
 }
 
 impl State {
+    /// Stores an outbox entry. A new entry, an edited mutation or a move
+    /// between pending and dead-lettered changes the entity's view; a new
+    /// attempt time alone (a retry scheduled) does not.
     pub(super) fn put_entry(&mut self, tx: &mut Txn, e: OutboxEntry) {
+        let pending = e.state == OutboxState::Pending;
+        let same = self.outbox.get(e.seq).is_some_and(|old| {
+            (old.state == OutboxState::Pending) == pending && old.mutation == e.mutation
+        });
+        if !same {
+            tx.chains.insert(e.mutation.key());
+        }
         tx.batch.push(WriteOp::PutOutbox(e.clone()));
         self.outbox.insert(e);
     }
 
     pub(super) fn remove_entry(&mut self, tx: &mut Txn, seq: u64) -> Option<OutboxEntry> {
         tx.batch.push(WriteOp::DeleteOutbox(seq));
-        self.outbox.remove(seq)
+        let removed = self.outbox.remove(seq);
+        if let Some(e) = &removed {
+            tx.chains.insert(e.mutation.key());
+        }
+        removed
     }
 
     /// The status; a store that is gone (`health`) is an error whatever
@@ -192,6 +209,22 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty();
+        // An entity whose chain changed (an entry added, removed, edited, or
+        // moved between pending and dead-lettered) gets its view replayed,
+        // even where the call did not touch its record: the view's
+        // `pending` is the status's count.
+        for key in std::mem::take(&mut tx.chains) {
+            if tx.dirty.contains(&key) {
+                continue;
+            }
+            match tx.record(&self.store, &key).await {
+                Ok(rec) => tx.put_record(rec),
+                Err(e) => {
+                    self.reload(st).await;
+                    return Err(e);
+                }
+            }
+        }
         let dirty = std::mem::take(&mut tx.dirty);
         let mut changed: Vec<(EntityKey, Option<LocalEntity>)> = Vec::new();
         for key in dirty {
@@ -199,19 +232,22 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 continue;
             };
             let conflict = st.conflicts.get(&key);
-            let muts: Vec<&Mutation> = match conflict {
-                Some(c) => c.mutations.iter().collect(),
-                None => st
-                    .outbox
-                    .chain(&key)
-                    .into_iter()
-                    .map(|e| &e.mutation)
-                    .collect(),
+            let (muts, pending): (Vec<&Mutation>, u32) = match conflict {
+                Some(c) => (c.mutations.iter().collect(), 0),
+                None => {
+                    let chain = st.outbox.chain(&key);
+                    let pending = chain
+                        .iter()
+                        .filter(|e| e.state == OutboxState::Pending)
+                        .count();
+                    let muts = chain.into_iter().map(|e| &e.mutation).collect();
+                    (muts, u32::try_from(pending).unwrap_or(u32::MAX))
+                }
             };
             if muts.is_empty() && conflict.is_none() {
                 rec.chain_base = None;
             }
-            rec.view = compute_view(&key, rec.server.as_ref(), muts, conflict.is_some());
+            rec.view = compute_view(&key, rec.server.as_ref(), muts, pending, conflict.is_some());
             let original = tx.original_views.get(&key).and_then(|v| v.as_ref());
             if listening && original != rec.view.as_ref() {
                 changed.push((key.clone(), rec.view.clone()));

@@ -17,18 +17,21 @@ pub struct QueryPage {
     pub next: Option<String>,
 }
 
-/// Replays `mutations` on `server` to give the local view.
+/// Replays `mutations` on `server` to give the local view. `pending` is the
+/// number of them waiting to be sent: the same count as
+/// [`Status::pending`](crate::status::Status::pending), so dead letters and
+/// the mutations of an open conflict are not pending (they wait for a
+/// person, and show as `conflicted` or in the dead-letter queue).
 pub fn compute_view<'a>(
     key: &EntityKey,
     server: Option<&EntityState>,
     mutations: impl IntoIterator<Item = &'a Mutation>,
+    pending: u32,
     conflicted: bool,
 ) -> Option<LocalEntity> {
     let mut cur = server.cloned();
     let base_version = server.map(|s| s.version).unwrap_or(0);
-    let mut pending = 0u32;
     for m in mutations {
-        pending += 1;
         // A mutation that no longer applies (e.g. a patch of an entity deleted
         // on the server) is left out of the view; the push will surface it.
         if let Ok(next) = apply_mutation(cur.as_ref(), m, base_version) {

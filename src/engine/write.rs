@@ -182,7 +182,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             .map(|e| e.mutation.clone())
             .collect();
         // The view the user is changing must accept the change.
-        let view = compute_view(&key, rec.server.as_ref(), &chain, false);
+        let view = compute_view(&key, rec.server.as_ref(), &chain, 0, false);
         let view_state = view.as_ref().map(|v| EntityState {
             collection: v.collection.clone(),
             id: v.id.clone(),
@@ -287,6 +287,10 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             .cloned()
             .collect();
         let mut tx = Txn::default();
+        // Each entity's view is replayed at the commit (its pending count
+        // grows): read their records in one call.
+        let keys: Vec<EntityKey> = dead.iter().map(|e| e.mutation.key()).collect();
+        tx.prefetch(&self.store, &keys, false).await?;
         for mut e in dead.iter().cloned() {
             crate::outbox::reset_for_retry(&mut e, now);
             tx.audit(

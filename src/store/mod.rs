@@ -40,7 +40,9 @@ pub struct LocalEntity {
     pub server_version: u64,
     /// HLC of the latest change in the view.
     pub updated_at: Hlc,
-    /// Local mutations not yet acknowledged by the server.
+    /// Local mutations waiting to be sent: the same count as
+    /// [`Status::pending`](crate::status::Status::pending) (dead letters and
+    /// an open conflict's mutations wait for a person instead).
     pub pending: u32,
     /// The entity has an open conflict.
     pub conflicted: bool,

@@ -200,7 +200,11 @@ export interface Identity { terminal_id: string; branch_id: string; key_stored: 
 
 export interface Hlc { wall_ms: number; counter: number; node: number; }
 export interface EntityKey<C extends string = string> { collection: C; id: string; }
-/** The local view of an entity of collection `C` with fields `F` (a deleted one has no fields). */
+/** The local view of an entity of collection `C` with fields `F` (a deleted one has no fields).
+ *  `pending` counts its mutations waiting to be sent, as `Status.pending`
+ *  does: its dead letters and an open conflict's mutations are not pending
+ *  (they show in `deadLetters()` and as `conflicted`), and the views' counts
+ *  add up to the status's. */
 export interface LocalEntity<F = Fields, C extends string = string> {
   collection: C; id: string; fields: F; deleted: boolean;
   server_version: number; updated_at: Hlc; pending: number; conflicted: boolean;

@@ -200,3 +200,86 @@ fn new_credentials_clear_the_old_error_in_the_status_at_once() {
     assert_eq!(status.last_error, None, "{status:?}");
     assert_ne!(status.phase, Phase::Error);
 }
+
+/// The last view of `key` a subscriber was sent, if any.
+fn last_view(
+    sub: &mut Subscription,
+    key: &EntityKey,
+) -> Option<Option<tidesync::store::LocalEntity>> {
+    let mut last = None;
+    while let Ok(ev) = sub.try_recv() {
+        if let Event::Changed { key: k, entity } = ev {
+            if &k == key {
+                last = Some(entity);
+            }
+        }
+    }
+    last
+}
+
+#[test]
+fn pending_means_the_same_in_the_view_and_the_status() {
+    // One definition: the mutations waiting to be sent. A dead letter and an
+    // open conflict's mutations wait for a person instead, and each move
+    // between those states rewrites the view and tells subscribers.
+    let w = World::new();
+    let net = w.net("t1");
+    let engine = w.open(MemoryStore::new(), net.clone(), "t1");
+    block_on(engine.sync_now()).unwrap();
+    let key = room(1);
+    let mut sub = engine.subscribe(Filter::All);
+    let pending = |e: &Engine<MemoryStore, Net, SimEnv>| {
+        let view = block_on(e.get("rooms", "room-1")).unwrap().unwrap();
+        (view.pending, block_on(e.status()).pending)
+    };
+    block_on(engine.patch("rooms", "room-1", f(json!({"status": "clean"})))).unwrap();
+    block_on(engine.patch("rooms", "room-1", f(json!({"notes": "towels"})))).unwrap();
+    assert_eq!(pending(&engine), (2, 2));
+    // The server refuses the head: the whole chain waits behind it, and
+    // only the second mutation is still pending.
+    net.then(Step::Fail(TransportError::Refused {
+        code: ErrorCode::EventInvalid,
+        message: "payload.status: not allowed".into(),
+    }));
+    last_view(&mut sub, &key);
+    block_on(engine.push()).unwrap();
+    let dead = block_on(engine.dead_letters());
+    assert_eq!(dead.len(), 1);
+    assert_eq!(pending(&engine), (1, 1));
+    let sent = last_view(&mut sub, &key).expect("dead-lettering announces the view");
+    assert_eq!(sent.map(|v| v.pending), Some(1));
+    // Retry puts it back.
+    block_on(engine.retry(dead[0].seq)).unwrap();
+    assert_eq!(pending(&engine), (2, 2));
+    assert_eq!(
+        last_view(&mut sub, &key).flatten().map(|v| v.pending),
+        Some(2)
+    );
+    // retry_all and discard_all after another refusal.
+    net.then(Step::Fail(TransportError::Refused {
+        code: ErrorCode::EventInvalid,
+        message: "payload.status: not allowed".into(),
+    }));
+    block_on(engine.push()).unwrap();
+    assert_eq!(pending(&engine), (1, 1));
+    assert_eq!(block_on(engine.retry_all()).unwrap(), 1);
+    assert_eq!(pending(&engine), (2, 2));
+    assert_eq!(
+        last_view(&mut sub, &key).flatten().map(|v| v.pending),
+        Some(2)
+    );
+    net.then(Step::Fail(TransportError::Refused {
+        code: ErrorCode::EventInvalid,
+        message: "payload.status: not allowed".into(),
+    }));
+    block_on(engine.push()).unwrap();
+    assert_eq!(block_on(engine.discard_all()).unwrap(), 1);
+    let view = block_on(engine.get("rooms", "room-1")).unwrap().unwrap();
+    assert_eq!(
+        (view.pending, view.fields.get("status")),
+        (1, Some(&json!("dirty")))
+    );
+    assert_eq!(block_on(engine.status()).pending, 1);
+    block_on(engine.sync_now()).unwrap();
+    assert_eq!(pending(&engine), (0, 0));
+}
