@@ -290,7 +290,7 @@ async fn health_answers_while_every_storage_worker_is_busy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_junk_keys_leaves_valid_pushes_within_2x_of_their_latency() {
+async fn a_flood_of_junk_keys_costs_few_lookups_and_pushes_go_through() {
     measure(temporary_sqlite(SqliteSync::Normal), config())
         .await
         .check("SQLite");

@@ -214,7 +214,7 @@ on_postgres!(
 /// A flood of junk keys (auth_load.rs) with the server on PostgreSQL: each
 /// lookup is a real round trip (plus the 3 ms the counting store adds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_junk_keys_leaves_valid_pushes_within_2x_of_their_latency() {
+async fn a_flood_of_junk_keys_costs_few_lookups_and_pushes_go_through() {
     let store = http_common::blocking(|| {
         tidesync_server::testing::temporary_postgres(&common::test_pg_url())
     });
