@@ -476,7 +476,9 @@ async fn twenty_thousand_requests_leave_no_handlers_or_results_behind() {
     let keys: Vec<EntityKey> = (0..100)
         .map(|i| EntityKey::new("guests", format!("g{i}")))
         .collect();
-    for round in 0..100 {
+    // Packed pages hold many entities per record, so a round issues
+    // about a hundred requests: 250 rounds make the twenty thousand.
+    for round in 0..250 {
         let ops = keys
             .iter()
             .map(|k| WriteOp::PutEntity(secret_record(&format!("{}-{round}", k.id))))
