@@ -51,6 +51,17 @@ pub(crate) trait CommittedReads {
         let _ = (partition, terminal, op_ids);
         Ok(None)
     }
+
+    /// The committed states of many entities at once (those found), for
+    /// [`StoreTx::prefetch`]; `None` if the backend reads them one by one.
+    fn entity_batch(
+        &mut self,
+        partition: &Partition,
+        keys: &[EntityKey],
+    ) -> Result<Option<HashMap<EntityKey, StoredEntity>>, StorageError> {
+        let _ = (partition, keys);
+        Ok(None)
+    }
 }
 
 /// What a write transaction wrote, for the backend to write at commit.
@@ -206,20 +217,39 @@ impl<R: CommittedReads> StoreTx for StagedTx<'_, R> {
         op_ids: &[OpId],
         keys: &[EntityKey],
     ) -> Result<(), StorageError> {
-        // Entities are read one by one (and remembered): a batch read of
-        // the partition's entities by a list of keys planned a scan of the
-        // whole partition per batch on PostgreSQL and made ingest slower.
-        let _ = keys;
-        if op_ids.is_empty() {
-            return Ok(());
+        // Only what the transaction has not seen yet: its own writes (and
+        // earlier reads) stay the answer.
+        let ops: Vec<OpId> = op_ids
+            .iter()
+            .filter(|op| {
+                !self
+                    .ledger
+                    .contains_key(&(terminal.to_owned(), (*op).clone()))
+            })
+            .cloned()
+            .collect();
+        if !ops.is_empty() {
+            if let Some(mut found) = self.reads.ledger_batch(self.partition, terminal, &ops)? {
+                for op in ops {
+                    let entry = found.remove(&op);
+                    self.ledger.insert((terminal.to_owned(), op), entry);
+                }
+            }
         }
-        let Some(mut found) = self.reads.ledger_batch(self.partition, terminal, op_ids)? else {
-            return Ok(());
-        };
-        for op in op_ids {
-            self.ledger
-                .entry((terminal.to_owned(), op.clone()))
-                .or_insert_with(|| found.remove(op));
+        let mut unseen: Vec<EntityKey> = keys
+            .iter()
+            .filter(|k| !self.entities.contains_key(*k))
+            .cloned()
+            .collect();
+        unseen.sort();
+        unseen.dedup();
+        if !unseen.is_empty() {
+            if let Some(mut found) = self.reads.entity_batch(self.partition, &unseen)? {
+                for key in unseen {
+                    let entity = found.remove(&key);
+                    self.entities.insert(key, entity);
+                }
+            }
         }
         Ok(())
     }

@@ -49,6 +49,7 @@ struct Statements {
     insert_partition: Statement,
     set_head: Statement,
     entity: Statement,
+    entities_many: Statement,
     ledger: Statement,
     ledger_many: Statement,
     insert_changes: Statement,
@@ -99,11 +100,29 @@ fn prepare(mut client: Client, schema: Option<&str>) -> Result<PgConn, StorageEr
         set_head: p("UPDATE partitions SET head = $3 WHERE tenant = $1 AND branch = $2")?,
         entity: p("SELECT state, cursor FROM entities
                    WHERE tenant = $1 AND branch = $2 AND collection = $3 AND id = $4")?,
+        // One index probe per key, whatever the planner knows of the
+        // table: a plain join with the unnest (no LIMIT in a LATERAL) was
+        // planned as a hash join over a scan of the whole partition when
+        // the statistics were missing or the plan generic.
+        entities_many: p("SELECT k.c, k.i, e.state, e.cursor
+                          FROM unnest($3::text[], $4::text[]) AS k(c, i)
+                          CROSS JOIN LATERAL (
+                            SELECT state, cursor FROM entities
+                            WHERE tenant = $1 AND branch = $2 AND collection = k.c AND id = k.i
+                            LIMIT 1) AS e")?,
         ledger: p("SELECT fingerprint, collection, entity_id, version, cursor, applied_at_ms FROM ledger
                    WHERE tenant = $1 AND branch = $2 AND terminal = $3 AND op_id = $4")?,
-        ledger_many: p("SELECT op_id, fingerprint, collection, entity_id, version, cursor, applied_at_ms
-                        FROM ledger
-                        WHERE tenant = $1 AND branch = $2 AND terminal = $3 AND op_id = ANY($4::text[])")?,
+        // The same for the ledger: `op_id = ANY($4)` was planned (generic
+        // plan, no statistics) as a scan of the terminal's whole ledger
+        // with the op ids as a filter.
+        ledger_many: p("SELECT k.o, l.fingerprint, l.collection, l.entity_id, l.version, l.cursor,
+                               l.applied_at_ms
+                        FROM unnest($4::text[]) AS k(o)
+                        CROSS JOIN LATERAL (
+                          SELECT fingerprint, collection, entity_id, version, cursor, applied_at_ms
+                          FROM ledger
+                          WHERE tenant = $1 AND branch = $2 AND terminal = $3 AND op_id = k.o
+                          LIMIT 1) AS l")?,
         insert_changes: p("INSERT INTO changes (tenant, branch, cursor, state)
                            SELECT $1, $2, c, s FROM unnest($3::bigint[], $4::text[]) AS t(c, s)")?,
         upsert_entities: p(

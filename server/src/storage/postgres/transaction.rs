@@ -92,6 +92,34 @@ impl CommittedReads for PgReads<'_, '_> {
                 .collect(),
         ))
     }
+
+    fn entity_batch(
+        &mut self,
+        p: &Partition,
+        keys: &[EntityKey],
+    ) -> Result<Option<HashMap<EntityKey, StoredEntity>>, StorageError> {
+        let collections: Vec<&str> = keys.iter().map(|k| k.collection.as_str()).collect();
+        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+        let rows = self
+            .tx
+            .query(
+                &self.st.entities_many,
+                &[&p.tenant, &p.branch, &collections, &ids],
+            )
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    EntityKey::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+                    StoredEntity {
+                        state: decode_json(r.get::<_, &str>(2))?,
+                        cursor: Cursor(from_sql_int(r.get(3))),
+                    },
+                ))
+            })
+            .collect::<Result<_, StorageError>>()
+            .map(Some)
+    }
 }
 
 /// Writes what a transaction staged in four bulk statements (one column
