@@ -73,6 +73,7 @@ pub mod policy;
 pub mod protocol;
 pub mod retry;
 pub mod rules;
+pub mod scoring;
 pub mod status;
 pub mod store;
 pub mod throttle;

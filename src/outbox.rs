@@ -15,6 +15,8 @@ pub struct Outbox {
     by_key: BTreeMap<EntityKey, BTreeSet<u64>>,
     /// Dead letters among `entries`, kept so status costs O(1).
     dead: usize,
+    /// Entries held for review among `entries`.
+    held: usize,
     /// Pending (not dead-lettered) entries per collection; no zero counts.
     pending_by: BTreeMap<String, usize>,
 }
@@ -35,7 +37,9 @@ impl Outbox {
             .entry(e.mutation.key())
             .or_default()
             .insert(e.seq);
-        if e.state != OutboxState::Pending {
+        if matches!(e.state, OutboxState::Held { .. }) {
+            self.held += 1;
+        } else if e.state != OutboxState::Pending {
             self.dead += 1;
         } else {
             *self
@@ -50,6 +54,10 @@ impl Outbox {
 
     /// Takes a replaced or removed entry out of the counts.
     fn forget(&mut self, old: &OutboxEntry) {
+        if matches!(old.state, OutboxState::Held { .. }) {
+            self.held -= 1;
+            return;
+        }
         if old.state != OutboxState::Pending {
             self.dead -= 1;
             return;
@@ -100,9 +108,14 @@ impl Outbox {
         self.entries.values()
     }
 
-    /// Entries waiting to be sent (dead letters excluded).
+    /// Entries waiting to be sent (dead letters and held entries excluded).
     pub fn pending_count(&self) -> usize {
-        self.entries.len() - self.dead
+        self.entries.len() - self.dead - self.held
+    }
+
+    /// Entries held for review.
+    pub fn held_count(&self) -> usize {
+        self.held
     }
 
     /// Entries waiting to be sent per collection (dead letters excluded;

@@ -35,6 +35,10 @@ pub struct Status {
     pub conflicts: usize,
     /// Dead letters waiting for a person.
     pub dead_letters: usize,
+    /// Mutations held for review, waiting for a person to release or
+    /// discard them (neither pending nor dead letters).
+    #[serde(default)]
+    pub held: usize,
     /// The last error, if the last exchange failed.
     pub last_error: Option<(ErrorCode, String)>,
     /// The snapshot is missing or older than the staleness limit

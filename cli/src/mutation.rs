@@ -101,6 +101,7 @@ pub fn build(
         hlc,
         schema_version: change.schema_version,
         offline: false,
+        anomaly: None,
     };
     let limits = Limits {
         schema_versions: (1, change.schema_version.max(1)),

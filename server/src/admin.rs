@@ -48,6 +48,7 @@ fn admin_write(
         cursor,
         hlc,
         originated_offline: false,
+        anomaly: None,
         applied_at_ms,
     })?;
     Ok(Some(state))

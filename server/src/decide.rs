@@ -164,6 +164,7 @@ pub(crate) fn decide_mutation(
         hlc: m.hlc,
         originated_offline: m.offline,
         applied_at_ms,
+        anomaly: m.anomaly.clone(),
     })?;
     Ok(AckResult::Applied { version, cursor })
 }

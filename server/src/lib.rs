@@ -44,6 +44,7 @@
 //!     hlc: Hlc::default(),
 //!     schema_version: 1,
 //!     offline: false,
+//!     anomaly: None,
 //! };
 //! let request = PushRequest { protocol: 1, attempt: 0, mutations: vec![m] };
 //!

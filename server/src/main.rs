@@ -112,7 +112,8 @@ enum Command {
     Openapi,
     /// Print a branch's audit trail, oldest first, one JSON object per line:
     /// op id, terminal, entity key, version, cursor, HLC,
-    /// `originated_offline` and `applied_at_ms` (never field values).
+    /// `originated_offline`, `applied_at_ms` and the terminal's `anomaly`
+    /// score when it sent one (never field values).
     Audit {
         /// Tenant of the branch.
         #[arg(long)]

@@ -59,6 +59,7 @@ pub fn mutation(
         },
         schema_version: 1,
         offline: false,
+        anomaly: None,
     }
 }
 

@@ -15,6 +15,7 @@ use crate::engine::{Engine, EngineError, Resolution};
 use crate::env::Environment;
 use crate::error_code::ErrorCode;
 use crate::protocol::{EntityKey, Fields};
+use crate::scoring::WriteOptions;
 use crate::store::{Store, StoreError};
 use crate::transport::Transport;
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,8 @@ pub struct EngineSettings {
     pub retry: RetryOptions,
     /// A cap on upload bytes per second (none when absent).
     pub max_upload_bytes_per_sec: Option<u64>,
+    /// What a collection does with a write its scorer flags.
+    pub review: std::collections::BTreeMap<String, crate::scoring::ReviewPolicy>,
 }
 
 /// The `retry` open option: the backoff between delivery attempts, in ms.
@@ -167,6 +170,7 @@ impl EngineSettings {
         config.throttle.max_bytes_per_sec = self.max_upload_bytes_per_sec;
         config.policies = self.policies;
         config.rules = self.rules;
+        config.review = self.review;
         config.schema_version = version;
         if let Some(n) = self.max_attempts {
             if n == 0 {
@@ -201,20 +205,28 @@ pub enum Command {
         collection: String,
         id: Option<String>,
         fields: Fields,
+        #[serde(default)]
+        options: WriteOptions,
     },
     Patch {
         collection: String,
         id: String,
         patch: Fields,
+        #[serde(default)]
+        options: WriteOptions,
     },
     Delete {
         collection: String,
         id: String,
+        #[serde(default)]
+        options: WriteOptions,
     },
     Append {
         collection: String,
         id: Option<String>,
         fields: Fields,
+        #[serde(default)]
+        options: WriteOptions,
     },
     Get {
         collection: String,
@@ -258,6 +270,12 @@ pub enum Command {
     },
     RetryAll,
     DiscardAll,
+    /// Mutations held for review.
+    Held,
+    /// Sends a held mutation.
+    Release {
+        seq: u64,
+    },
     /// Local audit entries after `after`, at most `limit`.
     Audit {
         #[serde(default)]
@@ -285,6 +303,7 @@ impl Command {
                 | Command::Retry { .. }
                 | Command::RetryEdited { .. }
                 | Command::RetryAll
+                | Command::Release { .. }
                 | Command::Resolve { .. }
         )
     }
@@ -304,18 +323,33 @@ pub async fn execute<S: Store, T: Transport, E: Environment>(
             collection,
             id,
             fields,
-        } => to_value(engine.create(&collection, id.as_deref(), fields).await?),
+            options,
+        } => to_value(
+            engine
+                .create_with(&collection, id.as_deref(), fields, &options)
+                .await?,
+        ),
         Command::Patch {
             collection,
             id,
             patch,
-        } => to_value(engine.patch(&collection, &id, patch).await?),
-        Command::Delete { collection, id } => to_value(engine.delete(&collection, &id).await?),
+            options,
+        } => to_value(engine.patch_with(&collection, &id, patch, &options).await?),
+        Command::Delete {
+            collection,
+            id,
+            options,
+        } => to_value(engine.delete_with(&collection, &id, &options).await?),
         Command::Append {
             collection,
             id,
             fields,
-        } => to_value(engine.append(&collection, id.as_deref(), fields).await?),
+            options,
+        } => to_value(
+            engine
+                .append_with(&collection, id.as_deref(), fields, &options)
+                .await?,
+        ),
         Command::Get { collection, id } => to_value(engine.get(&collection, &id).await?),
         Command::Query {
             collection,
@@ -350,6 +384,8 @@ pub async fn execute<S: Store, T: Transport, E: Environment>(
         Command::RetryEdited { seq, payload } => to_value(engine.retry_edited(seq, payload).await?),
         Command::RetryAll => to_value(engine.retry_all().await?),
         Command::DiscardAll => to_value(engine.discard_all().await?),
+        Command::Held => to_value(engine.held().await),
+        Command::Release { seq } => to_value(engine.release(seq).await?),
         Command::Audit { after, limit } => {
             let limit = limit.unwrap_or(DEFAULT_PAGE);
             if limit == 0 || limit > MAX_PAGE {

@@ -4,6 +4,7 @@ use crate::policy::ConflictPolicy;
 use crate::protocol::Limits;
 use crate::retry::RetryPolicy;
 use crate::rules::Rules;
+use crate::scoring::ReviewPolicy;
 use crate::throttle::ThrottleConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,6 +49,10 @@ pub struct EngineConfig {
     /// An `append_only` collection without a policy here is append-only.
     #[serde(default)]
     pub rules: Rules,
+    /// What a collection does with a write its scorer flags (absent:
+    /// [`ReviewPolicy::Record`]).
+    #[serde(default)]
+    pub review: BTreeMap<String, ReviewPolicy>,
 }
 
 impl EngineConfig {
@@ -75,6 +80,7 @@ impl EngineConfig {
             max_manifest: 5000,
             max_push_rounds: 50,
             rules: Rules::new(),
+            review: BTreeMap::new(),
         }
     }
 

@@ -101,6 +101,8 @@ pub struct Engine<S, T, E> {
     state: Mutex<State>,
     sync_lock: Mutex<()>,
     subscribers: std::sync::Mutex<Vec<(Filter, UnboundedSender<Event>)>>,
+    /// The anomaly model called on local writes ([`Engine::set_scorer`]).
+    scorer: std::sync::RwLock<Option<std::sync::Arc<dyn crate::scoring::Scorer>>>,
 }
 impl<S, T, E> std::fmt::Debug for Engine<S, T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -227,6 +229,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             state: Mutex::new(state),
             sync_lock: Mutex::new(()),
             subscribers: std::sync::Mutex::new(Vec::new()),
+            scorer: std::sync::RwLock::new(None),
         };
         engine.migrate_queued(&migrations).await?;
         Ok(engine)

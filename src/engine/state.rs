@@ -185,6 +185,7 @@ impl State {
             pending_by_collection: self.outbox.pending_by_collection().clone(),
             conflicts: self.conflicts.len(),
             dead_letters: self.outbox.dead_letter_count(),
+            held: self.outbox.held_count(),
             last_error: store_error.or_else(|| self.last_error.clone()),
             stale,
             last_sync_at: self.meta.last_sync_at_ms,

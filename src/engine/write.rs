@@ -9,6 +9,7 @@ use crate::env::Environment;
 use crate::error_code::ErrorCode;
 use crate::policy::ConflictPolicy;
 use crate::protocol::*;
+use crate::scoring::{ReviewPolicy, ScoreInput, WriteOptions};
 use crate::store::*;
 use crate::transport::Transport;
 use serde::{Deserialize, Serialize};
@@ -33,8 +34,20 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         id: Option<&str>,
         fields: Fields,
     ) -> Result<LocalEntity, EngineError> {
+        self.create_with(collection, id, fields, &WriteOptions::default())
+            .await
+    }
+
+    /// [`create`](Self::create) with write options (hold for review).
+    pub async fn create_with(
+        &self,
+        collection: &str,
+        id: Option<&str>,
+        fields: Fields,
+        options: &WriteOptions,
+    ) -> Result<LocalEntity, EngineError> {
         let id = self.id_or_new(id);
-        self.local_write(collection, &id, MutationKind::Create, Some(fields))
+        self.local_write(collection, &id, MutationKind::Create, Some(fields), options)
             .await
     }
 
@@ -52,13 +65,36 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         id: &str,
         patch: Fields,
     ) -> Result<LocalEntity, EngineError> {
-        self.local_write(collection, id, MutationKind::Patch, Some(patch))
+        self.patch_with(collection, id, patch, &WriteOptions::default())
+            .await
+    }
+
+    /// [`patch`](Self::patch) with write options.
+    pub async fn patch_with(
+        &self,
+        collection: &str,
+        id: &str,
+        patch: Fields,
+        options: &WriteOptions,
+    ) -> Result<LocalEntity, EngineError> {
+        self.local_write(collection, id, MutationKind::Patch, Some(patch), options)
             .await
     }
 
     /// Deletes an entity.
     pub async fn delete(&self, collection: &str, id: &str) -> Result<LocalEntity, EngineError> {
-        self.local_write(collection, id, MutationKind::Delete, None)
+        self.delete_with(collection, id, &WriteOptions::default())
+            .await
+    }
+
+    /// [`delete`](Self::delete) with write options.
+    pub async fn delete_with(
+        &self,
+        collection: &str,
+        id: &str,
+        options: &WriteOptions,
+    ) -> Result<LocalEntity, EngineError> {
+        self.local_write(collection, id, MutationKind::Delete, None, options)
             .await
     }
 
@@ -69,8 +105,20 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         id: Option<&str>,
         fields: Fields,
     ) -> Result<LocalEntity, EngineError> {
+        self.append_with(collection, id, fields, &WriteOptions::default())
+            .await
+    }
+
+    /// [`append`](Self::append) with write options.
+    pub async fn append_with(
+        &self,
+        collection: &str,
+        id: Option<&str>,
+        fields: Fields,
+        options: &WriteOptions,
+    ) -> Result<LocalEntity, EngineError> {
         let id = self.id_or_new(id);
-        self.local_write(collection, &id, MutationKind::Append, Some(fields))
+        self.local_write(collection, &id, MutationKind::Append, Some(fields), options)
             .await
     }
 
@@ -98,6 +146,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             hlc: st.clock.tick(now),
             schema_version: self.config.schema_version,
             offline: !st.online,
+            anomaly: None,
         };
         self.validate_new(&m)?;
         Ok(m)
@@ -119,15 +168,37 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
 
     /// Queues `m` at the end of the outbox, with its audit entry.
     pub(super) fn enqueue(&self, st: &mut State, tx: &mut Txn, m: Mutation, now: u64) {
+        self.enqueue_as(st, tx, m, OutboxState::Pending, now)
+    }
+
+    /// Queues `m` at the end of the outbox in `state` (pending, or held for
+    /// review), with its audit entries.
+    fn enqueue_as(&self, st: &mut State, tx: &mut Txn, m: Mutation, state: OutboxState, now: u64) {
         let seq = st.meta.next_seq;
         st.meta.next_seq += 1;
         tx.audit(Some(&m.op_id), &m.key(), AuditEvent::Queued);
+        if let Some(anomaly) = &m.anomaly {
+            tx.audit(
+                Some(&m.op_id),
+                &m.key(),
+                AuditEvent::Scored {
+                    anomaly: anomaly.clone(),
+                },
+            );
+        }
+        if let OutboxState::Held { reason, .. } = &state {
+            tx.audit(
+                Some(&m.op_id),
+                &m.key(),
+                AuditEvent::Held { reason: *reason },
+            );
+        }
         st.put_entry(
             tx,
             OutboxEntry {
                 seq,
                 mutation: m,
-                state: OutboxState::Pending,
+                state,
                 attempts: 0,
                 next_attempt_at: now,
                 sent: false,
@@ -143,6 +214,7 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         id: &str,
         kind: MutationKind,
         payload: Option<Fields>,
+        options: &WriteOptions,
     ) -> Result<LocalEntity, EngineError> {
         // What the server would refuse (its rules file) is refused at once,
         // with the server's own code and message.
@@ -192,7 +264,27 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             updated_at: v.updated_at,
             last_op: None,
         });
-        apply_mutation(view_state.as_ref(), &m, 0)?;
+        let after = apply_mutation(view_state.as_ref(), &m, 0)?;
+        let (anomaly, score_failed) = self.score_write(&m, view.as_ref(), &after, now);
+        m.anomaly = anomaly;
+        let held = match options.hold {
+            Some(true) => Some(HoldReason::Requested),
+            Some(false) => None,
+            None => m
+                .anomaly
+                .as_ref()
+                .filter(|a| {
+                    a.flagged
+                        && self
+                            .config
+                            .review
+                            .get(collection)
+                            .copied()
+                            .unwrap_or_default()
+                            == ReviewPolicy::HoldFlagged
+                })
+                .map(|_| HoldReason::Flagged),
+        };
 
         m.base_version = match chain.last() {
             Some(prev) => prev.base_version,
@@ -204,12 +296,100 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
                 None => ChainBase::Absent,
             });
         }
-        self.enqueue(&mut st, &mut tx, m, now);
+        if let Some(code) = score_failed {
+            tx.audit(Some(&m.op_id), &key, AuditEvent::ScoreFailed { code });
+        }
+        let state = match held {
+            Some(reason) => OutboxState::Held { reason, at_ms: now },
+            None => OutboxState::Pending,
+        };
+        self.enqueue_as(&mut st, &mut tx, m, state, now);
         tx.put_record(rec);
         self.finish(&mut st, tx).await?;
         st.metrics.queued += 1;
         drop(st);
         self.get_view(&key).await
+    }
+
+    /// Attaches (or, with `None`, detaches) the anomaly model called on
+    /// local writes; writes already queued keep what they were given.
+    pub fn set_scorer(&self, scorer: Option<std::sync::Arc<dyn crate::scoring::Scorer>>) {
+        *self.scorer.write().unwrap_or_else(|e| e.into_inner()) = scorer;
+    }
+
+    /// The score of a new local write (none when no model is attached or
+    /// it does not score this collection), or the code of the scorer's
+    /// failure. Never fails the write.
+    fn score_write(
+        &self,
+        m: &Mutation,
+        before: Option<&LocalEntity>,
+        after: &EntityState,
+        now: u64,
+    ) -> (Option<AnomalyScore>, Option<String>) {
+        let scorer = self
+            .scorer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(scorer) = scorer else {
+            return (None, None);
+        };
+        let input = ScoreInput {
+            collection: &m.collection,
+            entity_id: &m.entity_id,
+            kind: m.kind,
+            before: before.filter(|v| !v.deleted).map(|v| &v.fields),
+            after: (!after.deleted).then_some(&after.fields),
+            at_ms: now,
+        };
+        match scorer.score(&input) {
+            Ok(None) => (None, None),
+            Ok(Some(score)) if score.score.is_finite() && score.score >= 0.0 => (
+                Some(AnomalyScore {
+                    score: score.score,
+                    flagged: score.flagged,
+                    model: scorer.model().to_string(),
+                }),
+                None,
+            ),
+            Ok(Some(_)) => (None, Some("SCORE_INVALID".to_string())),
+            Err(e) => (None, Some(e.code)),
+        }
+    }
+
+    /// Mutations held for review, in queue order.
+    pub async fn held(&self) -> Vec<OutboxEntry> {
+        self.lock_read()
+            .await
+            .outbox
+            .iter()
+            .filter(|e| matches!(e.state, OutboxState::Held { .. }))
+            .cloned()
+            .collect()
+    }
+
+    /// Releases a held mutation: it is sent like any other, in its place of
+    /// its entity's chain (audited).
+    pub async fn release(&self, seq: u64) -> Result<(), EngineError> {
+        let mut st = self.lock_fresh().await?;
+        let mut e = st
+            .outbox
+            .get(seq)
+            .filter(|e| matches!(e.state, OutboxState::Held { .. }))
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::rejected(ErrorCode::NotFound, format!("no held mutation {seq}"))
+            })?;
+        let mut tx = Txn::default();
+        let key = e.mutation.key();
+        let rec = tx.record(&self.store, &key).await?;
+        e.state = OutboxState::Pending;
+        e.next_attempt_at = self.env.now_ms();
+        tx.audit(Some(&e.mutation.op_id), &key, AuditEvent::Released);
+        st.put_entry(&mut tx, e);
+        tx.put_record(rec);
+        self.finish(&mut st, tx).await.map(|_| ())
     }
 
     /// Puts a dead letter back in the queue, due now, with its attempts reset.
@@ -335,16 +515,20 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             })
     }
 
-    /// Drops a dead letter; the entity's view is replayed without it.
+    /// Drops a dead letter or a held mutation; the entity's view is
+    /// replayed without it.
     pub async fn discard(&self, seq: u64) -> Result<(), EngineError> {
         let mut st = self.lock_fresh().await?;
         let e = st
             .outbox
             .get(seq)
-            .filter(|e| matches!(e.state, OutboxState::DeadLetter { .. }))
+            .filter(|e| e.state != OutboxState::Pending)
             .cloned()
             .ok_or_else(|| {
-                EngineError::rejected(ErrorCode::NotFound, format!("no dead letter {seq}"))
+                EngineError::rejected(
+                    ErrorCode::NotFound,
+                    format!("no dead letter or held mutation {seq}"),
+                )
             })?;
         let mut tx = Txn::default();
         let key = e.mutation.key();

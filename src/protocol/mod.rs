@@ -184,6 +184,24 @@ pub struct Mutation {
     /// The terminal believed it was offline when the change was made.
     #[serde(default)]
     pub offline: bool,
+    /// The on-device anomaly score of the change, when its collection is
+    /// scored (see `crate::scoring`). Not covered by `checksum`: it describes
+    /// the change, it is not part of it. The server keeps it in its audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<AnomalyScore>,
+}
+
+/// What an on-device model said of one mutation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct AnomalyScore {
+    /// The model's score: higher is more unusual (finite, at least 0).
+    pub score: f64,
+    /// The score is at or above the model's threshold.
+    pub flagged: bool,
+    /// Which model scored it: 1 to 64 characters of `[0-9a-f]` (a prefix
+    /// of the model file's SHA-256).
+    pub model: String,
 }
 
 impl MutationKind {

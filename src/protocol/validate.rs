@@ -112,6 +112,26 @@ pub fn validate_mutation(m: &Mutation, limits: &Limits) -> Result<(), ApplyError
             ),
         });
     }
+    if let Some(a) = &m.anomaly {
+        if !a.score.is_finite() || a.score < 0.0 {
+            return Err(invalid(
+                "anomaly.score",
+                "must be a finite number, at least 0",
+            ));
+        }
+        if a.model.is_empty()
+            || a.model.len() > 64
+            || !a
+                .model
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(invalid(
+                "anomaly.model",
+                "must be 1 to 64 characters of [0-9a-f]",
+            ));
+        }
+    }
     let expected = payload_checksum(&m.collection, &m.entity_id, m.kind, m.payload.as_ref());
     if m.checksum != expected {
         return Err(invalid("checksum", "does not match the canonical payload"));

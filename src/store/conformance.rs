@@ -71,6 +71,7 @@ fn mutation(id: &str, seq: u64) -> Mutation {
         },
         schema_version: 1,
         offline: true,
+        anomaly: None,
     }
 }
 

@@ -197,6 +197,26 @@ pub enum OutboxState {
         /// When it was dead-lettered (ms).
         at_ms: u64,
     },
+    /// Held for review (its anomaly score was flagged under a collection's
+    /// `hold_flagged` review policy, or the write asked to be held): not sent
+    /// until a person releases it, or discarded. Blocks later mutations of the
+    /// same entity, like a dead letter.
+    Held {
+        /// Why: `flagged` or `requested`.
+        reason: HoldReason,
+        /// When it was held (ms).
+        at_ms: u64,
+    },
+}
+
+/// Why a mutation is held for review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldReason {
+    /// The scorer flagged it and its collection holds flagged writes.
+    Flagged,
+    /// The write's options asked for it (`hold: true`).
+    Requested,
 }
 
 /// One queued mutation.
@@ -285,8 +305,25 @@ pub enum AuditEvent {
         /// The new mutation's op id.
         op_id: OpId,
     },
-    /// A person discarded a dead letter.
+    /// A person discarded a dead letter or a held mutation.
     Discarded,
+    /// The on-device model scored it as it was queued.
+    Scored {
+        /// The score and flag, as sent with the mutation.
+        anomaly: crate::protocol::AnomalyScore,
+    },
+    /// Scoring failed (the write went on unscored).
+    ScoreFailed {
+        /// Why (a stable code from the scorer, never field data).
+        code: String,
+    },
+    /// Held for review instead of being sent.
+    Held {
+        /// `flagged` or `requested`.
+        reason: HoldReason,
+    },
+    /// A person released a held mutation: it is sent like any other.
+    Released,
     /// Reconcile repaired this entity.
     Reconciled {
         /// `missing`, `stale` or `extra`.

@@ -19,6 +19,7 @@ use crate::crypto::KdfParams;
 use crate::engine::Resolution;
 use crate::policy::ConflictPolicy;
 use crate::protocol::{EntityKey, Fields, OpId};
+use crate::scoring::WriteOptions;
 use crate::status::Filter;
 use crate::Environment;
 use js_sys::{Function, Reflect, Uint8Array};
@@ -52,6 +53,17 @@ fn fields_from_js(v: JsValue, what: &str) -> Result<Fields, ApiError> {
         _ => Err(ApiError::bad_argument(format!(
             "{what} must be a JSON object"
         ))),
+    }
+}
+
+/// A write's options (`{hold?: boolean}`); `undefined` or `null`: none. An
+/// unknown option is an error naming it.
+fn write_options(options: Option<js_sys::Object>) -> Result<WriteOptions, ApiError> {
+    match options {
+        None => Ok(WriteOptions::default()),
+        Some(o) if o.is_null() || o.is_undefined() => Ok(WriteOptions::default()),
+        Some(o) => serde_json::from_value(super::json::to_json(&o.into(), "options")?)
+            .map_err(|e| ApiError::bad_argument(format!("options: {e}"))),
     }
 }
 
@@ -136,6 +148,9 @@ struct OpenOptions {
     remember_key: Option<bool>,
     #[serde(default)]
     policies: BTreeMap<String, ConflictPolicy>,
+    /// What a collection does with a flagged write.
+    #[serde(default)]
+    review: BTreeMap<String, crate::scoring::ReviewPolicy>,
     auto_sync: Option<bool>,
     pull_interval_ms: Option<u32>,
     live: Option<bool>,
@@ -216,6 +231,7 @@ impl TideSync {
         let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
         let (mut engine, migrations) = crate::client::EngineSettings {
             policies: o.policies,
+            review: o.review,
             max_attempts: o.max_attempts,
             schema_version: o.schema_version,
             migrations: o.migrations,
@@ -287,12 +303,15 @@ impl TideSync {
         collection: String,
         #[wasm_bindgen(unchecked_param_type = "Fields")] fields: JsValue,
         id: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "WriteOptions")] options: Option<js_sys::Object>,
     ) -> Result<JsValue, JsValue> {
         let fields = fields_from_js(fields, "fields").map_err(ApiError::into_js)?;
+        let options = write_options(options).map_err(ApiError::into_js)?;
         self.run(Command::Create {
             collection,
             id,
             fields,
+            options,
         })
         .await
     }
@@ -304,20 +323,34 @@ impl TideSync {
         collection: String,
         id: String,
         #[wasm_bindgen(unchecked_param_type = "Fields")] patch: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "WriteOptions")] options: Option<js_sys::Object>,
     ) -> Result<JsValue, JsValue> {
         let patch = fields_from_js(patch, "patch").map_err(ApiError::into_js)?;
+        let options = write_options(options).map_err(ApiError::into_js)?;
         self.run(Command::Patch {
             collection,
             id,
             patch,
+            options,
         })
         .await
     }
 
     /// Deletes an entity.
     #[wasm_bindgen(unchecked_return_type = "LocalEntity")]
-    pub async fn delete(&self, collection: String, id: String) -> Result<JsValue, JsValue> {
-        self.run(Command::Delete { collection, id }).await
+    pub async fn delete(
+        &self,
+        collection: String,
+        id: String,
+        #[wasm_bindgen(unchecked_param_type = "WriteOptions")] options: Option<js_sys::Object>,
+    ) -> Result<JsValue, JsValue> {
+        let options = write_options(options).map_err(ApiError::into_js)?;
+        self.run(Command::Delete {
+            collection,
+            id,
+            options,
+        })
+        .await
     }
 
     /// Appends to an append-only collection (`id` defaults to a new ULID).
@@ -327,12 +360,15 @@ impl TideSync {
         collection: String,
         #[wasm_bindgen(unchecked_param_type = "Fields")] fields: JsValue,
         id: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "WriteOptions")] options: Option<js_sys::Object>,
     ) -> Result<JsValue, JsValue> {
         let fields = fields_from_js(fields, "fields").map_err(ApiError::into_js)?;
+        let options = write_options(options).map_err(ApiError::into_js)?;
         self.run(Command::Append {
             collection,
             id,
             fields,
+            options,
         })
         .await
     }
@@ -400,6 +436,22 @@ impl TideSync {
         self.run(Command::DeadLetters).await
     }
 
+    /// Writes held for review (a flagged score under `review: {c:
+    /// "hold_flagged"}`, or `{hold: true}`), by seq.
+    #[wasm_bindgen(unchecked_return_type = "OutboxEntry[]")]
+    pub async fn held(&self) -> Result<JsValue, JsValue> {
+        self.run(Command::Held).await
+    }
+
+    /// Releases a held write: it is sent with the next push, in its order.
+    #[wasm_bindgen(unchecked_return_type = "undefined")]
+    pub async fn release(&self, seq: f64) -> Result<JsValue, JsValue> {
+        let seq = seq_from_js(seq).map_err(ApiError::into_js)?;
+        self.run(Command::Release { seq })
+            .await
+            .map(|_| JsValue::UNDEFINED)
+    }
+
     /// Sends a dead letter again; with `payload`, edited first, under a new
     /// op id (the old one is audited as replaced). (TypeScript signature in
     /// `tidesync.d.ts`.)
@@ -460,10 +512,12 @@ impl TideSync {
         self.run(Command::Audit { after, limit }).await
     }
 
-    /// Drops a dead letter (audited).
+    /// Drops a dead letter or a held write (audited); the local view is
+    /// replayed without it.
     #[wasm_bindgen(unchecked_return_type = "undefined")]
     pub async fn discard(&self, seq: f64) -> Result<JsValue, JsValue> {
-        self.run(Command::Discard { seq: seq as u64 })
+        let seq = seq_from_js(seq).map_err(ApiError::into_js)?;
+        self.run(Command::Discard { seq })
             .await
             .map(|_| JsValue::UNDEFINED)
     }

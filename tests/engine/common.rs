@@ -295,6 +295,9 @@ impl Rig {
             self.w.env.advance(60_000);
             block_on(self.engine.sync_now()).unwrap();
             block_on(self.engine.discard_all()).unwrap();
+            for e in block_on(self.engine.held()) {
+                block_on(self.engine.release(e.seq)).unwrap();
+            }
             for c in block_on(self.engine.conflicts()) {
                 block_on(self.engine.resolve(&c.key, Resolution::Local)).unwrap();
             }

@@ -41,6 +41,7 @@ fn mutation(kind: MutationKind, payload: Option<Value>) -> Mutation {
         },
         schema_version: 1,
         offline: false,
+        anomaly: None,
     }
 }
 

@@ -15,6 +15,7 @@ mod migrations;
 mod observability;
 mod person;
 mod pull;
+mod review;
 mod rules;
 mod scheduler;
 mod tabs;

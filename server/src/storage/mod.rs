@@ -117,7 +117,7 @@ pub struct LedgerEntry {
 
 /// One audit row per applied write (the server's record of who changed
 /// what; the terminal keeps its own audit events).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditRow {
     /// The mutation's op id (`None`: an administrative write).
     pub op_id: Option<OpId>,
@@ -135,6 +135,9 @@ pub struct AuditRow {
     pub originated_offline: bool,
     /// Server time of the application, milliseconds since the Unix epoch.
     pub applied_at_ms: u64,
+    /// The terminal's on-device anomaly score of the mutation, as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<tidesync::protocol::AnomalyScore>,
 }
 
 /// Entities read together with the change-log head they are consistent with

@@ -175,6 +175,7 @@ pub fn database_at_0001_with_ledger_rows(
             hlc: m.hlc,
             originated_offline: m.offline,
             applied_at_ms,
+            anomaly: None,
         };
         let state_json = lit(&serde_json::to_string(&state).unwrap());
         let (b, t, o) = (lit(branch), lit(terminal), lit(m.op_id.as_str()));

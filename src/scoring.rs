@@ -1,0 +1,96 @@
+//! On-device anomaly scoring of local writes (issue 18).
+//!
+//! The engine calls a [`Scorer`] on every local write (create, patch,
+//! delete, append) before it is queued. The scorer sees the entity as it was
+//! and as the write leaves it, and answers with a score, or with nothing
+//! when it does not score that collection. The score travels with the
+//! mutation ([`Mutation::anomaly`](crate::protocol::Mutation)), is audited
+//! ([`AuditEvent::Scored`](crate::store::AuditEvent)) and is kept by the
+//! server. A collection whose [`ReviewPolicy`] is `hold_flagged` keeps a
+//! flagged write in the outbox, held for review, until a person releases or
+//! discards it.
+//!
+//! Scoring never decides whether a write is accepted: a scorer that fails
+//! leaves the write unscored (audited as `score_failed`), and the write, its
+//! outbox entry and its audit entries still commit in one transaction. The
+//! model runtime (tract, in the `inference` crate) is supplied by the host;
+//! the core knows only this trait.
+
+use crate::protocol::{Fields, MutationKind};
+use serde::{Deserialize, Serialize};
+
+/// What the scorer is shown of one local write.
+#[derive(Clone, Copy, Debug)]
+pub struct ScoreInput<'a> {
+    /// The collection written.
+    pub collection: &'a str,
+    /// The entity written.
+    pub entity_id: &'a str,
+    /// What the write does.
+    pub kind: MutationKind,
+    /// The entity's fields before the write (its local view), if it existed.
+    pub before: Option<&'a Fields>,
+    /// The entity's fields after the write (none for a delete).
+    pub after: Option<&'a Fields>,
+    /// When the write is made (ms since the Unix epoch, the engine's clock).
+    pub at_ms: u64,
+}
+
+/// A scorer's answer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    /// Higher is more unusual; finite and at least 0.
+    pub score: f64,
+    /// At or above the model's threshold.
+    pub flagged: bool,
+}
+
+/// A scorer's failure: a stable code (no field data), e.g. `MODEL_CORRUPT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScoreError {
+    /// Stable code.
+    pub code: String,
+}
+
+/// An anomaly model the engine calls on local writes.
+#[cfg(not(target_family = "wasm"))]
+pub trait Scorer: Send + Sync {
+    /// The model's id, sent with every score: a prefix of its SHA-256, 1 to
+    /// 64 characters of `[0-9a-f]`.
+    fn model(&self) -> &str;
+    /// Scores one write; `Ok(None)` when this write is not scored.
+    fn score(&self, input: &ScoreInput<'_>) -> Result<Option<Score>, ScoreError>;
+}
+
+/// An anomaly model the engine calls on local writes (in a browser: called
+/// on the page's thread, so it need not be `Send`).
+#[cfg(target_family = "wasm")]
+pub trait Scorer {
+    /// The model's id, sent with every score: a prefix of its SHA-256, 1 to
+    /// 64 characters of `[0-9a-f]`.
+    fn model(&self) -> &str;
+    /// Scores one write; `Ok(None)` when this write is not scored.
+    fn score(&self, input: &ScoreInput<'_>) -> Result<Option<Score>, ScoreError>;
+}
+
+/// What a collection does with a flagged write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewPolicy {
+    /// The score travels with the mutation; nothing is held (the default).
+    #[default]
+    Record,
+    /// A flagged write is held for review until a person releases it.
+    HoldFlagged,
+}
+
+/// Options of one local write.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WriteOptions {
+    /// `true`: hold this write for review whatever its score; `false`: send
+    /// it even if it is flagged (the score is still recorded); absent: the
+    /// collection's [`ReviewPolicy`] decides.
+    #[serde(default)]
+    pub hold: Option<bool>,
+}
