@@ -6,8 +6,8 @@
 // class, member by member.
 import type {
   AuditEntry, CollectionName, ConflictRecord, ConflictPolicy, ErrorCode, FieldMigration, Fields, Identity, KeyMaterial,
-  LiveQuery, LocalEntity, MaybeFields, Metrics, OutboxEntry, PageOptions, Patch, Resolution, RetryOptions, Rules, Schema, Status,
-  SubscriptionFilter, SyncEvent, SyncReport, Untyped,
+  LiveQuery, LocalEntity, MaybeFields, Metrics, OutboxEntry, PageOptions, Patch, Resolution, RetryOptions, ReviewPolicy, Rules, Schema, Status,
+  SubscriptionFilter, SyncEvent, SyncReport, Untyped, WriteOptions,
 } from "./types";
 export * from "./types";
 
@@ -60,6 +60,9 @@ export interface NodeOpenOptions<S extends Schema = Untyped> {
   branchId?: string;
   /** The conflict policy of each collection. */
   policies?: { [C in CollectionName<S>]?: ConflictPolicy };
+  /** What each collection does with a write its anomaly scorer flags
+   *  (default "record"; "hold_flagged" holds it for review). */
+  review?: { [C in CollectionName<S>]?: ReviewPolicy };
   /** The server's rules file (the same JSON), checked before a write is
    *  queued, as in the browser package: a write it would refuse (a field of
    *  the wrong type, a missing required field, an unknown field where
@@ -107,13 +110,13 @@ export declare class TideSync<S extends Schema = Untyped> {
   /** Opens (or creates) the local database and starts its sync. */
   static open<S extends Schema = Untyped>(options: NodeOpenOptions<NoInfer<S>>): Promise<TideSync<S>>;
   /** Creates an entity (`id` defaults to a new ULID). */
-  create<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null): Promise<LocalEntity<S[C], C>>;
+  create<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null, options?: WriteOptions | null): Promise<LocalEntity<S[C], C>>;
   /** Applies a JSON merge patch (`null` removes a field). */
-  patch<C extends CollectionName<S>>(collection: C, id: string, patch: Patch<S[C]>): Promise<LocalEntity<S[C], C>>;
+  patch<C extends CollectionName<S>>(collection: C, id: string, patch: Patch<S[C]>, options?: WriteOptions | null): Promise<LocalEntity<S[C], C>>;
   /** Deletes an entity (the view returned has no fields). */
-  delete<C extends CollectionName<S>>(collection: C, id: string): Promise<LocalEntity<MaybeFields<S[C]>, C>>;
+  delete<C extends CollectionName<S>>(collection: C, id: string, options?: WriteOptions | null): Promise<LocalEntity<MaybeFields<S[C]>, C>>;
   /** Appends to an append-only collection (`id` defaults to a new ULID). */
-  append<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null): Promise<LocalEntity<S[C], C>>;
+  append<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null, options?: WriteOptions | null): Promise<LocalEntity<S[C], C>>;
   /** One entity's local view, or null (also when deleted). */
   get<C extends CollectionName<S>>(collection: C, id: string): Promise<LocalEntity<S[C], C> | null>;
   /** A page of a collection's live entities, by id; the next page starts after the last id returned. */
@@ -133,6 +136,10 @@ export declare class TideSync<S extends Schema = Untyped> {
   outbox(): Promise<OutboxEntry[]>;
   /** Mutations waiting for a person (retry or discard). */
   deadLetters(): Promise<OutboxEntry[]>;
+  /** Writes held for review, by seq. */
+  held(): Promise<OutboxEntry[]>;
+  /** Releases a held write: it is sent with the next push, in its entity's order (else NOT_FOUND). */
+  release(seq: number): Promise<void>;
   /** Sends a dead letter again; with `payload` (null for a delete) it is edited first and sent under a new op id. */
   retry(seq: number, payload?: Fields | null): Promise<void>;
   /** Retries every dead letter; resolves with how many. */
@@ -141,7 +148,7 @@ export declare class TideSync<S extends Schema = Untyped> {
   discardAll(): Promise<number>;
   /** Local audit entries after `after` (a seq), at most `limit` (default 1000). */
   audit(options?: { after?: number; limit?: number }): Promise<AuditEntry[]>;
-  /** Drops a dead letter (audited). */
+  /** Drops a dead letter or a held write (audited); the local view is replayed without it. */
   discard(seq: number): Promise<void>;
   /** Open conflicts. */
   conflicts(): Promise<ConflictRecord<S>[]>;

@@ -78,6 +78,20 @@ function fields(v, where) {
   return v;
 }
 
+// A write's options: `{hold?: boolean}`, undefined or null for none.
+function writeOptions(v) {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw badArgument('options must be an object');
+  const out = {};
+  for (const [k, value] of Object.entries(v)) {
+    if (value === undefined) continue;
+    if (k !== 'hold') throw badArgument(`options: unknown option \`${k}\`, expected \`hold\``);
+    if (typeof value !== 'boolean') throw badArgument('options.hold must be a boolean');
+    out.hold = value;
+  }
+  return out;
+}
+
 function str(v, where) {
   if (typeof v !== 'string') throw badArgument(`${where} must be a string`);
   return v;
@@ -192,17 +206,17 @@ class TideSync {
     return JSON.parse(answer);
   }
 
-  create(collection, fieldsValue, id) {
-    return this._call(() => ({ op: 'create', collection: str(collection, 'collection'), fields: fields(fieldsValue, 'fields'), id: id === undefined || id === null ? null : str(id, 'id') }));
+  create(collection, fieldsValue, id, options) {
+    return this._call(() => ({ op: 'create', collection: str(collection, 'collection'), fields: fields(fieldsValue, 'fields'), id: id === undefined || id === null ? null : str(id, 'id'), options: writeOptions(options) }));
   }
-  patch(collection, id, patchValue) {
-    return this._call(() => ({ op: 'patch', collection: str(collection, 'collection'), id: str(id, 'id'), patch: fields(patchValue, 'patch') }));
+  patch(collection, id, patchValue, options) {
+    return this._call(() => ({ op: 'patch', collection: str(collection, 'collection'), id: str(id, 'id'), patch: fields(patchValue, 'patch'), options: writeOptions(options) }));
   }
-  delete(collection, id) {
-    return this._call(() => ({ op: 'delete', collection: str(collection, 'collection'), id: str(id, 'id') }));
+  delete(collection, id, options) {
+    return this._call(() => ({ op: 'delete', collection: str(collection, 'collection'), id: str(id, 'id'), options: writeOptions(options) }));
   }
-  append(collection, fieldsValue, id) {
-    return this._call(() => ({ op: 'append', collection: str(collection, 'collection'), fields: fields(fieldsValue, 'fields'), id: id === undefined || id === null ? null : str(id, 'id') }));
+  append(collection, fieldsValue, id, options) {
+    return this._call(() => ({ op: 'append', collection: str(collection, 'collection'), fields: fields(fieldsValue, 'fields'), id: id === undefined || id === null ? null : str(id, 'id'), options: writeOptions(options) }));
   }
   get(collection, id) {
     return this._call(() => ({ op: 'get', collection: str(collection, 'collection'), id: str(id, 'id') }));
@@ -229,6 +243,8 @@ class TideSync {
   }
   outbox() { return this._call(() => ({ op: 'outbox' })); }
   deadLetters() { return this._call(() => ({ op: 'dead_letters' })); }
+  held() { return this._call(() => ({ op: 'held' })); }
+  async release(seqValue) { await this._call(() => ({ op: 'release', seq: seq(seqValue) })); }
   async retry(seqValue, ...payload) {
     const edited = payload.length > 0 && payload[0] !== undefined;
     await this._call(() => edited

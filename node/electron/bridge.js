@@ -9,7 +9,7 @@
 /** Methods a renderer may call: the TideSync API minus the lifecycle, which the main process owns. */
 const METHODS = Object.freeze([
   'create', 'patch', 'delete', 'append', 'get', 'query', 'status', 'metrics', 'syncNow',
-  'reconcile', 'outbox', 'deadLetters', 'retry', 'retryAll', 'discardAll', 'audit', 'discard',
+  'reconcile', 'outbox', 'deadLetters', 'held', 'release', 'retry', 'retryAll', 'discardAll', 'audit', 'discard',
   'conflicts', 'resolve', 'waitForFirstSync', 'identity',
 ]);
 

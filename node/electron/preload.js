@@ -78,7 +78,7 @@ function connect(portOrPromise) {
   };
   const api = {};
   for (const m of ['create', 'patch', 'delete', 'append', 'get', 'query', 'status', 'metrics', 'syncNow',
-    'reconcile', 'outbox', 'deadLetters', 'retry', 'retryAll', 'discardAll', 'audit', 'discard',
+    'reconcile', 'outbox', 'deadLetters', 'held', 'release', 'retry', 'retryAll', 'discardAll', 'audit', 'discard',
     'conflicts', 'resolve', 'waitForFirstSync', 'identity']) {
     api[m] = call(m);
   }

@@ -115,6 +115,9 @@ struct OpenOptions {
     remember_key: Option<bool>,
     #[serde(default)]
     policies: BTreeMap<String, ConflictPolicy>,
+    /// What a collection does with a write its scorer flags.
+    #[serde(default)]
+    review: BTreeMap<String, tidesync::scoring::ReviewPolicy>,
     auto_sync: Option<bool>,
     pull_interval_ms: Option<u32>,
     /// Keep the live channel open (`GET /v1/events`; default true).
@@ -316,6 +319,7 @@ impl NativeClient {
         let client_id = OpId::from_parts(env.now_ms(), u128::from(env.random_u64())).0;
         let (mut config, migrations) = client::EngineSettings {
             policies: o.policies,
+            review: o.review,
             max_attempts: o.max_attempts,
             schema_version: o.schema_version,
             migrations: o.migrations,

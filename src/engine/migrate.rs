@@ -39,7 +39,13 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
             let entries: Vec<OutboxEntry> = st
                 .outbox
                 .iter()
-                .filter(|e| e.mutation.schema_version == from && e.state == OutboxState::Pending)
+                // Pending and held entries are sent later: both are carried
+                // (a held one keeps its hold). Dead letters keep the version
+                // they failed with; a retry sends them as they are.
+                .filter(|e| {
+                    e.mutation.schema_version == from
+                        && matches!(e.state, OutboxState::Pending | OutboxState::Held { .. })
+                })
                 .cloned()
                 .collect();
             for mut e in entries {

@@ -136,6 +136,9 @@ export interface OpenOptions<S extends Schema = Untyped> {
   branchId?: string;
   /** The conflict policy of each collection. */
   policies?: { [C in CollectionName<S>]?: ConflictPolicy };
+  /** What each collection does with a write its anomaly scorer flags
+   *  (default "record"). */
+  review?: { [C in CollectionName<S>]?: ReviewPolicy };
   /** The server's rules file (the same JSON): a write it would refuse — a
    *  field of the wrong type, a missing required field, an unknown field
    *  where `additional_fields` is false, a value outside
@@ -219,10 +222,31 @@ export interface Mutation {
   op_id: string; client_id: string; terminal_id: string; branch_id: string;
   collection: string; entity_id: string; kind: MutationKind; payload?: Fields;
   base_version: number; hlc: Hlc; schema_version: number; checksum: string; offline: boolean;
+  /** The on-device anomaly score of this write, when a scorer scored it
+   *  (not covered by the checksum; the server keeps it in its audit). */
+  anomaly?: AnomalyScore;
 }
+/** An anomaly model's score of a write: higher is more unusual; `model` is
+ *  a prefix of the model's SHA-256. */
+export interface AnomalyScore { score: number; flagged: boolean; model: string; }
+/** Why a write is held for review: its score was flagged under a
+ *  `hold_flagged` collection, or the write asked for it (`{hold: true}`). */
+export type HoldReason = "flagged" | "requested";
+/** What a collection does with a flagged write: "record" (the default)
+ *  sends it with its score; "hold_flagged" holds it for review until a
+ *  person releases or discards it. */
+export type ReviewPolicy = "record" | "hold_flagged";
+/** Options of one write. `hold`: true holds it for review whatever its
+ *  score, false sends it even if flagged (its score is still recorded);
+ *  absent, the collection's review policy decides. An unknown option is
+ *  BAD_ARGUMENT. */
+export interface WriteOptions { hold?: boolean; }
 export type OutboxState =
   | { state: "pending" }
-  | { state: "dead_letter"; code: ErrorCode; message: string; at_ms: number };
+  | { state: "dead_letter"; code: ErrorCode; message: string; at_ms: number }
+  /** Held for review: not sent, and later writes of the same entity wait
+   *  behind it, until `release(seq)` or `discard(seq)`. */
+  | { state: "held"; reason: HoldReason; at_ms: number };
 export interface OutboxEntry {
   seq: number; mutation: Mutation; state: OutboxState; attempts: number;
   next_attempt_at: number; sent: boolean; last_error: [ErrorCode, string] | null;
@@ -243,6 +267,8 @@ export type Resolution<F extends Fields = Fields> =
 export type Phase = "idle" | "syncing" | "offline" | "error";
 export interface Status {
   phase: Phase; pending: number; conflicts: number; dead_letters: number;
+  /** Writes held for review (not pending: they wait for a person). */
+  held: number;
   /** `pending` per collection (a collection with none is absent): the
    *  user's own changes apart from, say, telemetry. */
   pending_by_collection: { [collection: string]: number };
@@ -283,7 +309,9 @@ export type AuditEvent =
   | { event: "conflict_opened" } | { event: "conflict_resolved"; choice: string }
   | { event: "dead_lettered"; code: ErrorCode } | { event: "retried" }
   | { event: "replaced_by"; op_id: string } | { event: "discarded" }
-  | { event: "reconciled"; action: string };
+  | { event: "reconciled"; action: string }
+  | { event: "scored"; anomaly: AnomalyScore } | { event: "score_failed"; code: string }
+  | { event: "held"; reason: HoldReason } | { event: "released" };
 export interface AuditEntry {
   seq: number; at_ms: number; op_id: string | null; key: EntityKey; event: AuditEvent;
 }
@@ -309,13 +337,13 @@ export class TideSync<S extends Schema = Untyped> {
   /** Opens (or creates) the local database and joins the tabs that share it. */
   static open<S extends Schema = Untyped>(options: OpenOptions<NoInfer<S>>): Promise<TideSync<S>>;
   /** Creates an entity (`id` defaults to a new ULID). */
-  create<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null): Promise<LocalEntity<S[C], C>>;
+  create<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null, options?: WriteOptions | null): Promise<LocalEntity<S[C], C>>;
   /** Applies a JSON merge patch (`null` removes a field). */
-  patch<C extends CollectionName<S>>(collection: C, id: string, patch: Patch<S[C]>): Promise<LocalEntity<S[C], C>>;
+  patch<C extends CollectionName<S>>(collection: C, id: string, patch: Patch<S[C]>, options?: WriteOptions | null): Promise<LocalEntity<S[C], C>>;
   /** Deletes an entity (the view returned has no fields). */
-  delete<C extends CollectionName<S>>(collection: C, id: string): Promise<LocalEntity<MaybeFields<S[C]>, C>>;
+  delete<C extends CollectionName<S>>(collection: C, id: string, options?: WriteOptions | null): Promise<LocalEntity<MaybeFields<S[C]>, C>>;
   /** Appends to an append-only collection (`id` defaults to a new ULID). */
-  append<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null): Promise<LocalEntity<S[C], C>>;
+  append<C extends CollectionName<S>>(collection: C, fields: S[C], id?: string | null, options?: WriteOptions | null): Promise<LocalEntity<S[C], C>>;
   /** One entity's local view, or null (also when deleted). */
   get<C extends CollectionName<S>>(collection: C, id: string): Promise<LocalEntity<S[C], C> | null>;
   /** A page of a collection's live entities, by id; the next page starts after the last id returned. */
@@ -339,6 +367,10 @@ export class TideSync<S extends Schema = Untyped> {
   outbox(): Promise<OutboxEntry[]>;
   /** Mutations waiting for a person (retry or discard). */
   deadLetters(): Promise<OutboxEntry[]>;
+  /** Writes held for review, by seq. */
+  held(): Promise<OutboxEntry[]>;
+  /** Releases a held write: it is sent with the next push, in its entity's order (else NOT_FOUND). */
+  release(seq: number): Promise<void>;
   /** Sends a dead letter again; with `payload` (null for a delete) it is edited first and sent under a new op id. */
   retry(seq: number, payload?: Fields | null): Promise<void>;
   /** Retries every dead letter; resolves with how many. */
@@ -347,7 +379,7 @@ export class TideSync<S extends Schema = Untyped> {
   discardAll(): Promise<number>;
   /** Local audit entries after `after` (a seq), at most `limit` (default 1000). */
   audit(options?: { after?: number; limit?: number }): Promise<AuditEntry[]>;
-  /** Drops a dead letter (audited). */
+  /** Drops a dead letter or a held write (audited); the local view is replayed without it. */
   discard(seq: number): Promise<void>;
   /** Open conflicts. */
   conflicts(): Promise<ConflictRecord<S>[]>;

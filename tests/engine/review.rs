@@ -320,3 +320,58 @@ fn a_scored_and_held_write_commits_whole_whichever_commit_fails() {
         rig.assert_converged("rooms");
     });
 }
+
+/// Renames `status` to `state` in rooms (schema 1 to 2).
+struct RenameStatus;
+impl tidesync::migrate::QueuedMigration for RenameStatus {
+    fn upgrades_from(&self) -> u32 {
+        1
+    }
+    fn migrate(&self, m: &Mutation) -> tidesync::migrate::MigrationOutcome {
+        let mut p = m.payload.clone().unwrap_or_default();
+        if let Some(v) = p.remove("status") {
+            p.insert("state".into(), v);
+        }
+        tidesync::migrate::MigrationOutcome::Rewrite(Some(p))
+    }
+}
+
+#[test]
+fn a_schema_migration_carries_a_held_write_forward_and_keeps_it_held() {
+    let w = World::new();
+    let net = w.net("t1");
+    let store = MemoryStore::new();
+    let engine = w.open(store.clone(), net.clone(), "t1");
+    block_on(engine.sync_now()).unwrap();
+    let hold = WriteOptions { hold: Some(true) };
+    block_on(engine.patch_with("rooms", "room-1", f(json!({"status": "clean"})), &hold)).unwrap();
+    drop(engine);
+
+    let mut config = w.config("t1");
+    config.schema_version = 2;
+    config.limits.schema_versions = (1, 2);
+    let engine = block_on(Engine::open_with_migrations(
+        store,
+        net,
+        w.env.clone(),
+        config,
+        vec![Box::new(RenameStatus)],
+    ))
+    .unwrap();
+    let held = block_on(engine.held());
+    assert_eq!(held.len(), 1, "still held after the upgrade");
+    assert!(matches!(
+        held[0].state,
+        OutboxState::Held {
+            reason: HoldReason::Requested,
+            ..
+        }
+    ));
+    assert_eq!(held[0].mutation.schema_version, 2);
+    assert_eq!(held[0].mutation.payload.as_ref().unwrap()["state"], "clean");
+    let limits = Limits {
+        schema_versions: (1, 2),
+        ..Limits::default()
+    };
+    validate_mutation(&held[0].mutation, &limits).expect("checksum follows the new payload");
+}

@@ -1,0 +1,67 @@
+// Hold for review (issue 18) through the Node package, on SQLCipher files
+// and the reference server over loopback: a write held with `{hold: true}`
+// is not sent, later writes of the same entity wait behind it while other
+// entities go, it survives a restart, and a person releases it (sent once,
+// in order) or discards it (never sent, the view replayed without it).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { TideSync, referenceServer, options, serverView, tempDir } from './support.mjs';
+
+test('a held write waits for a person across a restart; released it is sent once, discarded never', async () => {
+  const dir = tempDir('review');
+  const server = await referenceServer(dir);
+  try {
+    const key = server.issue('desk-r');
+    const file = path.join(dir, 'desk.db');
+    const open = (extra) => TideSync.open(options(file, server, 'desk-r', key, { review: { rooms: 'hold_flagged' }, ...extra }));
+    let db = await open();
+    await db.create('rooms', { status: 'dirty', rate: 120 }, '101');
+    await db.create('rooms', { status: 'dirty', rate: 130 }, '102');
+    await db.syncNow();
+    const view = await db.patch('rooms', '101', { rate: 12000 }, { hold: true });
+    assert.equal(view.fields.rate, 12000, 'the local view shows the held change');
+    assert.equal(view.pending, 0, 'a held write is not pending');
+    await db.patch('rooms', '101', { status: 'clean' });
+    await db.patch('rooms', '102', { status: 'clean' });
+    await db.patch('rooms', '102', { rate: 1 }, { hold: true });
+    await db.syncNow();
+    let st = await db.status();
+    assert.deepEqual([st.held, st.pending, st.dead_letters], [2, 1, 0]);
+    let remote = await serverView(server, dir, 'rooms');
+    assert.deepEqual([remote.get('101').fields.rate, remote.get('101').fields.status], [120, 'dirty'], 'held, and the write behind it waits');
+    assert.equal(remote.get('102').fields.status, 'clean', 'another write of that room before its hold went');
+
+    // A restart keeps the holds.
+    db.close();
+    db = await open();
+    const held = await db.held();
+    assert.equal(held.length, 2);
+    assert.deepEqual(held.map((e) => [e.mutation.entity_id, e.state.state, e.state.reason]),
+      [['101', 'held', 'requested'], ['102', 'held', 'requested']]);
+    assert.equal((await db.status()).held, 2);
+
+    await db.release(held[0].seq);
+    await db.discard(held[1].seq);
+    assert.equal((await db.get('rooms', '102')).fields.rate, 130, 'the view is replayed without the discarded write');
+    await db.syncNow();
+    st = await db.status();
+    assert.deepEqual([st.held, st.pending], [0, 0]);
+    remote = await serverView(server, dir, 'rooms');
+    assert.deepEqual([remote.get('101').fields.rate, remote.get('101').fields.status], [12000, 'clean'], 'released: both changes, in order');
+    assert.equal(remote.get('102').fields.rate, 130, 'discarded: never sent');
+    const events = (await db.audit({ limit: 1000 })).filter((a) => a.op_id === held[0].mutation.op_id).map((a) => a.event.event);
+    assert.deepEqual(events.filter((e) => e !== 'rebased'), ['queued', 'held', 'released', 'applied']);
+    await assert.rejects(db.release(held[0].seq), (e) => e.code === 'NOT_FOUND', 'only a held write is released');
+
+    // Bad options: BAD_ARGUMENT, nothing written.
+    await assert.rejects(db.patch('rooms', '101', { rate: 5 }, { hold: 'yes' }), (e) => e.code === 'BAD_ARGUMENT' && /hold/.test(e.message));
+    await assert.rejects(db.create('rooms', { rate: 5 }, '103', { holdd: true }), (e) => e.code === 'BAD_ARGUMENT' && /holdd/.test(e.message));
+    assert.equal(await db.get('rooms', '103'), null);
+    assert.equal((await db.get('rooms', '101')).fields.rate, 12000);
+    db.close();
+    await assert.rejects(open({ review: { rooms: 'hold_everything' } }), (e) => e.code === 'BAD_ARGUMENT' && /hold_everything/.test(e.message));
+  } finally {
+    await server.stop();
+  }
+});
