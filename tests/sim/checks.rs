@@ -124,6 +124,22 @@ impl<S: SimServer> Sim<S> {
                 problem = Some(format!("{name}: {op} dead-lettered without an audit entry"));
             }
         }
+        // A write held for review never reaches the server while held.
+        for e in &outbox {
+            if matches!(e.state, OutboxState::Held { .. }) {
+                self.stats.checks += 1;
+                if problem.is_none()
+                    && self
+                        .applied
+                        .contains(&(name.clone(), e.mutation.op_id.clone()))
+                {
+                    problem = Some(format!(
+                        "{name}: {} is held for review but the server applied it",
+                        e.mutation.op_id
+                    ));
+                }
+            }
+        }
         if let Some(p) = problem {
             return Err(self.fail(p));
         }
@@ -352,7 +368,14 @@ impl<S: SimServer> Sim<S> {
                 .iter()
                 .filter(|e| matches!(e.state, OutboxState::DeadLetter { .. }))
                 .count();
-            if status.pending != outbox.len() - dead || status.dead_letters != dead {
+            let held = outbox
+                .iter()
+                .filter(|e| matches!(e.state, OutboxState::Held { .. }))
+                .count();
+            if status.pending != outbox.len() - dead - held
+                || status.dead_letters != dead
+                || status.held != held
+            {
                 return Err(self.fail(format!("status {status:?} disagrees with the outbox")));
             }
             self.stats.checks += 2;

@@ -489,11 +489,14 @@ pub struct Lanes {
     pub discarded: u64,
     /// Dead letters a person retried.
     pub retried: u64,
+    /// Writes held for review that a person released / discarded.
+    pub held_released: u64,
+    pub held_discarded: u64,
 }
 
 impl Lanes {
     /// Each lane that must be reached, by name.
-    pub fn required(&self) -> [(&'static str, u64); 12] {
+    pub fn required(&self) -> [(&'static str, u64); 14] {
         [
             (
                 "dead letter: retries exhausted",
@@ -516,6 +519,8 @@ impl Lanes {
             ("server-wins: superseded", self.server_wins),
             ("manual-resolve: conflict", self.manual),
             ("dead letter discarded by a person", self.discarded),
+            ("held for review, released", self.held_released),
+            ("held for review, discarded", self.held_discarded),
         ]
     }
 
@@ -535,6 +540,8 @@ impl Lanes {
         self.manual += o.manual;
         self.discarded += o.discarded;
         self.retried += o.retried;
+        self.held_released += o.held_released;
+        self.held_discarded += o.held_discarded;
     }
 }
 

@@ -56,9 +56,19 @@ impl<S: SimServer> Sim<S> {
                     };
                     let mut f = Fields::new();
                     f.insert(field.to_string(), v);
+                    // Now and then a write is held for review (issue 18):
+                    // decided by the write's serial, not the rng, so that a
+                    // seed's other choices stay what they were.
+                    let hold = serial % 17 == 5;
+                    let options = tidesync::scoring::WriteOptions {
+                        hold: hold.then_some(true),
+                    };
                     (
-                        format!("patch rooms/room-{room} {field}"),
-                        block_on(engine.patch("rooms", &format!("room-{room}"), f)),
+                        format!(
+                            "patch rooms/room-{room} {field}{}",
+                            if hold { " (held for review)" } else { "" }
+                        ),
+                        block_on(engine.patch_with("rooms", &format!("room-{room}"), f, &options)),
                     )
                 }
                 30..=44 => {
@@ -264,6 +274,42 @@ impl<S: SimServer> Sim<S> {
                         ErrorCode::StorageFailed | ErrorCode::QuotaExceeded | ErrorCode::StoreGone
                     ) => {}
                 Err(e) => return Err(self.fail(format!("{name} dead letter action: {e}"))),
+            }
+        }
+        // Writes held for review: a person sends one on, or throws it
+        // away (by its seq, so that the rng's stream is left alone).
+        let held = block_on(engine.held());
+        for h in held.iter().take(if all { usize::MAX } else { 1 }) {
+            let discard = h.seq % 3 == 0;
+            let op = h.mutation.op_id.clone();
+            notes.push(format!(
+                "{} held {op}",
+                if discard { "discard" } else { "release" }
+            ));
+            let r = if discard {
+                block_on(engine.discard(h.seq))
+            } else {
+                block_on(engine.release(h.seq))
+            };
+            match r {
+                Ok(()) => {
+                    let t = &mut self.tracks[store_index(i)];
+                    if discard {
+                        t.discarded.insert(op);
+                        self.stats.lanes.held_discarded += 1;
+                    } else {
+                        self.stats.lanes.held_released += 1;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::StorageFailed
+                            | ErrorCode::QuotaExceeded
+                            | ErrorCode::StoreGone
+                            | ErrorCode::NotFound
+                    ) => {}
+                Err(e) => return Err(self.fail(format!("{name} held action: {e}"))),
             }
         }
         let conflicts = block_on(engine.conflicts());

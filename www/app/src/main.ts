@@ -220,6 +220,7 @@ function pillText(s: Status): { phase: string; text: string } {
   const err = s.last_error ? `${s.last_error[0]}: ${s.last_error[1]}` : '';
   if (s.conflicts > 0) return { phase: 'conflict', text: `${s.conflicts} conflict${s.conflicts > 1 ? 's' : ''} – open Sync Center` };
   if (s.dead_letters > 0) return { phase: 'error', text: `${s.dead_letters} failed – open Sync Center` };
+  if (s.held > 0) return { phase: 'conflict', text: `${s.held} held for review – open Sync Center` };
   switch (s.phase) {
     case 'offline': return { phase: 'offline', text: work(s) ? `Offline · ${work(s)} pending` : 'Offline' };
     case 'syncing': return { phase: 'syncing', text: `Syncing${work(s) ? ` · ${work(s)} pending` : ''}` };
@@ -302,7 +303,11 @@ async function renderSyncCenter(): Promise<void> {
   // Dead letters
   const dead = outbox.filter((o) => o.state.state === 'dead_letter');
   $('dead').replaceChildren(dead.length ? outboxTable(dead, true, 'Dead letters') : el('p', {}, 'No dead letters.'));
-  const live = outbox.filter((o) => o.state.state !== 'dead_letter');
+  // Held for review: flagged by the on-device anomaly model (or held on
+  // purpose); sent only once a person releases them.
+  const held = outbox.filter((o) => o.state.state === 'held');
+  $('held').replaceChildren(held.length ? heldTable(held) : el('p', {}, 'Nothing is held for review.'));
+  const live = outbox.filter((o) => o.state.state === 'pending');
   $('outbox').replaceChildren(live.length ? outboxTable(live, false, 'Outbox') : el('p', {}, 'The outbox is empty: everything is synced.'));
 }
 
@@ -327,6 +332,24 @@ function outboxTable(entries: OutboxEntry[], dead: boolean, caption: string): HT
     return el('tr', { 'data-seq': String(o.seq), 'data-entity': m.entity_id, tabindex: '0' }, ...cells);
   });
   return el('table', { 'data-table': dead ? 'dead' : 'outbox' }, el('caption', { class: 'sr-only' }, caption), el('thead', {}, head), el('tbody', {}, ...rows));
+}
+
+function heldTable(entries: OutboxEntry[]): HTMLTableElement {
+  const head = el('tr', {}, ...['#', 'Entity', 'Change', 'Why', 'Score', 'Actions'].map((h) => el('th', { scope: 'col' }, h)));
+  const rows = entries.map((o) => {
+    const m = o.mutation;
+    const why = o.state.state === 'held' && o.state.reason === 'flagged' ? 'unusual for this room' : 'held on request';
+    const score = m.anomaly ? `${m.anomaly.score.toFixed(2)}${m.anomaly.flagged ? ' (flagged)' : ''}` : '–';
+    const release = el('button', { type: 'button', 'data-action': 'release', 'aria-label': `Send change ${o.seq} to ${m.entity_id}` }, 'Send');
+    release.addEventListener('click', () => void db.release(o.seq).then(afterSyncCenterAction('Released')));
+    const discard = el('button', { type: 'button', 'data-action': 'discard', 'aria-label': `Discard change ${o.seq} to ${m.entity_id}` }, 'Discard');
+    discard.addEventListener('click', () => void db.discard(o.seq).then(afterSyncCenterAction('Discarded')));
+    return el('tr', { 'data-seq': String(o.seq), 'data-entity': m.entity_id, tabindex: '0' },
+      el('td', {}, String(o.seq)), el('th', { scope: 'row' }, `${m.collection}/${m.entity_id}`),
+      el('td', {}, m.kind, ' ', el('code', { class: 'payload' }, payloadText(m.payload))), el('td', { 'data-field': 'why' }, why),
+      el('td', { 'data-field': 'score' }, score), el('td', {}, release, ' ', discard));
+  });
+  return el('table', { 'data-table': 'held' }, el('caption', { class: 'sr-only' }, 'Held for review'), el('thead', {}, head), el('tbody', {}, ...rows));
 }
 
 function afterSyncCenterAction(what: string): () => void {
