@@ -6,7 +6,7 @@
 // class, member by member.
 import type {
   AuditEntry, CollectionName, ConflictRecord, ConflictPolicy, ErrorCode, FieldMigration, Fields, Identity, KeyMaterial,
-  LiveQuery, LocalEntity, MaybeFields, Metrics, OutboxEntry, PageOptions, Patch, Resolution, RetryOptions, ReviewPolicy, Rules, Schema, Status,
+  LiveQuery, LocalEntity, MaybeFields, Metrics, OutboxEntry, PageOptions, Patch, Resolution, RetryOptions, ReviewPolicy, Rules, Schema, Scorer, Status,
   SubscriptionFilter, SyncEvent, SyncReport, Untyped, WriteOptions,
 } from "./types";
 export * from "./types";
@@ -136,6 +136,8 @@ export declare class TideSync<S extends Schema = Untyped> {
   outbox(): Promise<OutboxEntry[]>;
   /** Mutations waiting for a person (retry or discard). */
   deadLetters(): Promise<OutboxEntry[]>;
+  /** Sets the anomaly scorer of local writes (null: none; a bad scorer is BAD_ARGUMENT). `score` runs on the JS thread while the write waits; no answer within 5 s is SCORER_TIMEOUT (the write goes on unscored). */
+  setScorer(scorer: Scorer | null): void;
   /** Writes held for review, by seq. */
   held(): Promise<OutboxEntry[]>;
   /** Releases a held write: it is sent with the next push, in its entity's order (else NOT_FOUND). */

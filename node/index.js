@@ -361,6 +361,22 @@ class TideSync {
     try { await this._native.setOnline(online); } catch (e) { throw translate(e); }
   }
 
+  setScorer(scorer) {
+    if (scorer === null || scorer === undefined) { this._native.setScorer(null, null); return; }
+    if (typeof scorer !== 'object' || typeof scorer.score !== 'function') throw badArgument('scorer must be {model, score(input)} or null');
+    if (typeof scorer.model !== 'string' || !/^[0-9a-f]{1,64}$/.test(scorer.model)) {
+      throw badArgument("scorer.model must be 1 to 64 characters of [0-9a-f] (a prefix of the model's SHA-256)");
+    }
+    // Called on this thread with the write as JSON; answers JSON. What the
+    // scorer threw is not passed on (it may hold field data).
+    const score = (json) => {
+      let out;
+      try { out = scorer.score(JSON.parse(json)); } catch { return '{"error":"SCORER_FAILED"}'; }
+      if (out && typeof out.then === 'function') return '{"error":"SCORER_ASYNC"}';
+      try { return JSON.stringify(out === undefined ? null : out); } catch { return '{"error":"SCORER_FAILED"}'; }
+    };
+    try { this._native.setScorer(scorer.model, score); } catch (e) { throw translate(e); }
+  }
   identity() {
     return JSON.parse(this._native.identity());
   }

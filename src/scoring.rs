@@ -94,3 +94,98 @@ pub struct WriteOptions {
     #[serde(default)]
     pub hold: Option<bool>,
 }
+
+impl ScoreInput<'_> {
+    /// The write as a binding shows it to a scorer written in the host's
+    /// language: `{collection, entity_id, kind, before, after, at_ms}`
+    /// (`before` and `after` are `null` where there is no entity).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "collection": self.collection,
+            "entity_id": self.entity_id,
+            "kind": self.kind,
+            "before": self.before,
+            "after": self.after,
+            "at_ms": self.at_ms,
+        })
+    }
+}
+
+impl Score {
+    /// Reads a host scorer's answer: `null` (this write is not scored),
+    /// `{score: number, flagged: boolean}`, or `{error: code}` (what the
+    /// binding's wrapper answers when the scorer threw or answered a
+    /// promise). Anything else is `SCORE_INVALID`.
+    pub fn from_json(v: &serde_json::Value) -> Result<Option<Score>, ScoreError> {
+        let code = |c: &str| ScoreError {
+            code: c.to_string(),
+        };
+        if v.is_null() {
+            return Ok(None);
+        }
+        let Some(o) = v.as_object() else {
+            return Err(code("SCORE_INVALID"));
+        };
+        if let Some(e) = o.get("error") {
+            let known = ["SCORER_FAILED", "SCORER_ASYNC", "SCORER_TIMEOUT"];
+            return Err(code(
+                e.as_str()
+                    .filter(|e| known.contains(e))
+                    .unwrap_or("SCORER_FAILED"),
+            ));
+        }
+        match (
+            o.get("score").and_then(serde_json::Value::as_f64),
+            o.get("flagged").and_then(serde_json::Value::as_bool),
+        ) {
+            (Some(score), Some(flagged)) => Ok(Some(Score { score, flagged })),
+            _ => Err(code("SCORE_INVALID")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_host_answer_is_a_score_nothing_or_a_stable_code() {
+        assert_eq!(Score::from_json(&json!(null)), Ok(None));
+        assert_eq!(
+            Score::from_json(&json!({"score": 0.5, "flagged": false})),
+            Ok(Some(Score {
+                score: 0.5,
+                flagged: false
+            }))
+        );
+        let code = |v| Score::from_json(&v).unwrap_err().code;
+        assert_eq!(code(json!({"error": "SCORER_ASYNC"})), "SCORER_ASYNC");
+        // An app's own text never reaches the audit.
+        assert_eq!(code(json!({"error": "guest Smith"})), "SCORER_FAILED");
+        assert_eq!(
+            code(json!({"score": "high", "flagged": true})),
+            "SCORE_INVALID"
+        );
+        assert_eq!(code(json!({"score": 1})), "SCORE_INVALID");
+        assert_eq!(code(json!(7)), "SCORE_INVALID");
+    }
+
+    #[test]
+    fn the_host_sees_the_write_before_and_after() {
+        let before = serde_json::Map::from_iter([("rate".to_string(), json!(120))]);
+        let input = ScoreInput {
+            collection: "rooms",
+            entity_id: "101",
+            kind: MutationKind::Delete,
+            before: Some(&before),
+            after: None,
+            at_ms: 5,
+        };
+        assert_eq!(
+            input.to_json(),
+            json!({"collection": "rooms", "entity_id": "101", "kind": "delete",
+                   "before": {"rate": 120}, "after": null, "at_ms": 5})
+        );
+    }
+}

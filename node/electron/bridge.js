@@ -6,7 +6,7 @@
 //   renderer → main  {t:'call', id, method, args} | {t:'sub', id, filter} | {t:'status', id} | {t:'unsub', id}
 //   main → renderer  {t:'res', id, value} | {t:'res', id, error:{code,message}} | {t:'ev', id, data}
 
-/** Methods a renderer may call: the TideSync API minus the lifecycle, which the main process owns. */
+/** Methods a renderer may call: the TideSync API minus the lifecycle and the scorer (a model runs in the main process), which the main process owns. */
 const METHODS = Object.freeze([
   'create', 'patch', 'delete', 'append', 'get', 'query', 'status', 'metrics', 'syncNow',
   'reconcile', 'outbox', 'deadLetters', 'held', 'release', 'retry', 'retryAll', 'discardAll', 'audit', 'discard',

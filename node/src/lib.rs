@@ -55,6 +55,65 @@ type EventSink = ThreadsafeFunction<String, (), String, Status, false, true>;
 /// "threw: …"}`. Weak, as [`EventSink`].
 type CredentialsFn = ThreadsafeFunction<(), Promise<String>, (), Status, false, true>;
 
+/// The app's scorer's `score`, as `index.js` wraps it: called with the
+/// write as JSON ([`ScoreInput::to_json`](tidesync::scoring::ScoreInput)),
+/// it returns JSON that [`Score::from_json`](tidesync::scoring::Score)
+/// reads (the wrapper turns a throw or a promise into `{"error": code}`).
+/// Weak, as [`EventSink`].
+type ScoreFn = ThreadsafeFunction<String, String, String, Status, false, true>;
+
+/// How long a write waits for the JS scorer's answer.
+const SCORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The app's scorer, called from the engine's thread: the call is queued
+/// to the JS thread and this thread waits for its answer (the JS thread is
+/// free: every engine call from JS is asynchronous).
+struct JsScorer {
+    model: String,
+    score: ScoreFn,
+}
+
+impl std::fmt::Debug for JsScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsScorer")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl tidesync::scoring::Scorer for JsScorer {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn score(
+        &self,
+        input: &tidesync::scoring::ScoreInput<'_>,
+    ) -> Result<Option<tidesync::scoring::Score>, tidesync::scoring::ScoreError> {
+        let failed = |code: &str| tidesync::scoring::ScoreError { code: code.into() };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Option<String>>(1);
+        let status = self.score.call_with_return_value(
+            input.to_json().to_string(),
+            ThreadsafeFunctionCallMode::NonBlocking,
+            move |answer: napi::Result<String>, _| {
+                let _ = tx.send(answer.ok());
+                Ok(())
+            },
+        );
+        if status != Status::Ok {
+            return Err(failed("SCORER_FAILED"));
+        }
+        let answer = match rx.recv_timeout(SCORE_TIMEOUT) {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(failed("SCORER_FAILED")),
+            Err(_) => return Err(failed("SCORER_TIMEOUT")),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&answer).map_err(|_| failed("SCORE_INVALID"))?;
+        tidesync::scoring::Score::from_json(&v)
+    }
+}
+
 /// The app's `credentials` callback, asked by the transport for the
 /// current key. The key is never logged: it goes from the answer to the
 /// transport only.
@@ -463,6 +522,22 @@ impl NativeClient {
         if online {
             self.inner.wake();
         }
+        Ok(())
+    }
+
+    /// Sets the engine's anomaly scorer: `model` (checked by `index.js`)
+    /// and the wrapped `score`; `None`: no scorer.
+    #[napi]
+    pub fn set_scorer(&self, model: Option<String>, score: Option<ScoreFn>) -> napi::Result<()> {
+        let engine = self.inner.live()?;
+        let scorer: Option<Arc<dyn tidesync::scoring::Scorer>> = match (model, score) {
+            (Some(model), Some(score)) if tidesync::protocol::valid_model_id(&model) => {
+                Some(Arc::new(JsScorer { model, score }))
+            }
+            (None, None) => None,
+            _ => return Err(bad_argument("scorer must be {model, score(input)} or null")),
+        };
+        engine.set_scorer(scorer);
         Ok(())
     }
 

@@ -17,7 +17,7 @@ const { connect } = require('../electron/preload.js');
 const { keyFromSafeStorage, attach, openForElectron } = require('../electron/main.js');
 
 /** Lifecycle methods the main process owns; a renderer never gets them. */
-const LIFECYCLE = new Set(['constructor', 'close', 'wipe', 'setOnline', 'isLeader', 'subscribe', 'onStatus', 'live']);
+const LIFECYCLE = new Set(['constructor', 'close', 'wipe', 'setOnline', 'isLeader', 'subscribe', 'onStatus', 'live', 'setScorer']);
 
 const until = async (check, what, ms = 5000) => {
   const end = Date.now() + ms;

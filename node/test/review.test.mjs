@@ -65,3 +65,63 @@ test('a held write waits for a person across a restart; released it is sent once
     await server.stop();
   }
 });
+
+test('a JS scorer flags a write, which is held with its score and sent with it once released; a broken scorer never fails a write', async () => {
+  const dir = tempDir('review-scorer');
+  const server = await referenceServer(dir);
+  try {
+    const key = server.issue('desk-s');
+    const db = await TideSync.open(options(path.join(dir, 'desk.db'), server, 'desk-s', key, { review: { rooms: 'hold_flagged' } }));
+    const seen = [];
+    // A change of a room's rate of 1,000 or more is flagged.
+    db.setScorer({
+      model: '5eed',
+      score(input) {
+        seen.push(input);
+        if (input.collection !== 'rooms') return null;
+        const before = input.before?.rate, after = input.after?.rate;
+        if (before === after) return { score: 0, flagged: false };
+        return { score: (after ?? 0) / 1000, flagged: (after ?? 0) >= 1000 };
+      },
+    });
+    await db.create('rooms', { status: 'dirty', rate: 120 }, '201');
+    await db.create('sales', { total: 5 }, 's1');
+    await db.syncNow();
+    await db.patch('rooms', '201', { rate: 12000 });
+    assert.deepEqual(seen[2], { collection: 'rooms', entity_id: '201', kind: 'patch', before: { status: 'dirty', rate: 120 },
+      after: { status: 'dirty', rate: 12000 }, at_ms: seen[2].at_ms });
+    assert.equal(seen[1].collection, 'sales', 'every write is shown; the scorer picks');
+    const [held] = await db.held();
+    assert.deepEqual([held.state.state, held.state.reason], ['held', 'flagged']);
+    assert.deepEqual(held.mutation.anomaly, { score: 12, flagged: true, model: '5eed' });
+    await db.syncNow();
+    assert.equal((await serverView(server, dir, 'rooms')).get('201').fields.rate, 120, 'flagged: not sent');
+    await db.release(held.seq);
+    await db.syncNow();
+    assert.equal((await serverView(server, dir, 'rooms')).get('201').fields.rate, 12000);
+    const events = (await db.audit({ limit: 1000 })).filter((a) => a.op_id === held.mutation.op_id).map((a) => a.event);
+    assert.deepEqual(events.find((e) => e.event === 'scored'), { event: 'scored', anomaly: { score: 12, flagged: true, model: '5eed' } });
+
+    // A scorer that throws, answers a promise or junk: the write goes on, unscored, audited with a code.
+    for (const [score, code] of [[() => { throw new Error('guest Smith'); }, 'SCORER_FAILED'],
+      [async () => ({ score: 1, flagged: true }), 'SCORER_ASYNC'], [() => ({ score: 'high' }), 'SCORE_INVALID']]) {
+      db.setScorer({ model: 'ab', score });
+      const v = await db.patch('rooms', '201', { rate: 50000 });
+      assert.equal(v.pending, 1, code);
+      const out = await db.outbox();
+      const last = out[out.length - 1];
+      assert.equal(last.mutation.anomaly, undefined);
+      const evs = (await db.audit({ limit: 1000 })).filter((a) => a.op_id === last.mutation.op_id).map((a) => a.event);
+      assert.deepEqual(evs.find((e) => e.event === 'score_failed'), { event: 'score_failed', code });
+      await db.syncNow();
+    }
+    assert.ok(!JSON.stringify(await db.audit({ limit: 1000 })).includes('Smith'), 'what the scorer threw is not kept');
+    db.setScorer(null);
+    assert.throws(() => db.setScorer({ model: 'NOT-HEX', score: () => null }), (e) => e.code === 'BAD_ARGUMENT' && /scorer\.model/.test(e.message));
+    assert.throws(() => db.setScorer({ model: 'ab' }), (e) => e.code === 'BAD_ARGUMENT');
+    assert.deepEqual([(await db.status()).pending, (await db.status()).held], [0, 0]);
+    db.close();
+  } finally {
+    await server.stop();
+  }
+});

@@ -345,14 +345,20 @@ impl<S: Store, T: Transport, E: Environment> Engine<S, T, E> {
         };
         match scorer.score(&input) {
             Ok(None) => (None, None),
-            Ok(Some(score)) if score.score.is_finite() && score.score >= 0.0 => (
-                Some(AnomalyScore {
-                    score: score.score,
-                    flagged: score.flagged,
-                    model: scorer.model().to_string(),
-                }),
-                None,
-            ),
+            Ok(Some(score))
+                if score.score.is_finite()
+                    && score.score >= 0.0
+                    && crate::protocol::valid_model_id(scorer.model()) =>
+            {
+                (
+                    Some(AnomalyScore {
+                        score: score.score,
+                        flagged: score.flagged,
+                        model: scorer.model().to_string(),
+                    }),
+                    None,
+                )
+            }
             Ok(Some(_)) => (None, Some("SCORE_INVALID".to_string())),
             Err(e) => (None, Some(e.code)),
         }

@@ -11,7 +11,7 @@ mod apply;
 mod validate;
 
 pub use apply::{apply_mutation, diff_patch, merge_patch, ApplyError};
-pub use validate::{valid_collection_name, validate_mutation, Limits};
+pub use validate::{valid_collection_name, valid_model_id, validate_mutation, Limits};
 
 use crate::canonical;
 use crate::error_code::ErrorCode;

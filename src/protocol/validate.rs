@@ -119,13 +119,7 @@ pub fn validate_mutation(m: &Mutation, limits: &Limits) -> Result<(), ApplyError
                 "must be a finite number, at least 0",
             ));
         }
-        if a.model.is_empty()
-            || a.model.len() > 64
-            || !a
-                .model
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !valid_model_id(&a.model) {
             return Err(invalid(
                 "anomaly.model",
                 "must be 1 to 64 characters of [0-9a-f]",
@@ -137,4 +131,14 @@ pub fn validate_mutation(m: &Mutation, limits: &Limits) -> Result<(), ApplyError
         return Err(invalid("checksum", "does not match the canonical payload"));
     }
     Ok(())
+}
+
+/// A model id of an anomaly score: 1 to 64 characters of `[0-9a-f]` (a
+/// prefix of the model file's SHA-256).
+pub fn valid_model_id(model: &str) -> bool {
+    !model.is_empty()
+        && model.len() <= 64
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

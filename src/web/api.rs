@@ -436,6 +436,28 @@ impl TideSync {
         self.run(Command::DeadLetters).await
     }
 
+    /// Sets the anomaly scorer of this tab's writes (`null`: none). The
+    /// leading tab's scorer scores every tab's writes, so each tab should
+    /// set it. (TypeScript signature in `tidesync.d.ts`.)
+    #[wasm_bindgen(js_name = setScorer, skip_typescript)]
+    pub fn set_scorer(&self, scorer: JsValue) -> Result<(), JsValue> {
+        let scorer: Option<std::sync::Arc<dyn crate::scoring::Scorer>> =
+            if scorer.is_null() || scorer.is_undefined() {
+                None
+            } else {
+                // The scorer lives on this thread only, as the engine does
+                // (a Wasm page has one thread); the core's `Arc` is for the
+                // native engines.
+                #[allow(clippy::arc_with_non_send_sync)]
+                let s = std::sync::Arc::new(
+                    super::scorer::JsScorer::from_js(&scorer).map_err(ApiError::into_js)?,
+                );
+                Some(s)
+            };
+        self.session.set_scorer(scorer);
+        Ok(())
+    }
+
     /// Writes held for review (a flagged score under `review: {c:
     /// "hold_flagged"}`, or `{hold: true}`), by seq.
     #[wasm_bindgen(unchecked_return_type = "OutboxEntry[]")]

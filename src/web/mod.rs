@@ -21,6 +21,7 @@ mod listeners;
 mod live_query;
 mod navigator;
 pub mod schema;
+mod scorer;
 mod session;
 pub mod store;
 mod sync_loop;

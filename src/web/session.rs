@@ -67,6 +67,21 @@ pub(crate) struct Session {
     wake: RefCell<Option<mpsc::UnboundedSender<()>>>,
     closed: Cell<bool>,
     dom: RefCell<DomListeners>,
+    /// This tab's anomaly scorer (`setScorer`), handed to the engine when
+    /// this tab leads.
+    scorer: RefCell<TabScorer>,
+}
+
+/// A tab's scorer (a newtype: the trait object has no `Debug`).
+#[derive(Default, Clone)]
+struct TabScorer(Option<std::sync::Arc<dyn crate::scoring::Scorer>>);
+
+impl std::fmt::Debug for TabScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TabScorer")
+            .field(&self.0.as_ref().map(|s| s.model().to_string()))
+            .finish()
+    }
 }
 
 impl Session {
@@ -84,6 +99,7 @@ impl Session {
             wake: RefCell::new(None),
             closed: Cell::new(false),
             dom: RefCell::new(DomListeners::default()),
+            scorer: RefCell::new(TabScorer::default()),
         });
         let weak = Rc::downgrade(&session);
         *session.channel.borrow_mut() =
@@ -238,6 +254,15 @@ impl Session {
         }
     }
 
+    /// Sets this tab's anomaly scorer (none: writes are not scored); the
+    /// engine uses it while this tab leads.
+    pub fn set_scorer(&self, scorer: Option<std::sync::Arc<dyn crate::scoring::Scorer>>) {
+        if let Some(engine) = self.engine.borrow().as_ref() {
+            engine.set_scorer(scorer.clone());
+        }
+        *self.scorer.borrow_mut() = TabScorer(scorer);
+    }
+
     /// This tab now leads: open the engine, forward its events, sync.
     async fn lead(self: &Rc<Self>) -> Result<(), ApiError> {
         if self.closed.get() {
@@ -252,6 +277,7 @@ impl Session {
             crate::migrate::FieldMigration::boxed(c.migrations.clone()),
         )
         .await?;
+        engine.set_scorer(self.scorer.borrow().0.clone());
         let engine = Rc::new(engine);
         let mut events = engine.subscribe(Filter::All);
         *self.engine.borrow_mut() = Some(engine.clone());

@@ -241,6 +241,24 @@ export type ReviewPolicy = "record" | "hold_flagged";
  *  absent, the collection's review policy decides. An unknown option is
  *  BAD_ARGUMENT. */
 export interface WriteOptions { hold?: boolean; }
+/** What a scorer is shown of one local write: the entity's fields before
+ *  and after it (`null` where there is no entity: a create's before, a
+ *  delete's after). */
+export interface ScoreInput {
+  collection: string; entity_id: string; kind: MutationKind;
+  before: Fields | null; after: Fields | null; at_ms: number;
+}
+/** An on-device anomaly model (`setScorer`). `score` is called
+ *  synchronously on every local write and answers a score, or null when it
+ *  does not score that write. A scorer that throws, answers a promise or
+ *  anything else leaves the write unscored (audited as `score_failed` with
+ *  SCORER_FAILED, SCORER_ASYNC or SCORE_INVALID); the write itself never
+ *  fails for it. `model`: a prefix of the model file's SHA-256 (1 to 64
+ *  characters of [0-9a-f]), sent with every score. */
+export interface Scorer {
+  model: string;
+  score(input: ScoreInput): { score: number; flagged: boolean } | null;
+}
 export type OutboxState =
   | { state: "pending" }
   | { state: "dead_letter"; code: ErrorCode; message: string; at_ms: number }
@@ -367,6 +385,8 @@ export class TideSync<S extends Schema = Untyped> {
   outbox(): Promise<OutboxEntry[]>;
   /** Mutations waiting for a person (retry or discard). */
   deadLetters(): Promise<OutboxEntry[]>;
+  /** Sets the anomaly scorer of local writes (null: none; a bad scorer is BAD_ARGUMENT). In a browser the leading tab's scorer scores every tab's writes, so each tab sets it. */
+  setScorer(scorer: Scorer | null): void;
   /** Writes held for review, by seq. */
   held(): Promise<OutboxEntry[]>;
   /** Releases a held write: it is sent with the next push, in its entity's order (else NOT_FOUND). */

@@ -278,6 +278,61 @@ fn a_failing_scorer_leaves_the_write_unscored_and_audited() {
     assert_eq!(w.server_state(&room(1)).unwrap().fields["rate"], 90_000);
 }
 
+/// Answers what it is given: a score and a model id, valid or not.
+struct Fixed(f64, &'static str);
+impl Scorer for Fixed {
+    fn model(&self) -> &str {
+        self.1
+    }
+    fn score(&self, _: &ScoreInput<'_>) -> Result<Option<Score>, ScoreError> {
+        Ok(Some(Score {
+            score: self.0,
+            flagged: true,
+        }))
+    }
+}
+
+#[test]
+fn an_invalid_score_or_model_id_leaves_the_write_unscored_and_sent() {
+    let w = World::new();
+    let engine = open_holding(&w, w.net("t1"));
+    block_on(engine.sync_now()).unwrap();
+    for (i, (score, model)) in [
+        (f64::NAN, "ab"),
+        (-1.0, "ab"),
+        (f64::INFINITY, "ab"),
+        (1.0, "AB"),
+        (1.0, ""),
+        (1.0, "model-v2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        engine.set_scorer(Some(Arc::new(Fixed(score, model))));
+        let id = format!("room-{}", i % 3 + 1);
+        block_on(engine.patch("rooms", &id, f(json!({"notes": format!("n{i}")})))).unwrap();
+        let last = block_on(engine.outbox()).pop().unwrap();
+        assert_eq!(
+            last.state,
+            OutboxState::Pending,
+            "{score} {model:?}: not held"
+        );
+        assert!(last.mutation.anomaly.is_none());
+        assert!(
+            events_of(&engine, &last.mutation.op_id).contains(&AuditEvent::ScoreFailed {
+                code: "SCORE_INVALID".into()
+            })
+        );
+    }
+    block_on(engine.sync_now()).unwrap();
+    let st = block_on(engine.status());
+    assert_eq!(
+        (st.pending, st.dead_letters, st.held),
+        (0, 0, 0),
+        "the server took them all"
+    );
+}
+
 #[test]
 fn a_scored_and_held_write_commits_whole_whichever_commit_fails() {
     every_commit(hold_rooms, |rig| {

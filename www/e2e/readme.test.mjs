@@ -75,6 +75,30 @@ test('the quick start runs as written against the reference server with the demo
   }
 });
 
+test('the hold-for-review example type-checks against the package', () => {
+  const block = browserBlocks().find((b) => b.includes('setScorer('));
+  assert.ok(block, 'the README has a scoring example');
+  const dir = fs.mkdtempSync(path.join(ROOT, 'www/.readme-'));
+  try {
+    const header = [
+      "import { TideSync, type OpenOptions } from '../../pkg/tidesync.js';",
+      'declare const options: OpenOptions;',
+      'declare function rateScore(before: unknown, after: unknown): number;',
+      'export {};',
+    ];
+    fs.writeFileSync(path.join(dir, 'example.ts'), [...header, ...block.split('\n')].join('\n'));
+    let out = '';
+    try {
+      execFileSync(path.join(ROOT, 'node_modules/.bin/tsc'), ['--noEmit', '--strict', '--target', 'ES2022',
+        '--module', 'ES2022', '--moduleResolution', 'bundler', '--lib', 'ESNext,DOM', path.join(dir, 'example.ts')],
+      { encoding: 'utf8' });
+    } catch (e) { out = e.stdout || String(e); }
+    assert.equal(out, '', 'tsc finds no error');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the typed example compiles, except on each line it marks as an error', () => {
   const typed = browserBlocks().find((b) => b.includes('TideSync.open<'));
   assert.ok(typed, 'the README has a typed example');

@@ -97,3 +97,67 @@ test('a held write waits for a person across a reload; released it is sent once,
     await browser.close();
   }
 });
+
+test('a JS scorer flags a write in the page: held with its score, sent with it once released; a broken scorer never fails a write', async () => {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+  try {
+    const page = await openPage(await browser.newContext(), web.url);
+    const base = { key: { webCrypto: true }, serverUrl: '', apiKey: sync.apiKey,
+      terminalId: sync.terminal, branchId: sync.branch, autoSync: false, live: false };
+    const got = await page.evaluate(async (opts) => {
+      const db = await TideSync.open(opts);
+      const seen = [];
+      db.setScorer({
+        model: '5eed',
+        score(input) {
+          seen.push(input);
+          if (input.collection !== 'rooms') return null;
+          const before = input.before?.rate, after = input.after?.rate;
+          if (before === after) return { score: 0, flagged: false };
+          return { score: (after ?? 0) / 1000, flagged: (after ?? 0) >= 1000 };
+        },
+      });
+      await db.create('rooms', { number: '301', status: 'dirty', rate: 120 }, '301');
+      await db.syncNow();
+      await db.patch('rooms', '301', { rate: 12000 });
+      const [held] = await db.held();
+      await db.syncNow();
+      const statusHeld = (await db.status()).held;
+      await db.release(held.seq);
+      await db.syncNow();
+      const scored = (await db.audit({ limit: 1000 })).filter((a) => a.op_id === held.mutation.op_id).map((a) => a.event).find((e) => e.event === 'scored');
+      const failures = [];
+      for (const [score, code] of [[() => { throw new Error('guest Smith'); }, 'SCORER_FAILED'],
+        [async () => ({ score: 1, flagged: true }), 'SCORER_ASYNC'], [() => ({ score: 'high' }), 'SCORE_INVALID']]) {
+        db.setScorer({ model: 'ab', score });
+        const v = await db.patch('rooms', '301', { rate: 50000 });
+        const out = await db.outbox();
+        const last = out[out.length - 1];
+        const evs = (await db.audit({ limit: 1000 })).filter((a) => a.op_id === last.mutation.op_id).map((a) => a.event);
+        failures.push([v.pending, last.mutation.anomaly ?? null, evs.find((e) => e.event === 'score_failed')?.code, code]);
+        await db.syncNow();
+      }
+      const bad = [];
+      for (const s of [{ model: 'NOT-HEX', score: () => null }, { model: 'ab' }, 5]) {
+        try { db.setScorer(s); bad.push(null); } catch (e) { bad.push(e.code); }
+      }
+      db.setScorer(null);
+      const st = await db.status();
+      const leak = JSON.stringify(await db.audit({ limit: 1000 })).includes('Smith');
+      db.close();
+      return { seen: seen[1], state: [held.state.state, held.state.reason], anomaly: held.mutation.anomaly, statusHeld, scored, failures, bad, end: [st.pending, st.held], leak };
+    }, { ...base, dbName: 'review-scorer', review: { rooms: 'hold_flagged' } });
+    assert.deepEqual(got.seen, { collection: 'rooms', entity_id: '301', kind: 'patch', before: { number: '301', status: 'dirty', rate: 120 },
+      after: { number: '301', status: 'dirty', rate: 12000 }, at_ms: got.seen.at_ms });
+    assert.deepEqual(got.state, ['held', 'flagged']);
+    assert.deepEqual(got.anomaly, { score: 12, flagged: true, model: '5eed' });
+    assert.equal(got.statusHeld, 1, 'flagged: held through a sync');
+    assert.deepEqual(got.scored, { event: 'scored', anomaly: { score: 12, flagged: true, model: '5eed' } });
+    for (const [pending, anomaly, code, want] of got.failures) assert.deepEqual([pending, anomaly, code], [1, null, want]);
+    assert.deepEqual(got.bad, ['BAD_ARGUMENT', 'BAD_ARGUMENT', 'BAD_ARGUMENT']);
+    assert.deepEqual(got.end, [0, 0]);
+    assert.equal(got.leak, false, 'what the scorer threw is not kept');
+  } finally {
+    await browser.close();
+  }
+});
