@@ -87,6 +87,8 @@ error_codes! {
     EventInvalid = "EVENT_INVALID", Server;
     /// The same op id was sent with a different payload.
     EventDuplicate = "EVENT_DUPLICATE", Server;
+    /// The op was made before the server's replay window and is not in its ledger: it may have been applied and forgotten, so it is not applied; a person sends the change again (a new op id).
+    OpExpired = "OP_EXPIRED", Server;
     /// The same op id is being processed by a concurrent request.
     EventInFlight = "EVENT_IN_FLIGHT", Server;
     /// The storage layer failed; nothing was committed.
@@ -143,6 +145,7 @@ impl ErrorCode {
                 | ErrorCode::SchemaUnsupported
                 | ErrorCode::PayloadTooLarge
                 | ErrorCode::SyncForbidden
+                | ErrorCode::OpExpired
         )
     }
 }

@@ -76,6 +76,7 @@ pub(crate) fn decide_mutation(
     m: &Mutation,
     policy: ServerPolicy,
     applied_at_ms: u64,
+    expired_before: Option<u64>,
 ) -> Result<AckResult, StorageError> {
     if let Some(entry) = tx.ledger(terminal, &m.op_id)? {
         return Ok(if entry.fingerprint == m.checksum {
@@ -92,6 +93,20 @@ pub(crate) fn decide_mutation(
                 ),
             )
         });
+    }
+
+    // Made before the replay window and not in the ledger: it may have been
+    // applied and its row pruned, so it is never applied now.
+    if let (Some(before), Some(made)) = (expired_before, m.op_id.timestamp_ms()) {
+        if made < before {
+            return Ok(rejected(
+                ErrorCode::OpExpired,
+                format!(
+                    "op_id: made {} s before the server's replay window; send the change again under a new op id",
+                    (before - made).div_ceil(1000)
+                ),
+            ));
+        }
     }
 
     let key = m.key();

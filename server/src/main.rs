@@ -184,6 +184,11 @@ struct ServeArgs {
     /// newer mutation is refused with SCHEMA_UNSUPPORTED.
     #[arg(long, env = "TIDESYNC_MAX_SCHEMA_VERSION", default_value_t = 1)]
     max_schema_version: u32,
+    /// The replay window in days: ledger rows of ops applied and made
+    /// before it are pruned (at start, then hourly), and an op made before
+    /// it with no row is refused with OP_EXPIRED. 0: keep every row.
+    #[arg(long, env = "TIDESYNC_REPLAY_WINDOW_DAYS", default_value_t = 30)]
+    replay_window_days: u32,
     /// Requests per second per terminal, on average (token bucket refill);
     /// 0 disables rate limiting.
     #[arg(long, env = "TIDESYNC_RATE_LIMIT", default_value_t = 50.0)]
@@ -303,6 +308,8 @@ fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
         return Err("--max-schema-version must be at least 1".into());
     }
     config.limits.schema_versions = (1, args.max_schema_version);
+    config.replay_window_ms =
+        (args.replay_window_days > 0).then(|| u64::from(args.replay_window_days) * 86_400_000);
     if let Some(path) = &args.rules {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the rules file {}: {e}", path.display()))?;
@@ -371,6 +378,20 @@ fn serve(db: &DbArgs, args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         tracing::info!(listen = %args.listen, backend = kind, "tidesync-server ready");
+        if app.service.config().replay_window_ms.is_some() {
+            let app = std::sync::Arc::clone(&app);
+            tokio::spawn(async move {
+                loop {
+                    let a = std::sync::Arc::clone(&app);
+                    match tokio::task::spawn_blocking(move || a.service.prune_ledger()).await {
+                        Ok(Ok(n)) => tracing::info!(rows = n, "ledger pruned to the replay window"),
+                        Ok(Err(e)) => tracing::warn!(code = %e.code, "ledger prune failed"),
+                        Err(_) => tracing::warn!("ledger prune panicked"),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
+            });
+        }
         http::serve(listener, app, http::shutdown_signal())
             .await
             .map_err(|e| e.to_string())

@@ -39,6 +39,12 @@ pub struct ServiceConfig {
     pub policies: BTreeMap<String, ServerPolicy>,
     /// Payload rules per collection; collections not listed accept any fields.
     pub rules: BTreeMap<String, CollectionRules>,
+    /// The replay window (ms): ledger rows older than it may be pruned
+    /// ([`SyncService::prune_ledger`]), and an op made before it that has no
+    /// row is refused with `OP_EXPIRED`, never applied. `None` (the
+    /// library's default): rows are kept for ever. The binary's
+    /// `--replay-window-days` defaults to 30.
+    pub replay_window_ms: Option<u64>,
 }
 
 impl Default for ServiceConfig {
@@ -51,6 +57,7 @@ impl Default for ServiceConfig {
             max_manifest: 10_000,
             policies: BTreeMap::new(),
             rules: BTreeMap::new(),
+            replay_window_ms: None,
         }
     }
 }
@@ -131,6 +138,20 @@ impl<S: ServerStore> SyncService<S> {
         self.metrics.snapshot()
     }
 
+    /// The start of the replay window at `now` (none: no window).
+    fn expired_before(&self, now: u64) -> Option<u64> {
+        self.config.replay_window_ms.map(|w| now.saturating_sub(w))
+    }
+
+    /// Prunes the ledger rows that fell out of the replay window (every
+    /// partition); returns how many. Without a window it removes nothing.
+    pub fn prune_ledger(&self) -> Result<u64, ServiceError> {
+        match self.expired_before(self.now_ms()) {
+            Some(before) => self.storage(self.store.prune_ledger(before)),
+            None => Ok(0),
+        }
+    }
+
     pub(crate) fn now_ms(&self) -> u64 {
         (self.clock)()
     }
@@ -188,6 +209,7 @@ impl<S: ServerStore> SyncService<S> {
             prechecked.into_iter().flatten().collect()
         } else {
             let now = self.now_ms();
+            let expired_before = self.expired_before(now);
             let pending: Vec<&Mutation> = req
                 .mutations
                 .iter()
@@ -204,9 +226,14 @@ impl<S: ServerStore> SyncService<S> {
                     .zip(&prechecked)
                     .map(|(m, pre)| match pre {
                         Some(result) => Ok(result.clone()),
-                        None => {
-                            decide_mutation(tx, &ctx.terminal, m, self.policy(&m.collection), now)
-                        }
+                        None => decide_mutation(
+                            tx,
+                            &ctx.terminal,
+                            m,
+                            self.policy(&m.collection),
+                            now,
+                            expired_before,
+                        ),
                     })
                     .collect::<Result<Vec<_>, _>>()
             }))?

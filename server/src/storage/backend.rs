@@ -137,6 +137,10 @@ impl ServerStore for Backend {
         self.0.head(partition)
     }
 
+    fn prune_ledger(&self, before_ms: u64) -> Result<u64, StorageError> {
+        self.0.prune_ledger(before_ms)
+    }
+
     fn audit(&self, partition: &Partition) -> Result<Vec<AuditRow>, StorageError> {
         self.0.audit(partition)
     }

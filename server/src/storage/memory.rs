@@ -215,6 +215,15 @@ impl ServerStore for MemoryServerStore {
             .map(|d| d.audit.clone())
             .unwrap_or_default())
     }
+
+    fn prune_ledger(&self, before_ms: u64) -> Result<u64, StorageError> {
+        let floor = super::ledger_floor(before_ms);
+        let mut all = self.lock();
+        let n = all.ledger.len();
+        all.ledger
+            .retain(|(_, _, op), e| !(e.applied_at_ms < before_ms && op.0 < floor.0));
+        Ok((n - all.ledger.len()) as u64)
+    }
 }
 
 impl CredentialStore for MemoryServerStore {

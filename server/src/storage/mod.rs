@@ -294,4 +294,17 @@ pub trait ServerStore: Send + Sync {
 
     /// The partition's audit trail in the order it was written.
     fn audit(&self, partition: &Partition) -> Result<Vec<AuditRow>, StorageError>;
+
+    /// Removes, in every partition, the ledger rows of mutations that were
+    /// both applied before `before_ms` and made before it (their op id's
+    /// time; see [`ledger_floor`]); returns how many. The service refuses
+    /// an op made before the window with `OP_EXPIRED` when it has no row,
+    /// so a pruned op is never applied twice.
+    fn prune_ledger(&self, before_ms: u64) -> Result<u64, StorageError>;
+}
+
+/// The smallest op id made at `before_ms`: ULIDs in canonical text sort by
+/// their time, so `op_id < ledger_floor(t)` is "made before `t`" in SQL too.
+pub fn ledger_floor(before_ms: u64) -> OpId {
+    OpId::from_parts(before_ms, 0)
 }

@@ -105,6 +105,11 @@ impl<S: StorageBackend> ServerStore for Counting<S> {
         self.other();
         self.inner.audit(p)
     }
+
+    fn prune_ledger(&self, before_ms: u64) -> Result<u64, StorageError> {
+        self.other();
+        self.inner.prune_ledger(before_ms)
+    }
 }
 
 impl<S: StorageBackend> CredentialStore for Counting<S> {

@@ -848,3 +848,113 @@ fn a_storage_failure_keeps_nothing_of_the_batch() {
     assert_eq!(resp.acks[0].result, applied(1, 1));
     assert_eq!(resp.acks[1].result, applied(1, 2));
 }
+
+/// The replay window (issue 17 item 7): inside it a replay is `duplicate`;
+/// once its row is pruned, the op (made before the window) is refused with
+/// OP_EXPIRED and never applied a second time; recent rows survive a prune.
+#[test]
+fn outside_the_replay_window_a_replay_is_op_expired_and_never_applied_again() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    const DAY: u64 = 86_400_000;
+    let t0 = 1_700_000_000_000;
+    let now = Arc::new(AtomicU64::new(t0 + 10));
+    let clock = now.clone();
+    let s = tidesync_server::SyncService::with_config(
+        store(),
+        tidesync_server::ServiceConfig {
+            replay_window_ms: Some(30 * DAY),
+            ..Default::default()
+        },
+    )
+    .with_clock(move || clock.load(Ordering::SeqCst));
+    let c = ctx("b1", "t1");
+    let create = mutation(
+        &c,
+        op_id(1),
+        Create,
+        "rooms",
+        "r1",
+        Some(json!({"n": 1})),
+        0,
+    );
+    assert_eq!(push1(&s, &c, create.clone()), applied(1, 1));
+
+    now.store(t0 + 20 * DAY, Ordering::SeqCst);
+    assert_eq!(s.prune_ledger().unwrap(), 0, "inside the window: kept");
+    assert!(matches!(
+        push1(&s, &c, create.clone()),
+        AckResult::Duplicate { version: 1, .. }
+    ));
+
+    now.store(t0 + 31 * DAY, Ordering::SeqCst);
+    // A recent op: applied, and its row outlives the prune.
+    let recent = tidesync::OpId::from_parts(t0 + 31 * DAY - 5, 9);
+    let patch = mutation(&c, recent, Patch, "rooms", "r1", Some(json!({"n": 2})), 1);
+    assert_eq!(push1(&s, &c, patch.clone()), applied(2, 2));
+    assert_eq!(s.prune_ledger().unwrap(), 1, "only the old op's row goes");
+    let again = push1(&s, &c, create);
+    assert_eq!(
+        rejected_code(&again),
+        Some(ErrorCode::OpExpired),
+        "{again:?}"
+    );
+    assert!(rejected_message(&again).starts_with("op_id: "));
+    assert!(matches!(
+        push1(&s, &c, patch),
+        AckResult::Duplicate { version: 2, .. }
+    ));
+    // Never applied twice: still version 2, no new change.
+    assert_eq!(
+        stored(&s, &c.partition(), "rooms", "r1")
+            .unwrap()
+            .state
+            .version,
+        2
+    );
+    assert_eq!(s.store().head(&c.partition()).unwrap(), Cursor(2));
+    // An old op never seen before is refused the same way (it cannot be
+    // told from one whose row was pruned).
+    let old = mutation(
+        &c,
+        op_id(3),
+        Create,
+        "rooms",
+        "r2",
+        Some(json!({"n": 1})),
+        0,
+    );
+    assert_eq!(
+        rejected_code(&push1(&s, &c, old)),
+        Some(ErrorCode::OpExpired)
+    );
+    assert!(stored(&s, &c.partition(), "rooms", "r2").is_none());
+    assert!(
+        ErrorCode::OpExpired.is_permanent(),
+        "the client dead-letters it"
+    );
+}
+
+/// Without a window (the library's default) nothing is pruned.
+#[test]
+fn without_a_replay_window_the_ledger_is_kept() {
+    let s = service();
+    let c = ctx("b1", "t1");
+    let create = mutation(
+        &c,
+        op_id(1),
+        Create,
+        "rooms",
+        "r1",
+        Some(json!({"n": 1})),
+        0,
+    );
+    assert_eq!(push1(&s, &c, create.clone()), applied(1, 1));
+    assert_eq!(s.prune_ledger().unwrap(), 0);
+    assert!(matches!(push1(&s, &c, create), AckResult::Duplicate { .. }));
+    assert_eq!(
+        s.store().prune_ledger(u64::MAX / 2).unwrap(),
+        1,
+        "the store's own prune works"
+    );
+}

@@ -467,6 +467,18 @@ impl ServerStore for PgStore {
             json_rows(&rows)
         })
     }
+
+    fn prune_ledger(&self, before_ms: u64) -> Result<u64, StorageError> {
+        let floor = super::ledger_floor(before_ms);
+        self.conn(|c| {
+            c.client
+                .execute(
+                    "DELETE FROM ledger WHERE applied_at_ms < $1 AND op_id < $2",
+                    &[&to_sql_int(before_ms), &floor.0],
+                )
+                .map_err(backend)
+        })
+    }
 }
 
 impl StorageBackend for PgStore {

@@ -363,6 +363,18 @@ impl ServerStore for SqliteStore {
             json_rows(&mut st, params![partition.tenant, partition.branch])
         })
     }
+
+    fn prune_ledger(&self, before_ms: u64) -> Result<u64, StorageError> {
+        let floor = super::ledger_floor(before_ms);
+        self.conn(|conn| {
+            conn.execute(
+                "DELETE FROM ledger WHERE applied_at_ms < ?1 AND op_id < ?2",
+                params![to_sql_int(before_ms), floor.0],
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+    }
 }
 
 impl StorageBackend for SqliteStore {
