@@ -15,7 +15,8 @@ type Plan = Arc<TypedSimplePlan>;
 /// batch 1, batch [`BIG_BATCH`] and any other batch size.
 ///
 /// Fixed shapes are planned apart because tract optimises them further
-/// (about 1.6x faster at batch 256 than the symbolic plan): a batch is run
+/// (shared/notes/TOOLCHAIN.md measured a symbolic batch 1.6x slower at 256
+/// on an autoencoder of this size): a batch is run
 /// in chunks of [`BIG_BATCH`], and the remainder by the batch-1 plan (one
 /// row) or the symbolic one.
 #[derive(Debug, Clone)]
