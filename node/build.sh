@@ -6,13 +6,17 @@
 # used by the benchmark and for shipping). TIDESYNC_NODE_ALSO: more cargo
 # packages to build in the same graph (scripts/test-node.sh adds the server,
 # so both share one feature set and one SQLCipher build).
+# TIDESYNC_NODE_FEATURES: the addon's cargo features, e.g. `inference` (the
+# tract-onnx model, `loadModel()`; scripts/test-node.sh sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
 source scripts/native-deps.sh
 profile="${TIDESYNC_NODE_PROFILE:-dev}"
 # shellcheck disable=SC2086
-cargo build -q -p tidesync-node ${TIDESYNC_NODE_ALSO:-} --profile "$profile"
+features=()
+[ -n "${TIDESYNC_NODE_FEATURES:-}" ] && features=(--features "tidesync-node/$TIDESYNC_NODE_FEATURES")
+cargo build -q -p tidesync-node ${TIDESYNC_NODE_ALSO:-} "${features[@]}" --profile "$profile"
 dir="$profile"; [ "$profile" = dev ] && dir=debug
 cp "$CARGO_TARGET_DIR/$dir/libtidesync_node.so" node/tidesync.node
 # The shared types: src/web/tidesync.d.ts without the browser class at its end.

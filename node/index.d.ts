@@ -11,6 +11,14 @@ import type {
 } from "./types";
 export * from "./types";
 
+/** Loads an allow-listed ONNX anomaly model with tract, natively (the
+ *  addon's `inference` feature): `model` the .onnx bytes, `features` the
+ *  text of its anomaly.features.json, `sha256` the SHA-256s allowed. The
+ *  Scorer it returns goes to `setScorer()`; its writes are scored without
+ *  JS. Throws MODEL_MISSING (no bytes, or no model runtime in this build),
+ *  MODEL_NOT_ALLOWED or MODEL_CORRUPT; nothing else changes. */
+export declare function loadModel(options: { model: Uint8Array; features: string; sha256: string[] }): Scorer;
+
 /** Key material of a native store: the browser's without `webCrypto`, or
  *  a host key kept by the OS keychain (Secret Service, Keychain, Credential
  *  Manager) under `service` (default "tidesync") and `account` (default the

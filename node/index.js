@@ -17,7 +17,10 @@ function loadAddon() {
   }
 }
 
-const { NativeClient, LiveView } = loadAddon();
+const { NativeClient, LiveView, NativeModel } = loadAddon();
+
+/** The native model behind a scorer of `loadModel()`. */
+const NATIVE = Symbol('tidesync.nativeModel');
 
 /** The error every rejected promise of this package carries. */
 class TideSyncError extends Error {
@@ -363,6 +366,11 @@ class TideSync {
 
   setScorer(scorer) {
     if (scorer === null || scorer === undefined) { this._native.setScorer(null, null); return; }
+    if (scorer && scorer[NATIVE]) {
+      // A tract model of loadModel(): scored natively, no JS on the write path.
+      try { this._native.setNativeScorer(scorer[NATIVE]); } catch (e) { throw translate(e); }
+      return;
+    }
     if (typeof scorer !== 'object' || typeof scorer.score !== 'function') throw badArgument('scorer must be {model, score(input)} or null');
     if (typeof scorer.model !== 'string' || !/^[0-9a-f]{1,64}$/.test(scorer.model)) {
       throw badArgument("scorer.model must be 1 to 64 characters of [0-9a-f] (a prefix of the model's SHA-256)");
@@ -396,4 +404,30 @@ class TideSync {
   }
 }
 
-module.exports = { TideSync, TideSyncError };
+/**
+ * Loads an allow-listed ONNX anomaly model with tract (the addon's
+ * `inference` feature): `model` the .onnx bytes, `features` the text of its
+ * anomaly.features.json, `sha256` the SHA-256s allowed. Returns a Scorer
+ * for `setScorer()`, scored natively. MODEL_MISSING (no bytes, or an addon
+ * built without the feature), MODEL_NOT_ALLOWED, MODEL_CORRUPT.
+ */
+function loadModel(options) {
+  if (options === null || typeof options !== 'object') throw badArgument('options must be {model, features, sha256}');
+  const { model, features, sha256 } = options;
+  if (!(model instanceof Uint8Array)) throw badArgument('options.model must be the model file\'s bytes (a Uint8Array)');
+  if (typeof features !== 'string') throw badArgument('options.features must be the text of the model\'s features file');
+  if (!Array.isArray(sha256) || !sha256.every((s) => typeof s === 'string')) throw badArgument('options.sha256 must be the allowed SHA-256s (strings)');
+  if (!NativeModel) throw new TideSyncError('MODEL_MISSING', 'this build of the addon has no model runtime (build it with the cargo feature `inference`)');
+  let native;
+  try { native = NativeModel.load(Buffer.from(model.buffer, model.byteOffset, model.byteLength), features, sha256); } catch (e) { throw translate(e); }
+  return Object.freeze({
+    model: native.model,
+    score(input) {
+      checkJson(input, 'input');
+      try { return JSON.parse(native.score(JSON.stringify(input))); } catch (e) { throw translate(e); }
+    },
+    [NATIVE]: native,
+  });
+}
+
+module.exports = { TideSync, TideSyncError, loadModel };

@@ -13,7 +13,10 @@ if ! command -v dbus-run-session >/dev/null || ! command -v gnome-keyring-daemon
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnome-keyring dbus-x11 >/dev/null
 fi
-TIDESYNC_NODE_ALSO="-p tidesync-server" bash node/build.sh
+TIDESYNC_NODE_ALSO="-p tidesync-server" TIDESYNC_NODE_FEATURES=inference bash node/build.sh
+# The workspace's clippy run (scripts/test.sh) lints the addon without its
+# `inference` feature; this one lints it with.
+cargo clippy -q -p tidesync-node --features inference -- -D warnings
 export TIDESYNC_SERVER_BIN="$CARGO_TARGET_DIR/debug/tidesync-server"
 keyhome=$(mktemp -d)
 trap 'rm -rf "$keyhome"' EXIT

@@ -20,6 +20,9 @@ cargo test --workspace -q -- --skip many_seeds_keep_every_invariant --skip simul
 step "checksum vectors recomputed in plain Node from PROTOCOL.md's rule (docs/checksum-vectors.json)"
 node --test docs/
 
+step "anomaly model (models/): retrained to the committed bytes; onnxruntime against vectors.json"
+bash models/check.sh
+
 step "deterministic simulation (TIDESYNC_SIM_SEEDS=${TIDESYNC_SIM_SEEDS:-10000} seeds)"
 cargo test -q --test simulation many_seeds_keep_every_invariant -- --nocapture
 

@@ -127,6 +127,12 @@ error_codes! {
     BadArgument = "BAD_ARGUMENT", Client;
     /// No tab holds the engine (the leading tab closed or does not answer).
     LeaderUnavailable = "LEADER_UNAVAILABLE", Client;
+    /// No anomaly model was given (empty bytes), or this build has no model runtime.
+    ModelMissing = "MODEL_MISSING", Client;
+    /// The anomaly model's SHA-256 is not in the allow list; it was not loaded.
+    ModelNotAllowed = "MODEL_NOT_ALLOWED", Client;
+    /// The anomaly model (or its features file) cannot be loaded; writes go on unscored.
+    ModelCorrupt = "MODEL_CORRUPT", Client;
     /// An unexpected internal error.
     Internal = "INTERNAL", Server;
 }

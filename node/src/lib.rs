@@ -114,6 +114,95 @@ impl tidesync::scoring::Scorer for JsScorer {
     }
 }
 
+/// An allow-listed tract-onnx anomaly model and its featurizer, loaded
+/// natively (`loadModel()` in `index.js`; the `inference` feature).
+#[cfg(feature = "inference")]
+#[napi]
+pub struct NativeModel {
+    scorer: Arc<tidesync_inference::AnomalyScorer>,
+}
+
+#[cfg(feature = "inference")]
+impl std::fmt::Debug for NativeModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use tidesync::scoring::Scorer;
+        f.debug_struct("NativeModel")
+            .field("model", &self.scorer.model())
+            .finish()
+    }
+}
+
+#[cfg(feature = "inference")]
+#[napi]
+impl NativeModel {
+    /// Loads `model` (ONNX bytes) if its SHA-256 is in `allowed_sha256`,
+    /// with the featurizer of `features` (anomaly.features.json): a
+    /// `MODEL_MISSING`, `MODEL_NOT_ALLOWED` or `MODEL_CORRUPT` error else.
+    #[napi(factory)]
+    pub fn load(
+        model: Buffer,
+        features: String,
+        allowed_sha256: Vec<String>,
+    ) -> napi::Result<NativeModel> {
+        use tidesync_inference::{AnomalyScorer, Featurizer, InferenceError, Model};
+        let fail = |e: InferenceError| {
+            let code = match e.code() {
+                "MODEL_MISSING" => ErrorCode::ModelMissing,
+                "MODEL_NOT_ALLOWED" => ErrorCode::ModelNotAllowed,
+                _ => ErrorCode::ModelCorrupt,
+            };
+            js_error(ClientError::new(code, format!("{}: {e}", e.code())))
+        };
+        let allowed: Vec<&str> = allowed_sha256.iter().map(String::as_str).collect();
+        let model = Model::load(&model, &allowed).map_err(fail)?;
+        let featurizer = Featurizer::from_json(&features).map_err(fail)?;
+        let scorer = AnomalyScorer::new(model, featurizer).map_err(fail)?;
+        Ok(NativeModel {
+            scorer: Arc::new(scorer),
+        })
+    }
+
+    /// The model's id on every score (a prefix of its SHA-256).
+    #[napi(getter)]
+    pub fn model(&self) -> String {
+        use tidesync::scoring::Scorer;
+        self.scorer.model().to_string()
+    }
+
+    /// Scores one write (the JSON of a `ScoreInput`): the JSON of
+    /// `{score, flagged}`, or `null` when this write is not scored.
+    #[napi]
+    pub fn score(&self, input: String) -> napi::Result<String> {
+        use tidesync::scoring::Scorer;
+        #[derive(Deserialize)]
+        struct Input {
+            collection: String,
+            entity_id: String,
+            kind: tidesync::MutationKind,
+            before: Option<tidesync::Fields>,
+            after: Option<tidesync::Fields>,
+            at_ms: u64,
+        }
+        let i: Input =
+            serde_json::from_str(&input).map_err(|e| bad_argument(format!("input: {e}")))?;
+        let input = tidesync::scoring::ScoreInput {
+            collection: &i.collection,
+            entity_id: &i.entity_id,
+            kind: i.kind,
+            before: i.before.as_ref(),
+            after: i.after.as_ref(),
+            at_ms: i.at_ms,
+        };
+        match self.scorer.score(&input) {
+            Ok(None) => Ok("null".into()),
+            Ok(Some(s)) => {
+                Ok(serde_json::json!({"score": s.score, "flagged": s.flagged}).to_string())
+            }
+            Err(e) => Err(js_error(ClientError::new(ErrorCode::ModelCorrupt, e.code))),
+        }
+    }
+}
+
 /// The app's `credentials` callback, asked by the transport for the
 /// current key. The key is never logged: it goes from the answer to the
 /// transport only.
@@ -538,6 +627,17 @@ impl NativeClient {
             _ => return Err(bad_argument("scorer must be {model, score(input)} or null")),
         };
         engine.set_scorer(scorer);
+        Ok(())
+    }
+
+    /// Sets a native model as the engine's scorer (no JS on the write path).
+    #[cfg(feature = "inference")]
+    #[napi]
+    pub fn set_native_scorer(&self, model: &NativeModel) -> napi::Result<()> {
+        let engine = self.inner.live()?;
+        engine.set_scorer(Some(
+            model.scorer.clone() as Arc<dyn tidesync::scoring::Scorer>
+        ));
         Ok(())
     }
 

@@ -8,7 +8,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-export const { TideSync, TideSyncError } = require('../index.js');
+export const { TideSync, TideSyncError, loadModel } = require('../index.js');
 export const HERE = path.dirname(new URL(import.meta.url).pathname);
 
 export function serverBinary() {

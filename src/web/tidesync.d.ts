@@ -37,7 +37,8 @@ export type ErrorCode =
   | "ALREADY_EXISTS" | "POLICY_VIOLATION" | "SCHEMA_UNSUPPORTED" | "OFFLINE_PRIMER_STALE"
   | "RETRIES_EXHAUSTED" | "STORE_CORRUPT" | "QUOTA_EXCEEDED" | "INVALID_STATE"
   | "STORE_GONE" | "STORE_WRONG_KEY" | "STORE_KEY_MISMATCH" | "TERMINAL_MISMATCH"
-  | "NOT_PAIRED" | "BAD_ARGUMENT" | "LEADER_UNAVAILABLE" | "INTERNAL";
+  | "NOT_PAIRED" | "BAD_ARGUMENT" | "LEADER_UNAVAILABLE" | "MODEL_MISSING" | "MODEL_NOT_ALLOWED"
+  | "MODEL_CORRUPT" | "INTERNAL";
 /** Codes of errors thrown by this package (the same list as ErrorCode). */
 export type TideSyncErrorCode = ErrorCode;
 /** What every rejected promise and thrown error of this package carries. */
