@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { TideSync, loadModel, referenceServer, options, serverView, tempDir } from './support.mjs';
+import { rateScorer, BROKEN } from '../../www/e2e/review-cases.mjs';
 
 test('a held write waits for a person across a restart; released it is sent once, discarded never', async () => {
   const dir = tempDir('review');
@@ -73,17 +74,7 @@ test('a JS scorer flags a write, which is held with its score and sent with it o
     const key = server.issue('desk-s');
     const db = await TideSync.open(options(path.join(dir, 'desk.db'), server, 'desk-s', key, { review: { rooms: 'hold_flagged' } }));
     const seen = [];
-    // A change of a room's rate of 1,000 or more is flagged.
-    db.setScorer({
-      model: '5eed',
-      score(input) {
-        seen.push(input);
-        if (input.collection !== 'rooms') return null;
-        const before = input.before?.rate, after = input.after?.rate;
-        if (before === after) return { score: 0, flagged: false };
-        return { score: (after ?? 0) / 1000, flagged: (after ?? 0) >= 1000 };
-      },
-    });
+    db.setScorer(rateScorer(seen));
     await db.create('rooms', { status: 'dirty', rate: 120 }, '201');
     await db.create('sales', { total: 5 }, 's1');
     await db.syncNow();
@@ -103,8 +94,7 @@ test('a JS scorer flags a write, which is held with its score and sent with it o
     assert.deepEqual(events.find((e) => e.event === 'scored'), { event: 'scored', anomaly: { score: 12, flagged: true, model: '5eed' } });
 
     // A scorer that throws, answers a promise or junk: the write goes on, unscored, audited with a code.
-    for (const [score, code] of [[() => { throw new Error('guest Smith'); }, 'SCORER_FAILED'],
-      [async () => ({ score: 1, flagged: true }), 'SCORER_ASYNC'], [() => ({ score: 'high' }), 'SCORE_INVALID']]) {
+    for (const [score, code] of BROKEN) {
       db.setScorer({ model: 'ab', score });
       const v = await db.patch('rooms', '201', { rate: 50000 });
       assert.equal(v.pending, 1, code);

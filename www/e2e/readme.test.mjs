@@ -25,6 +25,17 @@ function browserBlocks() {
   return [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
 }
 
+/** tsc --strict's errors on `lines`, written as `dir`/example.ts ('' if none). */
+function tscErrors(dir, lines) {
+  fs.writeFileSync(path.join(dir, 'example.ts'), lines.join('\n'));
+  try {
+    execFileSync(path.join(ROOT, 'node_modules/.bin/tsc'), ['--noEmit', '--strict', '--target', 'ES2022',
+      '--module', 'ES2022', '--moduleResolution', 'bundler', '--lib', 'ESNext,DOM', path.join(dir, 'example.ts')],
+    { encoding: 'utf8' });
+    return '';
+  } catch (e) { return e.stdout || String(e); }
+}
+
 let sync, web;
 before(async () => {
   if (!findServerBinary()) throw new Error('the reference server is not built (cargo build -p tidesync-server)');
@@ -86,14 +97,7 @@ test('the hold-for-review example type-checks against the package', () => {
       'declare function rateScore(before: unknown, after: unknown): number;',
       'export {};',
     ];
-    fs.writeFileSync(path.join(dir, 'example.ts'), [...header, ...block.split('\n')].join('\n'));
-    let out = '';
-    try {
-      execFileSync(path.join(ROOT, 'node_modules/.bin/tsc'), ['--noEmit', '--strict', '--target', 'ES2022',
-        '--module', 'ES2022', '--moduleResolution', 'bundler', '--lib', 'ESNext,DOM', path.join(dir, 'example.ts')],
-      { encoding: 'utf8' });
-    } catch (e) { out = e.stdout || String(e); }
-    assert.equal(out, '', 'tsc finds no error');
+    assert.equal(tscErrors(dir, [...header, ...block.split('\n')]), '', 'tsc finds no error');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -111,15 +115,9 @@ test('the typed example compiles, except on each line it marks as an error', () 
       'export {};',
     ];
     const lines = [...header, ...typed.split('\n')];
-    fs.writeFileSync(path.join(dir, 'example.ts'), lines.join('\n'));
     const marked = lines.flatMap((l, i) => (/\/\/ error:/.test(l) ? [i + 1] : []));
     assert.ok(marked.length >= 3, 'the example shows its compile errors');
-    let out = '';
-    try {
-      execFileSync(path.join(ROOT, 'node_modules/.bin/tsc'), ['--noEmit', '--strict', '--target', 'ES2022',
-        '--module', 'ES2022', '--moduleResolution', 'bundler', '--lib', 'ESNext,DOM', path.join(dir, 'example.ts')],
-      { encoding: 'utf8' });
-    } catch (e) { out = e.stdout; }
+    const out = tscErrors(dir, lines);
     const failed = [...new Set([...out.matchAll(/example\.ts\((\d+),\d+\): error/g)].map((m) => Number(m[1])))];
     assert.deepEqual(failed, marked, `tsc's errors are on the marked lines only:\n${out}`);
   } finally {

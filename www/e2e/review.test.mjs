@@ -105,18 +105,10 @@ test('a JS scorer flags a write in the page: held with its score, sent with it o
     const base = { key: { webCrypto: true }, serverUrl: '', apiKey: sync.apiKey,
       terminalId: sync.terminal, branchId: sync.branch, autoSync: false, live: false };
     const got = await page.evaluate(async (opts) => {
+      const { rateScorer, BROKEN } = await import('/www/e2e/review-cases.mjs');
       const db = await TideSync.open(opts);
       const seen = [];
-      db.setScorer({
-        model: '5eed',
-        score(input) {
-          seen.push(input);
-          if (input.collection !== 'rooms') return null;
-          const before = input.before?.rate, after = input.after?.rate;
-          if (before === after) return { score: 0, flagged: false };
-          return { score: (after ?? 0) / 1000, flagged: (after ?? 0) >= 1000 };
-        },
-      });
+      db.setScorer(rateScorer(seen));
       await db.create('rooms', { number: '301', status: 'dirty', rate: 120 }, '301');
       await db.syncNow();
       await db.patch('rooms', '301', { rate: 12000 });
@@ -127,8 +119,7 @@ test('a JS scorer flags a write in the page: held with its score, sent with it o
       await db.syncNow();
       const scored = (await db.audit({ limit: 1000 })).filter((a) => a.op_id === held.mutation.op_id).map((a) => a.event).find((e) => e.event === 'scored');
       const failures = [];
-      for (const [score, code] of [[() => { throw new Error('guest Smith'); }, 'SCORER_FAILED'],
-        [async () => ({ score: 1, flagged: true }), 'SCORER_ASYNC'], [() => ({ score: 'high' }), 'SCORE_INVALID']]) {
+      for (const [score, code] of BROKEN) {
         db.setScorer({ model: 'ab', score });
         const v = await db.patch('rooms', '301', { rate: 50000 });
         const out = await db.outbox();
