@@ -203,6 +203,22 @@ impl NativeModel {
     }
 }
 
+// Its own impl block: napi's macro registers every method of a block, so a
+// `cfg` on one method of the main block would leave a dangling symbol.
+#[cfg(feature = "inference")]
+#[napi]
+impl NativeClient {
+    /// Sets a native model as the engine's scorer (no JS on the write path).
+    #[napi]
+    pub fn set_native_scorer(&self, model: &NativeModel) -> napi::Result<()> {
+        let engine = self.inner.live()?;
+        engine.set_scorer(Some(
+            model.scorer.clone() as Arc<dyn tidesync::scoring::Scorer>
+        ));
+        Ok(())
+    }
+}
+
 /// The app's `credentials` callback, asked by the transport for the
 /// current key. The key is never logged: it goes from the answer to the
 /// transport only.
@@ -627,17 +643,6 @@ impl NativeClient {
             _ => return Err(bad_argument("scorer must be {model, score(input)} or null")),
         };
         engine.set_scorer(scorer);
-        Ok(())
-    }
-
-    /// Sets a native model as the engine's scorer (no JS on the write path).
-    #[cfg(feature = "inference")]
-    #[napi]
-    pub fn set_native_scorer(&self, model: &NativeModel) -> napi::Result<()> {
-        let engine = self.inner.live()?;
-        engine.set_scorer(Some(
-            model.scorer.clone() as Arc<dyn tidesync::scoring::Scorer>
-        ));
         Ok(())
     }
 
