@@ -4,6 +4,7 @@
 # wasm-opt -Oz from npm's binaryen (Debian's binaryen 108 breaks the module).
 # package.json from pkg-template/ with the core crate's version (npm pack in
 # pkg/ makes the installable tarball). Prints the .wasm size raw and gzipped.
+# Then the tract model's own .wasm (scripts/build-inference-wasm.sh).
 # No download at build time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ fi
 # tidesync_bg.wasm.d.ts (the raw exports) is not shipped: nothing imports it.
 VERSION=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import sys,json;print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="tidesync"))')
 cp pkg-template/README.md pkg-template/wasm-url.d.ts pkg-template/react.js pkg-template/react.d.ts \
-  pkg-template/vue.js pkg-template/vue.d.ts LICENSE pkg/
+  pkg-template/vue.js pkg-template/vue.d.ts pkg-template/inference.js pkg-template/inference.d.ts LICENSE pkg/
 python3 - "$VERSION" <<'PY'
 import json, sys
 p = json.load(open("pkg-template/package.json"))
@@ -52,3 +53,5 @@ PY
 RAW=$(stat -c %s pkg/tidesync_bg.wasm)
 GZ=$(gzip -9 -c pkg/tidesync_bg.wasm | wc -c)
 echo "pkg/tidesync_bg.wasm: $RAW bytes raw, $GZ bytes gzip -9"
+# The tract model's own .wasm (pkg/inference/), for `tidesync/inference`.
+bash scripts/build-inference-wasm.sh

@@ -10,7 +10,10 @@
 #      plaintext, tamper/swap/wrong key, schema upgrade, gone database, and
 #      what differs between the engines: src/web/tests_engines.rs)
 #   3. the npm package in pkg/ (wasm-bindgen --target web, wasm-opt from npm
-#      binaryen), its size, and a check that its public types have no `any`
+#      binaryen), its size, and a check that its public types have no `any`;
+#      with it the tract model's own .wasm (pkg/inference/, for
+#      `tidesync/inference`: scripts/build-inference-wasm.sh), whose
+#      Chromium test is www/e2e/inference.test.mjs
 #   4. the browser package's declared class (hand-written in
 #      src/web/tidesync.d.ts: its methods are generic) against the methods
 #      the Wasm module exports; the Node package's declarations
@@ -60,6 +63,8 @@ fi
 
 step "clippy (wasm32)"
 cargo clippy --target wasm32-unknown-unknown -p tidesync -q -- -D warnings
+# The tract model's own .wasm (inference/src/web.rs), without the core's `web`.
+cargo clippy --target wasm32-unknown-unknown -p tidesync-inference -q -- -D warnings
 
 # The runner is called directly, one browser per run, rather than through
 # `wasm-pack test --headless --chrome --firefox`: wasm-pack would be one more
@@ -97,6 +102,9 @@ step "public TypeScript types have no any"
 # declarations) must not fall back to `any`.
 if sed '/^export type InitInput/,$d' pkg/tidesync.d.ts | grep -nE '\bany\b' | grep -v '^\s*[0-9]*:\s*\*'; then
   echo "pkg/tidesync.d.ts exposes any" >&2; exit 1
+fi
+if grep -nE '\bany\b' pkg/inference.d.ts; then
+  echo "pkg/inference.d.ts exposes any" >&2; exit 1
 fi
 
 step "declared TideSync classes: the browser's against the Wasm exports, the Node one against it member for member; tsc of a Node consumer"

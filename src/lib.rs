@@ -78,7 +78,7 @@ pub mod status;
 pub mod store;
 pub mod throttle;
 pub mod transport;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "web"))]
 pub mod web;
 
 pub use error_code::{ErrorBody, ErrorCode};

@@ -36,6 +36,45 @@ pub struct ScoreInput<'a> {
     pub at_ms: u64,
 }
 
+/// A [`ScoreInput`] read back from its JSON ([`ScoreInput::to_json`]): what
+/// a binding hands a native model (the Node addon's and the browser's
+/// tract models) when the engine's own scorer is not in the same module.
+#[derive(Clone, Debug, Deserialize)]
+pub struct OwnedScoreInput {
+    /// The collection written.
+    pub collection: String,
+    /// The entity written.
+    pub entity_id: String,
+    /// What the write does.
+    pub kind: MutationKind,
+    /// The fields before the write, if the entity existed.
+    pub before: Option<Fields>,
+    /// The fields after it (none for a delete).
+    pub after: Option<Fields>,
+    /// When the write is made (ms since the Unix epoch).
+    pub at_ms: u64,
+}
+
+impl OwnedScoreInput {
+    /// Reads the JSON of a [`ScoreInput`]; the error is serde's message,
+    /// for the caller (it can quote the input: it is not for a log).
+    pub fn from_json(text: &str) -> Result<OwnedScoreInput, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The borrowed input a [`Scorer`] takes.
+    pub fn as_input(&self) -> ScoreInput<'_> {
+        ScoreInput {
+            collection: &self.collection,
+            entity_id: &self.entity_id,
+            kind: self.kind,
+            before: self.before.as_ref(),
+            after: self.after.as_ref(),
+            at_ms: self.at_ms,
+        }
+    }
+}
+
 /// A scorer's answer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Score {
@@ -187,5 +226,9 @@ mod tests {
             json!({"collection": "rooms", "entity_id": "101", "kind": "delete",
                    "before": {"rate": 120}, "after": null, "at_ms": 5})
         );
+        let back = OwnedScoreInput::from_json(&input.to_json().to_string()).unwrap();
+        assert_eq!(back.as_input().to_json(), input.to_json());
+        let err = OwnedScoreInput::from_json(r#"{"collection":"rooms","entity_id":"1","kind":"zap","before":null,"after":null,"at_ms":1}"#).unwrap_err();
+        assert!(err.contains("variant"), "{err}");
     }
 }

@@ -44,6 +44,8 @@ mod error;
 mod featurizer;
 mod model;
 mod scorer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::InferenceError;
 pub use featurizer::{Featurizer, FEATURES};

@@ -174,26 +174,9 @@ impl NativeModel {
     #[napi]
     pub fn score(&self, input: String) -> napi::Result<String> {
         use tidesync::scoring::Scorer;
-        #[derive(Deserialize)]
-        struct Input {
-            collection: String,
-            entity_id: String,
-            kind: tidesync::MutationKind,
-            before: Option<tidesync::Fields>,
-            after: Option<tidesync::Fields>,
-            at_ms: u64,
-        }
-        let i: Input =
-            serde_json::from_str(&input).map_err(|e| bad_argument(format!("input: {e}")))?;
-        let input = tidesync::scoring::ScoreInput {
-            collection: &i.collection,
-            entity_id: &i.entity_id,
-            kind: i.kind,
-            before: i.before.as_ref(),
-            after: i.after.as_ref(),
-            at_ms: i.at_ms,
-        };
-        match self.scorer.score(&input) {
+        let input = tidesync::scoring::OwnedScoreInput::from_json(&input)
+            .map_err(|e| bad_argument(format!("input: {e}")))?;
+        match self.scorer.score(&input.as_input()) {
             Ok(None) => Ok("null".into()),
             Ok(Some(s)) => {
                 Ok(serde_json::json!({"score": s.score, "flagged": s.flagged}).to_string())

@@ -103,6 +103,24 @@ test('the hold-for-review example type-checks against the package', () => {
   }
 });
 
+test('the tract example type-checks against tidesync/inference and allow-lists the shipped model', () => {
+  const block = browserBlocks().find((b) => b.includes("from 'tidesync/inference'"));
+  assert.ok(block, 'the README has a loadModel example');
+  const sha = fs.readFileSync(path.join(ROOT, 'models/anomaly.onnx.sha256'), 'utf8').trim().split(/\s+/)[0];
+  assert.ok(block.includes(`'${sha}'`), 'the example allows models/anomaly.onnx as it is');
+  const dir = fs.mkdtempSync(path.join(ROOT, 'www/.readme-'));
+  try {
+    const header = [
+      "import { TideSync } from '../../pkg/tidesync.js';",
+      'declare const db: TideSync;',
+    ];
+    const body = block.replace("from 'tidesync/inference'", "from '../../pkg/inference.js'").split('\n');
+    assert.equal(tscErrors(dir, [...body.filter((l) => /^import /.test(l)), ...header, ...body.filter((l) => !/^import /.test(l)), 'export {};']), '', 'tsc finds no error');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the typed example compiles, except on each line it marks as an error', () => {
   const typed = browserBlocks().find((b) => b.includes('TideSync.open<'));
   assert.ok(typed, 'the README has a typed example');
