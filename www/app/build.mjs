@@ -23,5 +23,9 @@ await build({
   logOverride: { 'duplicate-object-key': 'silent' },
 });
 fs.copyFileSync(path.join(pkg, 'tidesync_bg.wasm'), path.join(dist, 'tidesync_bg.wasm'));
+// The on-device anomaly model (issue 18), loaded by the app after it opens:
+// tract's own .wasm and the model with its features file.
+fs.copyFileSync(path.join(pkg, 'inference/tidesync_inference_bg.wasm'), path.join(dist, 'tidesync_inference_bg.wasm'));
+for (const f of ['anomaly.onnx', 'anomaly.features.json']) fs.copyFileSync(path.resolve(here, '../../models', f), path.join(dist, f));
 const size = (f) => fs.statSync(path.join(dist, f)).size;
 console.log(`www/app/dist: app.js ${size('app.js')} bytes, tidesync_bg.wasm ${size('tidesync_bg.wasm')} bytes`);

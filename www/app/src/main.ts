@@ -37,7 +37,9 @@ if (params.get('dir') === 'rtl') document.documentElement.dir = 'rtl';
 type Housekeeping = { rooms: Fields; telemetry: Fields };
 
 interface AppWindow {
-  hk?: { db: TideSync; latencies: { action: string; ms: number }[]; ready: boolean; identity: Identity; staff: string };
+  hk?: { db: TideSync; latencies: { action: string; ms: number }[]; ready: boolean; identity: Identity; staff: string;
+    /** The anomaly model's id once it scores this device's writes, or why it does not. */
+    model?: { id: string } | { error: string } };
 }
 const win = window as unknown as AppWindow;
 
@@ -483,6 +485,9 @@ async function start(): Promise<void> {
     ...(withLink?.terminal ? { terminalId: withLink.terminal } : {}),
     ...(withLink?.branch ? { branchId: withLink.branch } : {}),
     policies: { rooms: 'merge-three-way', telemetry: 'append-only' },
+    // A room write the on-device model flags waits in the Sync Center for a
+    // person (enableAnomalyModel).
+    review: { rooms: 'hold_flagged' },
     pullIntervalMs: Number(params.get('pull') ?? 5000),
   });
   try {
@@ -552,6 +557,36 @@ async function start(): Promise<void> {
   }
   track('frontend.housekeeping.kanban_viewed');
   win.hk = { db, latencies, ready: true, identity, staff: me };
+  void enableAnomalyModel();
+}
+
+/** The SHA-256 of the one model this app runs (models/anomaly.onnx): the
+ *  allow list. build.mjs copies the model, its features file and the tract
+ *  .wasm beside the bundle; the service worker caches them as it fetches
+ *  them, so the model scores offline too. */
+const MODEL_SHA256 = 'cf7664480d9646edd2247a96ebe8ad6db0ef71091445fac26356bec8d0b2669f';
+
+/** Loads the on-device anomaly model (tract, its own .wasm, imported only
+ *  here) and scores this device's writes with it. Without it (an old
+ *  browser, a model that fails its check) the app works unscored. */
+async function enableAnomalyModel(): Promise<void> {
+  const hk = win.hk!;
+  try {
+    const { loadModel } = await import('../../../pkg/inference.js');
+    const file = (name: string) => fetch(new URL(`../dist/${name}`, import.meta.url));
+    const [model, features] = await Promise.all([
+      file('anomaly.onnx').then(async (r) => new Uint8Array(await r.arrayBuffer())),
+      file('anomaly.features.json').then((r) => r.text()),
+    ]);
+    const scorer = await loadModel({ model, features, sha256: [MODEL_SHA256],
+      wasm: new URL('../dist/tidesync_inference_bg.wasm', import.meta.url) });
+    db.setScorer(scorer);
+    hk.model = { id: scorer.model };
+  } catch (e) {
+    const code = (e as TideSyncError).code ?? 'UNAVAILABLE';
+    hk.model = { error: code };
+    console.warn(`the anomaly model is off: ${code}`);
+  }
 }
 
 if ('serviceWorker' in navigator && params.get('sw') !== '0') {
