@@ -7,33 +7,23 @@
 // flags a room rate typo offline: held with its score, released and
 // applied by the reference server with it. node/test/review.test.mjs runs
 // the same model natively in the Node addon.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { startStaticServer } from '../server.mjs';
-import { ROOT, CHROMIUM, ARGS, openPage } from './chromium.mjs';
-import { startSyncServer, findServerBinary } from './sync-server.mjs';
+import { CHROMIUM, ARGS, openPage, useServers } from './chromium.mjs';
 
-let sync, web;
-before(async () => {
-  if (!findServerBinary()) throw new Error('the reference server is not built (cargo build -p tidesync-server)');
-  sync = await startSyncServer();
-  web = await startStaticServer({ root: ROOT, upstream: sync.url });
-});
-after(async () => {
-  await web?.close(); await sync?.close();
-});
+const servers = useServers();
 
 const close = (a, b) => Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b));
 
 test('tract in its own .wasm, loaded on demand: onnxruntime\'s outputs, clear errors, and a typo held with its score until released', async () => {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
   try {
-    const page = await openPage(await browser.newContext(), web.url);
+    const page = await openPage(await browser.newContext(), servers.web.url);
     const fetched = [];
     page.on('request', (r) => fetched.push(new URL(r.url()).pathname));
-    const base = { key: { webCrypto: true }, serverUrl: '', apiKey: sync.apiKey,
-      terminalId: sync.terminal, branchId: sync.branch, autoSync: false, live: false };
+    const base = { key: { webCrypto: true }, serverUrl: '', apiKey: servers.sync.apiKey,
+      terminalId: servers.sync.terminal, branchId: servers.sync.branch, autoSync: false, live: false };
 
     // The core opens, writes and syncs without the model's module.
     await page.evaluate(async (opts) => {

@@ -4,30 +4,20 @@
 // survives a reload, and a person releases it (sent once, in order) or
 // discards it (never sent, the view replayed without it). The Node addon's
 // node/test/review.test.mjs runs the same story on SQLCipher.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { startStaticServer } from '../server.mjs';
-import { ROOT, CHROMIUM, ARGS, openPage } from './chromium.mjs';
-import { startSyncServer, findServerBinary } from './sync-server.mjs';
+import { CHROMIUM, ARGS, openPage, useServers } from './chromium.mjs';
 
-let sync, web;
-before(async () => {
-  if (!findServerBinary()) throw new Error('the reference server is not built (cargo build -p tidesync-server)');
-  sync = await startSyncServer();
-  web = await startStaticServer({ root: ROOT, upstream: sync.url });
-});
-after(async () => {
-  await web?.close(); await sync?.close();
-});
+const servers = useServers();
 
 test('a held write waits for a person across a reload; released it is sent once, discarded never', async () => {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
   try {
     const ctx = await browser.newContext();
-    let page = await openPage(ctx, web.url);
-    const base = { key: { webCrypto: true }, serverUrl: '', apiKey: sync.apiKey,
-      terminalId: sync.terminal, branchId: sync.branch, autoSync: false, live: false };
+    let page = await openPage(ctx, servers.web.url);
+    const base = { key: { webCrypto: true }, serverUrl: '', apiKey: servers.sync.apiKey,
+      terminalId: servers.sync.terminal, branchId: servers.sync.branch, autoSync: false, live: false };
     const opts = { ...base, dbName: 'review', review: { rooms: 'hold_flagged' } };
     const first = await page.evaluate(async (opts) => {
       const db = await TideSync.open(opts);
@@ -101,9 +91,9 @@ test('a held write waits for a person across a reload; released it is sent once,
 test('a JS scorer flags a write in the page: held with its score, sent with it once released; a broken scorer never fails a write', async () => {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
   try {
-    const page = await openPage(await browser.newContext(), web.url);
-    const base = { key: { webCrypto: true }, serverUrl: '', apiKey: sync.apiKey,
-      terminalId: sync.terminal, branchId: sync.branch, autoSync: false, live: false };
+    const page = await openPage(await browser.newContext(), servers.web.url);
+    const base = { key: { webCrypto: true }, serverUrl: '', apiKey: servers.sync.apiKey,
+      terminalId: servers.sync.terminal, branchId: servers.sync.branch, autoSync: false, live: false };
     const got = await page.evaluate(async (opts) => {
       const { rateScorer, BROKEN } = await import('/www/e2e/review-cases.mjs');
       const db = await TideSync.open(opts);

@@ -2,8 +2,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use tidesync::protocol::{Fields, MutationKind};
-use tidesync::scoring::ScoreInput;
+use tidesync::scoring::{OwnedScoreInput, ScoreInput};
 use tidesync_inference::{AnomalyScorer, Featurizer, Model};
 
 pub const MODEL: &[u8] = include_bytes!("../../../models/anomaly.onnx");
@@ -37,25 +36,14 @@ pub fn close(got: f64, want: f64) -> bool {
 pub struct Record {
     pub name: String,
     pub label: String,
-    pub collection: String,
-    pub kind: MutationKind,
-    pub before: Option<Fields>,
-    pub after: Option<Fields>,
-    pub at_ms: u64,
+    pub write: OwnedScoreInput,
     pub features: Vec<f64>,
     pub score: f64,
 }
 
 impl Record {
     pub fn input(&self) -> ScoreInput<'_> {
-        ScoreInput {
-            collection: &self.collection,
-            entity_id: &self.name,
-            kind: self.kind,
-            before: self.before.as_ref(),
-            after: self.after.as_ref(),
-            at_ms: self.at_ms,
-        }
+        self.write.as_input()
     }
 }
 
@@ -65,19 +53,12 @@ pub fn records() -> Vec<Record> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            let i = &r["input"];
-            Record {
-                name: r["name"].as_str().unwrap().into(),
-                label: r["label"].as_str().unwrap().into(),
-                collection: i["collection"].as_str().unwrap().into(),
-                kind: serde_json::from_value(i["kind"].clone()).unwrap(),
-                before: i["before"].as_object().cloned(),
-                after: i["after"].as_object().cloned(),
-                at_ms: i["at_ms"].as_u64().unwrap(),
-                features: floats(&r["features"]),
-                score: r["score"].as_f64().unwrap(),
-            }
+        .map(|r| Record {
+            name: r["name"].as_str().unwrap().into(),
+            label: r["label"].as_str().unwrap().into(),
+            write: OwnedScoreInput::from_json(&r["input"].to_string()).unwrap(),
+            features: floats(&r["features"]),
+            score: r["score"].as_f64().unwrap(),
         })
         .collect()
 }
