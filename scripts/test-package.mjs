@@ -57,14 +57,16 @@ try {
   assert.equal(packed.filename, `tidesync-${version}.tgz`);
   const files = packed.files.map((f) => f.path).sort();
   const allowed = [/^package\.json$/, /^README\.md$/, /^LICENSE$/, /^tidesync\.js$/, /^tidesync\.d\.ts$/, /^tidesync_bg\.wasm$/,
-    /^wasm-url\.d\.ts$/, /^(react|vue)\.(js|d\.ts)$/, /^snippets\/tidesync-[0-9a-f]+\/inline\d+\.js$/];
+    /^wasm-url\.d\.ts$/, /^(react|vue|inference)\.(js|d\.ts)$/, /^snippets\/tidesync-[0-9a-f]+\/inline\d+\.js$/,
+    /^inference\/tidesync_inference(\.js|\.d\.ts|_bg\.wasm)$/];
   const unexpected = files.filter((f) => !allowed.some((re) => re.test(f)));
   assert.deepEqual(unexpected, [], 'the tarball holds only the package (no tests, source maps, Rust, www/)');
-  for (const need of ['package.json', 'LICENSE', 'tidesync.js', 'tidesync.d.ts', 'tidesync_bg.wasm', 'react.js', 'react.d.ts', 'vue.js', 'vue.d.ts']) assert.ok(files.includes(need), `the tarball has ${need}`);
+  for (const need of ['package.json', 'LICENSE', 'tidesync.js', 'tidesync.d.ts', 'tidesync_bg.wasm', 'react.js', 'react.d.ts', 'vue.js', 'vue.d.ts',
+    'inference.js', 'inference.d.ts', 'inference/tidesync_inference.js', 'inference/tidesync_inference_bg.wasm']) assert.ok(files.includes(need), `the tarball has ${need}`);
   const manifest = JSON.parse(fs.readFileSync(path.join(PKG, 'package.json'), 'utf8'));
   assert.equal(manifest.type, 'module');
   assert.ok(manifest.license && Array.isArray(manifest.sideEffects), 'license and sideEffects are set');
-  for (const [sub, want] of [['.', 'tidesync.js'], ['./tidesync_bg.wasm', 'tidesync_bg.wasm'], ['./react', 'react.js'], ['./vue', 'vue.js']]) {
+  for (const [sub, want] of [['.', 'tidesync.js'], ['./tidesync_bg.wasm', 'tidesync_bg.wasm'], ['./react', 'react.js'], ['./vue', 'vue.js'], ['./inference', 'inference.js']]) {
     const e = manifest.exports[sub];
     assert.equal(e?.default, `./${want}`, `exports["${sub}"]`);
     assert.ok(files.includes(e.types.replace(/^\.\//, '')), `exports["${sub}"].types is in the tarball`);
@@ -125,16 +127,22 @@ try {
     '--log-override:duplicate-object-key=silent', ...extra], app);
   esbuild('main.ts', 'file', ['--loader:.wasm=file', '--asset-names=[name]-[hash]']);
   esbuild('default.ts', 'default', []);
+  esbuild('inference.ts', 'inference', []);
   const wasmFile = ['--loader:.wasm=file', '--asset-names=[name]-[hash]'];
   // React's development build (StrictMode mounts effects twice only there).
   esbuild('react.tsx', 'react', [...wasmFile, '--define:process.env.NODE_ENV="development"']);
   esbuild('vue.ts', 'vue', [...wasmFile, '--define:process.env.NODE_ENV="development"', '--define:__VUE_OPTIONS_API__=false',
     '--define:__VUE_PROD_DEVTOOLS__=false', '--define:__VUE_PROD_HYDRATION_MISMATCH_DETAILS__=false']);
   fs.copyFileSync(path.join(installed, 'tidesync_bg.wasm'), path.join(dist, 'default/tidesync_bg.wasm'));
+  fs.copyFileSync(path.join(installed, 'tidesync_bg.wasm'), path.join(dist, 'inference/tidesync_bg.wasm'));
+  fs.copyFileSync(path.join(installed, 'inference/tidesync_inference_bg.wasm'), path.join(dist, 'inference/tidesync_inference_bg.wasm'));
+  for (const f of ['anomaly.onnx', 'anomaly.features.json']) fs.copyFileSync(path.join(ROOT, 'models', f), path.join(dist, 'inference', f));
+  const sha = fs.readFileSync(path.join(ROOT, 'models/anomaly.onnx.sha256'), 'utf8').trim().split(/\s+/)[0];
+  fs.writeFileSync(path.join(dist, 'inference/sha256.txt'), sha);
   const emitted = fs.readdirSync(path.join(dist, 'file')).filter((f) => f.endsWith('.wasm'));
   assert.equal(emitted.length, 1, 'the file loader emitted the .wasm');
   assert.ok(fs.readFileSync(path.join(dist, 'file/main.js'), 'utf8').includes(emitted[0]), 'the bundle refers to the emitted .wasm');
-  for (const [dir, entry] of [['file', 'main.js'], ['default', 'default.js'], ['react', 'react.js'], ['vue', 'vue.js']]) {
+  for (const [dir, entry] of [['file', 'main.js'], ['default', 'default.js'], ['react', 'react.js'], ['vue', 'vue.js'], ['inference', 'inference.js']]) {
     fs.writeFileSync(path.join(dist, dir, 'index.html'), `<!doctype html><meta charset="utf-8"><script type="module" src="./${entry}"></script>\n`);
   }
   log(`esbuild: file/main.js ${fs.statSync(path.join(dist, 'file/main.js')).size} bytes + ${emitted[0]}`);
@@ -161,6 +169,11 @@ try {
   const d = await open('default');
   assert.deepEqual(d?.fields, { status: 'clean' }, 'init() finds the .wasm beside the bundle');
   log('headless Chromium: opened a plaintext store offline, wrote and read an entity (both .wasm loadings)');
+  const inf = await open('inference');
+  assert.deepEqual(inf.before, [], 'nothing of the model is fetched before loadModel()');
+  assert.deepEqual([inf.model, inf.width], [sha.slice(0, 16), 9]);
+  assert.deepEqual(inf.held, [['r-401', 'flagged', true]], 'the rate typo is flagged by tract and held');
+  log('headless Chromium: tidesync/inference loaded the shipped model with tract and held a flagged write');
 
   // 6. The framework bindings: the same steps in React and in Vue (the
   // status pill's phase is whatever an offline store without autoSync says).

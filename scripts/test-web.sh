@@ -25,7 +25,8 @@
 #   6. the installable package: npm pack of pkg/, installed from the tarball
 #      in a scratch project, type-checked, bundled with esbuild and run in
 #      headless Chromium, with a React and a Vue app on its framework
-#      bindings (scripts/test-package.mjs)
+#      bindings, and the tract model through tidesync/inference
+#      (scripts/test-package.mjs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
