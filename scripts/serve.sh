@@ -25,7 +25,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidesync-target}"
 if [ ! -d node_modules/esbuild ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
-[ -f pkg/tidesync_bg.wasm ] && [ -z "${REBUILD_PKG:-}" ] || bash scripts/build-pkg.sh
+# (A pkg/ of an older checkout may lack the tract .wasm the app loads.)
+[ -f pkg/tidesync_bg.wasm ] && [ -f pkg/inference/tidesync_inference_bg.wasm ] && [ -z "${REBUILD_PKG:-}" ] || bash scripts/build-pkg.sh
 node www/app/build.mjs
 cargo build --profile server -p tidesync-server --bin tidesync-server
 BIN="$CARGO_TARGET_DIR/server/tidesync-server"

@@ -8,7 +8,7 @@ import path from 'node:path';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const pkg = path.resolve(here, '../../pkg');
-if (!fs.existsSync(path.join(pkg, 'tidesync_bg.wasm'))) {
+if (!fs.existsSync(path.join(pkg, 'tidesync_bg.wasm')) || !fs.existsSync(path.join(pkg, 'inference/tidesync_inference_bg.wasm'))) {
   console.error('pkg/ is missing: run bash scripts/build-pkg.sh first');
   process.exit(1);
 }
