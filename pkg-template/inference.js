@@ -37,7 +37,6 @@ export async function loadModel(options) {
   if (!(model instanceof Uint8Array)) throw fail('BAD_ARGUMENT', "options.model must be the model file's bytes (a Uint8Array)");
   if (typeof features !== 'string') throw fail('BAD_ARGUMENT', "options.features must be the text of the model's features file");
   if (!Array.isArray(sha256) || !sha256.every((s) => typeof s === 'string')) throw fail('BAD_ARGUMENT', 'options.sha256 must be the allowed SHA-256s (strings)');
-  if (model.byteLength === 0) throw fail('MODEL_MISSING', 'MODEL_MISSING: no model bytes were given');
   const m = await load(wasm);
   const native = m.InferenceModel.load(model, features, sha256);
   return Object.freeze({

@@ -53,6 +53,19 @@ pub enum InferenceError {
 }
 
 impl InferenceError {
+    /// The code a host's `loadModel()` reports this error with (the
+    /// package's error codes, the same in the browser and in Node): a model
+    /// that is missing or not allowed says so, anything else that stops a
+    /// model from loading is `MODEL_CORRUPT`. [`code`](Self::code) names
+    /// the exact cause.
+    pub fn host_code(&self) -> tidesync::ErrorCode {
+        match self {
+            InferenceError::ModelMissing => tidesync::ErrorCode::ModelMissing,
+            InferenceError::ModelNotAllowed { .. } => tidesync::ErrorCode::ModelNotAllowed,
+            _ => tidesync::ErrorCode::ModelCorrupt,
+        }
+    }
+
     /// The stable code of this error.
     pub fn code(&self) -> &'static str {
         match self {

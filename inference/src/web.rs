@@ -20,12 +20,7 @@ fn error(code: &str, message: &str) -> JsValue {
 }
 
 fn model_error(e: InferenceError) -> JsValue {
-    let code = match e.code() {
-        "MODEL_MISSING" => "MODEL_MISSING",
-        "MODEL_NOT_ALLOWED" => "MODEL_NOT_ALLOWED",
-        _ => "MODEL_CORRUPT",
-    };
-    error(code, &format!("{}: {e}", e.code()))
+    error(e.host_code().as_str(), &format!("{}: {e}", e.code()))
 }
 
 /// An allow-listed ONNX anomaly model with its featurizer, run by tract.
